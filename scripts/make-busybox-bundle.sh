@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Makes an OCI bundle with a static busybox rootfs, like the seed lesson's "Prepare the Bundle" step:
+#   scripts/make-busybox-bundle.sh DIR [ARG...]     (default process: sleep 999999)
+# config.json comes from `runc spec`, edited with node (never with sed), with terminal set to false.
+set -euo pipefail
+dir=${1:?usage: make-busybox-bundle.sh DIR [ARG...]}
+shift
+[ $# -gt 0 ] || set -- sleep 999999
+# busybox-static installs a statically linked /bin/busybox, which runs inside any rootfs.
+busybox=${BUSYBOX:-/bin/busybox}
+[ -x "$busybox" ] || { echo "busybox not found: apt-get install -y busybox-static" >&2; exit 1; }
+mkdir -p "$dir/rootfs/bin" "$dir/rootfs/proc" "$dir/rootfs/dev" "$dir/rootfs/sys" "$dir/rootfs/tmp"
+cp "$busybox" "$dir/rootfs/bin/busybox"
+for applet in $("$dir/rootfs/bin/busybox" --list); do
+  [ "$applet" = busybox ] || ln -sf busybox "$dir/rootfs/bin/$applet"
+done
+runtime=${RUNTIME:-runc}
+rm -f "$dir/config.json"
+(cd "$dir" && "$runtime" spec)
+node - "$dir/config.json" "$@" <<'JS'
+const fs = require('node:fs');
+const [file, ...args] = process.argv.slice(2);
+const spec = JSON.parse(fs.readFileSync(file, 'utf8'));
+spec.process.args = args;
+spec.process.terminal = false;
+fs.writeFileSync(file, JSON.stringify(spec, null, 2) + '\n');
+JS
+echo "$dir"

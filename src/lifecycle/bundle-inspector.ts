@@ -1,0 +1,122 @@
+import { createHash } from 'node:crypto';
+import { lstat, readFile, realpath, stat } from 'node:fs/promises';
+import { isAbsolute, join, resolve, sep } from 'node:path';
+import { InvalidInputError } from '../errors.js';
+import type { OciSpec } from '../runtime/oci.js';
+
+export interface InspectedBundle {
+  path: string;
+  rootfs: string;
+  spec: OciSpec;
+  configDigest: string;
+}
+
+/**
+ * Checks a caller-supplied bundle before anything is spawned: it must lie inside a configured bundle root
+ * (after resolving symlinks, and not reached through one), hold a readable config.json and a rootfs, and not ask
+ * for what runcd cannot provide. Errors name the bundle and the problem.
+ */
+export class BundleInspector {
+  private resolvedRoots: string[] | undefined;
+
+  constructor(private readonly bundleRoots: readonly string[]) {}
+
+  async inspect(bundlePath: string): Promise<InspectedBundle> {
+    if (!isAbsolute(bundlePath)) {
+      throw invalid('bundle_path_relative', `bundle "${bundlePath}" must be an absolute path`);
+    }
+    const requested = resolve(bundlePath);
+    let real: string;
+    try {
+      real = await realpath(requested);
+    } catch {
+      throw invalid('bundle_not_found', `bundle "${bundlePath}" does not exist`);
+    }
+    const roots = await this.roots();
+    if (!roots.some((root) => real === root || real.startsWith(root + sep))) {
+      throw invalid(
+        'bundle_outside_roots',
+        `bundle "${bundlePath}" is outside the bundle roots (${roots.join(', ')}); move it under one of them or start runcd with --bundle-root`,
+      );
+    }
+    if (real !== requested) {
+      throw invalid(
+        'bundle_through_symlink',
+        `bundle "${bundlePath}" is reached through a symlink (${real})`,
+      );
+    }
+    if (roots.includes(real)) {
+      throw invalid(
+        'bundle_is_root',
+        `bundle "${bundlePath}" is a bundle root itself, not a bundle inside it`,
+      );
+    }
+    if (!(await stat(real)).isDirectory()) {
+      throw invalid('bundle_not_directory', `bundle "${bundlePath}" is not a directory`);
+    }
+
+    const configPath = join(real, 'config.json');
+    const configInfo = await lstat(configPath).catch(() => undefined);
+    if (!configInfo) throw invalid('bundle_missing_config', `bundle "${bundlePath}" has no config.json`);
+    if (!configInfo.isFile()) {
+      throw invalid('bundle_invalid_config', `config.json in bundle "${bundlePath}" is not a regular file`);
+    }
+    if (configInfo.size > 1024 * 1024) {
+      throw invalid('bundle_invalid_config', `config.json in bundle "${bundlePath}" is larger than 1 MiB`);
+    }
+    const bytes = await readFile(configPath);
+    let spec: OciSpec;
+    try {
+      spec = JSON.parse(bytes.toString('utf8')) as OciSpec;
+    } catch (error) {
+      throw invalid(
+        'bundle_invalid_config',
+        `config.json in bundle "${bundlePath}" is not valid JSON: ${(error as Error).message}`,
+      );
+    }
+    if (typeof spec !== 'object' || spec === null || Array.isArray(spec)) {
+      throw invalid('bundle_invalid_config', `config.json in bundle "${bundlePath}" is not a JSON object`);
+    }
+    const process = spec.process;
+    if (!process || !Array.isArray(process.args) || process.args.length === 0) {
+      throw invalid('bundle_invalid_config', `config.json in bundle "${bundlePath}" has no process.args`);
+    }
+    if (process.terminal === true) {
+      throw invalid(
+        'terminal_not_supported',
+        `config.json in bundle "${bundlePath}" sets process.terminal to true; runc would need a console socket, and runcd captures the container's output as logs instead: set "terminal": false`,
+      );
+    }
+    const rootPath = spec.root?.path;
+    if (typeof rootPath !== 'string' || rootPath === '') {
+      throw invalid('bundle_invalid_config', `config.json in bundle "${bundlePath}" has no root.path`);
+    }
+    const rootfs = resolve(real, rootPath);
+    const rootfsInfo = await stat(rootfs).catch(() => undefined);
+    if (!rootfsInfo?.isDirectory()) {
+      throw invalid(
+        'bundle_missing_rootfs',
+        `rootfs "${rootfs}" of bundle "${bundlePath}" is not a directory`,
+      );
+    }
+    return {
+      path: real,
+      rootfs,
+      spec,
+      configDigest: 'sha256:' + createHash('sha256').update(bytes).digest('hex'),
+    };
+  }
+
+  private async roots(): Promise<string[]> {
+    if (!this.resolvedRoots) {
+      this.resolvedRoots = await Promise.all(
+        this.bundleRoots.map((root) => realpath(root).catch(() => resolve(root))),
+      );
+    }
+    return this.resolvedRoots;
+  }
+}
+
+function invalid(code: string, message: string): InvalidInputError {
+  return new InvalidInputError(code, message);
+}

@@ -1,0 +1,271 @@
+import { readFileSync } from 'node:fs';
+import { mkdir, readFile, rm, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Readable } from 'node:stream';
+import { ProcessRunner } from './process-runner.js';
+import { RuntimeError, classifyRuntimeMessage, extractRuntimeMessage, type Runc } from './runc.js';
+
+/**
+ * conmon is each container's parent: it runs `runc create`, stays as the init's parent (so the exit status is
+ * not lost to reparenting), writes the exit code to `<exitDir>/<id>` and `<persistDir>/exit`, marks OOM kills
+ * with `<persistDir>/oom`, and owns the container's stdout/stderr (k8s-file log). conmon double-forks and calls
+ * setsid, so killing runcd (or its process group) never touches the monitor or the container.
+ */
+
+export interface ContainerFiles {
+  dir: string;
+  log: string;
+  pidFile: string;
+  conmonPidFile: string;
+  runtimeLog: string;
+  exitFile: string;
+  persistExitFile: string;
+  oomFile: string;
+}
+
+export interface ExitRecord {
+  exitCode: number;
+  oomKilled: boolean;
+  finishedAt: string;
+}
+
+export interface ConmonOptions {
+  binary: string;
+  runtimeBinary: string;
+  stateDir: string;
+  runc: Runc;
+  runner: ProcessRunner;
+  syncTimeoutMs?: number;
+}
+
+export class Conmon {
+  readonly binary: string;
+  readonly exitDir: string;
+  private readonly containersDir: string;
+  private readonly socketDir: string;
+  private readonly options: ConmonOptions;
+
+  constructor(options: ConmonOptions) {
+    this.options = options;
+    this.binary = options.binary;
+    this.exitDir = join(options.stateDir, 'exits');
+    this.containersDir = join(options.stateDir, 'containers');
+    this.socketDir = join(options.stateDir, 'sock');
+  }
+
+  async prepare(): Promise<void> {
+    for (const dir of [this.exitDir, this.containersDir, this.socketDir]) {
+      await mkdir(dir, { recursive: true, mode: 0o700 });
+    }
+  }
+
+  filesFor(id: string): ContainerFiles {
+    const dir = join(this.containersDir, id);
+    return {
+      dir,
+      log: join(dir, 'ctr.log'),
+      pidFile: join(dir, 'pidfile'),
+      conmonPidFile: join(dir, 'conmon.pid'),
+      runtimeLog: join(dir, 'runtime.log'),
+      exitFile: join(this.exitDir, id),
+      persistExitFile: join(dir, 'exit'),
+      oomFile: join(dir, 'oom'),
+    };
+  }
+
+  async version(): Promise<string> {
+    const result = await this.options.runner.run(this.binary, ['--version'], { timeoutMs: 10_000 });
+    return result.stdout.split('\n')[0]?.trim() ?? '';
+  }
+
+  /**
+   * Spawns conmon, which runs `runc create`. Resolves with the container's init pid once conmon reports it on
+   * the sync pipe (`{"data": PID}`); a negative value comes with runc's message and becomes a RuntimeError.
+   */
+  async create(id: string, bundle: string): Promise<{ pid: number; conmonPid: number }> {
+    const files = this.filesFor(id);
+    await this.removeFiles(id);
+    await mkdir(files.dir, { recursive: true, mode: 0o700 });
+    const argv = [
+      '--api-version',
+      '1',
+      '-c',
+      id,
+      '-u',
+      id,
+      '-n',
+      id,
+      '-r',
+      this.options.runtimeBinary,
+      '-b',
+      bundle,
+      '-p',
+      files.pidFile,
+      '--exit-dir',
+      this.exitDir,
+      '--persist-dir',
+      files.dir,
+      '-l',
+      `k8s-file:${files.log}`,
+      '--conmon-pidfile',
+      files.conmonPidFile,
+      '--socket-dir-path',
+      this.socketDir,
+      '--log-level',
+      'error',
+      ...this.options.runc.globalArgs().flatMap((arg) => ['--runtime-arg', arg]),
+      '--runtime-arg',
+      `--log=${files.runtimeLog}`,
+    ];
+    const started = performance.now();
+    const child = this.options.runner.spawn(this.binary, argv, {
+      env: { _OCI_SYNCPIPE: '3' },
+      stdio: ['ignore', 'ignore', 'pipe', 'pipe'],
+    });
+    const stderrChunks: Buffer[] = [];
+    child.stderr?.on('data', (chunk: Buffer) => stderrChunks.push(chunk));
+    const syncPipe = child.stdio[3] as Readable;
+    let message: SyncMessage | undefined;
+    try {
+      message = await readSyncMessage(syncPipe, this.options.syncTimeoutMs ?? 60_000);
+    } finally {
+      syncPipe.destroy();
+      child.stderr?.destroy();
+    }
+    const conmonPid = Number((await readFile(files.conmonPidFile, 'utf8').catch(() => '0')).trim()) || 0;
+    const exitCode = message && message.data > 0 ? 0 : 1;
+    this.options.runner.recordInvocation({
+      binary: this.binary,
+      argv,
+      exitCode,
+      durationMs: performance.now() - started,
+      timedOut: message === undefined,
+    });
+    if (message === undefined) {
+      const stderr = Buffer.concat(stderrChunks).toString('utf8').trim();
+      throw new RuntimeError(
+        'timeout',
+        `conmon did not report the container's pid${stderr ? `: ${stderr}` : ''}`,
+        'create',
+        -1,
+      );
+    }
+    if (message.data <= 0) {
+      const runtimeLog = await readFile(files.runtimeLog, 'utf8').catch(() => '');
+      const text =
+        cleanRuntimeMessage(message.message ?? '') ||
+        extractRuntimeMessage(runtimeLog) ||
+        Buffer.concat(stderrChunks).toString('utf8').trim() ||
+        'runtime create failed';
+      throw new RuntimeError(classifyRuntimeMessage(text), text, 'create', message.data);
+    }
+    return { pid: message.data, conmonPid };
+  }
+
+  async readExit(id: string): Promise<ExitRecord | undefined> {
+    const files = this.filesFor(id);
+    for (const path of [files.exitFile, files.persistExitFile]) {
+      const record = await readExitFile(path, files.oomFile);
+      if (record) return record;
+    }
+    return undefined;
+  }
+
+  async conmonPid(id: string): Promise<number | undefined> {
+    const text = await readFile(this.filesFor(id).conmonPidFile, 'utf8').catch(() => '');
+    const pid = Number(text.trim());
+    return pid > 0 ? pid : undefined;
+  }
+
+  /**
+   * After the container is gone conmon writes the exit file and exits. Waiting for that before removing files
+   * keeps a late exit file from being mistaken for the exit of a new container that reuses the id.
+   */
+  async waitForMonitorExit(id: string, timeoutMs = 5_000): Promise<boolean> {
+    const pid = await this.conmonPid(id);
+    if (pid === undefined) return true;
+    const deadline = Date.now() + timeoutMs;
+    while (Date.now() < deadline) {
+      if (!isMonitorAlive(pid, id)) return true;
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+    return false;
+  }
+
+  async removeFiles(id: string): Promise<void> {
+    const files = this.filesFor(id);
+    await rm(files.exitFile, { force: true });
+    await rm(files.dir, { recursive: true, force: true });
+    await rm(join(this.socketDir, id), { recursive: true, force: true });
+  }
+}
+
+interface SyncMessage {
+  data: number;
+  message?: string;
+}
+
+function cleanRuntimeMessage(message: string): string {
+  return message.trim().replace(/^(runc|crun) create failed: /, '');
+}
+
+async function readExitFile(path: string, oomFile: string): Promise<ExitRecord | undefined> {
+  // conmon may still be writing the file when the watcher fires; an empty read is retried briefly.
+  for (let attempt = 0; attempt < 20; attempt++) {
+    let text: string;
+    let info;
+    try {
+      [text, info] = await Promise.all([readFile(path, 'utf8'), stat(path)]);
+    } catch {
+      return undefined;
+    }
+    const trimmed = text.trim();
+    if (/^-?\d+$/.test(trimmed)) {
+      const oomKilled = await stat(oomFile).then(
+        () => true,
+        () => false,
+      );
+      return { exitCode: Number(trimmed), oomKilled, finishedAt: info.mtime.toISOString() };
+    }
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+  return undefined;
+}
+
+function readSyncMessage(pipe: Readable, timeoutMs: number): Promise<SyncMessage | undefined> {
+  return new Promise((resolve) => {
+    let buffer = '';
+    const finish = (value: SyncMessage | undefined) => {
+      clearTimeout(timer);
+      pipe.removeAllListeners('data');
+      resolve(value);
+    };
+    const timer = setTimeout(() => finish(undefined), timeoutMs);
+    pipe.setEncoding('utf8');
+    pipe.on('data', (chunk: string) => {
+      buffer += chunk;
+      const end = buffer.indexOf('}');
+      if (end === -1) return;
+      try {
+        finish(JSON.parse(buffer.slice(0, end + 1)) as SyncMessage);
+      } catch {
+        finish({ data: -1, message: `unreadable message from conmon: ${buffer}` });
+      }
+    });
+    pipe.on('end', () => finish(buffer ? { data: -1, message: buffer } : undefined));
+    pipe.on('error', () => finish(undefined));
+  });
+}
+
+function isMonitorAlive(pid: number, id: string): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // A zombie (state Z) has exited; where PID 1 does not reap, conmon lingers as one.
+    const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
+    if (state === 'Z' || state === 'X') return false;
+    const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+    return cmdline.includes(id);
+  } catch {
+    return false;
+  }
+}

@@ -1,0 +1,304 @@
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { ProcessRunner } from './process-runner.js';
+import type { OciProcess } from './oci.js';
+
+/**
+ * One method per runtime command, each: build argv, run, decode, return a typed value or throw a RuntimeError
+ * carrying the runtime's own words. Nothing outside this file assembles a runtime argv.
+ *
+ * Only flags shared by runc and crun are used (`--root`, `--log-format json`, `state`, `list --format json`,
+ * `exec --process --pid-file`, `kill`, `delete --force`), so `--runtime crun` works with the same adapter.
+ */
+
+export type RuntimeErrorKind =
+  | 'not_found'
+  | 'not_running'
+  | 'already_running'
+  | 'stopped'
+  | 'paused'
+  | 'not_stopped'
+  | 'executable_not_found'
+  | 'timeout'
+  | 'failed';
+
+export class RuntimeError extends Error {
+  constructor(
+    readonly kind: RuntimeErrorKind,
+    readonly runtimeMessage: string,
+    readonly command: string,
+    readonly exitCode: number,
+  ) {
+    super(runtimeMessage);
+    this.name = 'RuntimeError';
+  }
+}
+
+/** Ordered: the first pattern that matches runc's (or crun's) message decides the kind. */
+const ERROR_PATTERNS: ReadonlyArray<[RegExp, RuntimeErrorKind]> = [
+  [/does not exist|no such container|container .* not found/i, 'not_found'],
+  [/already running/i, 'already_running'],
+  [/that is not stopped|not stopped/i, 'not_stopped'],
+  [/paused/i, 'paused'],
+  [/has stopped|in a stopped container|container is stopped|stopped container/i, 'stopped'],
+  [/not running|is not running/i, 'not_running'],
+  [/executable file not found|no such file or directory.*exec|exec: ".*": stat/i, 'executable_not_found'],
+];
+
+export function classifyRuntimeMessage(message: string): RuntimeErrorKind {
+  for (const [pattern, kind] of ERROR_PATTERNS) if (pattern.test(message)) return kind;
+  return 'failed';
+}
+
+/**
+ * With `--log-format json` runc reports errors as JSON lines (`{"level":"error","msg":...}`); crun prints plain
+ * text. Take the last error-level message, or the last non-empty line when nothing parses.
+ */
+export function extractRuntimeMessage(output: string): string {
+  const lines = output
+    .split('\n')
+    .map((line) => line.trim())
+    .filter(Boolean);
+  let lastError: string | undefined;
+  for (const line of lines) {
+    if (!line.startsWith('{')) continue;
+    try {
+      const entry = JSON.parse(line) as { level?: string; msg?: string };
+      if (entry.msg && (entry.level === 'error' || entry.level === 'fatal')) lastError = entry.msg;
+    } catch {
+      // not a JSON log line; fall through to the plain-text rule
+    }
+  }
+  if (lastError !== undefined) return lastError;
+  const plain = lines.filter((line) => !line.startsWith('{'));
+  return (plain.at(-1) ?? lines.at(-1) ?? '').replace(/^(runc|crun): /, '');
+}
+
+export interface RuntimeState {
+  ociVersion: string;
+  id: string;
+  pid: number;
+  status: 'creating' | 'created' | 'running' | 'paused' | 'stopped';
+  bundle: string;
+  rootfs: string;
+  created: string;
+  owner: string;
+  annotations?: Record<string, string>;
+}
+
+export interface ExecOutcome {
+  exitCode: number;
+  stdout: string;
+  stderr: string;
+  truncated: boolean;
+  timedOut: boolean;
+}
+
+export interface RuncOptions {
+  binary: string;
+  root: string;
+  scratchDir: string;
+  runner: ProcessRunner;
+  commandTimeoutMs?: number;
+}
+
+const DEFAULT_TIMEOUT_MS = 60_000;
+const EXEC_KILL_GRACE_MS = 2_000;
+
+export class Runc {
+  readonly binary: string;
+  readonly root: string;
+  private readonly scratchDir: string;
+  private readonly runner: ProcessRunner;
+  private readonly timeoutMs: number;
+
+  constructor(options: RuncOptions) {
+    this.binary = options.binary;
+    this.root = options.root;
+    this.scratchDir = options.scratchDir;
+    this.runner = options.runner;
+    this.timeoutMs = options.commandTimeoutMs ?? DEFAULT_TIMEOUT_MS;
+  }
+
+  /** Global flags, also handed to conmon as `--runtime-arg`s so its `runc create` sees the same root. */
+  globalArgs(): string[] {
+    return [`--root=${this.root}`, '--log-format=json'];
+  }
+
+  async version(): Promise<string> {
+    const result = await this.runner.run(this.binary, ['--version'], { timeoutMs: 10_000 });
+    return result.stdout.split('\n')[0]?.trim() ?? '';
+  }
+
+  async state(id: string): Promise<RuntimeState> {
+    const stdout = await this.invoke('state', [id]);
+    return JSON.parse(stdout) as RuntimeState;
+  }
+
+  async list(): Promise<RuntimeState[]> {
+    const stdout = await this.invoke('list', ['--format', 'json']);
+    const parsed = JSON.parse(stdout.trim() || 'null') as RuntimeState[] | null;
+    return parsed ?? [];
+  }
+
+  async start(id: string): Promise<void> {
+    await this.invoke('start', [id]);
+  }
+
+  /** runc's syntax puts the signal after the id; the id is validated so it can never read as a flag. */
+  async kill(id: string, signal: number): Promise<void> {
+    await this.invoke('kill', [id, String(signal)]);
+  }
+
+  async delete(id: string, options: { force?: boolean } = {}): Promise<void> {
+    await this.invoke('delete', [...(options.force ? ['--force'] : []), id]);
+  }
+
+  async pause(id: string): Promise<void> {
+    await this.invoke('pause', [id]);
+  }
+
+  async resume(id: string): Promise<void> {
+    await this.invoke('resume', [id]);
+  }
+
+  /**
+   * `runc exec --process FILE` with a full OCI process, as go-runc does. runc's own log goes to a file so the
+   * process's stderr stays the process's; a failure of runc itself (exit 255 with an error in that log) becomes a
+   * RuntimeError, any other exit status is the process's own.
+   */
+  async exec(
+    id: string,
+    process: OciProcess,
+    options: { timeoutMs?: number; outputLimitBytes: number },
+  ): Promise<ExecOutcome> {
+    const dir = await mkdtemp(join(this.scratchDir, 'exec-'));
+    const processFile = join(dir, 'process.json');
+    const pidFile = join(dir, 'pid');
+    const logFile = join(dir, 'runc.log');
+    await writeFile(processFile, JSON.stringify(process), { mode: 0o600 });
+    const argv = [
+      `--root=${this.root}`,
+      '--log-format=json',
+      `--log=${logFile}`,
+      'exec',
+      '--process',
+      processFile,
+      '--pid-file',
+      pidFile,
+      id,
+    ];
+    const started = performance.now();
+    const child = this.runner.spawn(this.binary, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
+    const stdout = new CappedBuffer(options.outputLimitBytes);
+    const stderr = new CappedBuffer(options.outputLimitBytes);
+    child.stdout?.on('data', (chunk: Buffer) => stdout.push(chunk));
+    child.stderr?.on('data', (chunk: Buffer) => stderr.push(chunk));
+
+    let timedOut = false;
+    let timer: NodeJS.Timeout | undefined;
+    if (options.timeoutMs !== undefined) {
+      timer = setTimeout(() => {
+        timedOut = true;
+        // runc exec forwards catchable signals to the process, but SIGKILL cannot be forwarded: kill the
+        // process itself by the pid runc wrote, then runc exec exits with its status.
+        void killExecProcess(pidFile, child.pid);
+      }, options.timeoutMs);
+    }
+    try {
+      const result = await child;
+      const durationMs = performance.now() - started;
+      const exitCode =
+        typeof result.exitCode === 'number'
+          ? result.exitCode
+          : result.signal
+            ? 128 + signalNumber(result)
+            : -1;
+      this.runner.recordInvocation({ binary: this.binary, argv, exitCode, durationMs, timedOut });
+      const runcLog = await readFile(logFile, 'utf8').catch(() => '');
+      const runcMessage = extractRuntimeMessage(runcLog);
+      if (exitCode === 255 && runcMessage) {
+        throw new RuntimeError(classifyRuntimeMessage(runcMessage), runcMessage, 'exec', exitCode);
+      }
+      return {
+        exitCode,
+        stdout: stdout.text(),
+        stderr: stderr.text(),
+        truncated: stdout.truncated || stderr.truncated,
+        timedOut,
+      };
+    } finally {
+      if (timer) clearTimeout(timer);
+      await rm(dir, { recursive: true, force: true });
+    }
+  }
+
+  private async invoke(command: string, args: string[]): Promise<string> {
+    const result = await this.runner.run(this.binary, [...this.globalArgs(), command, ...args], {
+      timeoutMs: this.timeoutMs,
+    });
+    if (result.timedOut) {
+      throw new RuntimeError(
+        'timeout',
+        `${this.binary} ${command} did not finish within ${this.timeoutMs} ms and was killed`,
+        command,
+        -1,
+      );
+    }
+    if (result.exitCode !== 0) {
+      const message =
+        extractRuntimeMessage(result.stderr) || `${command} exited with status ${result.exitCode}`;
+      throw new RuntimeError(classifyRuntimeMessage(message), message, command, result.exitCode);
+    }
+    return result.stdout;
+  }
+}
+
+function signalNumber(result: { signal?: string | undefined }): number {
+  const table: Record<string, number> = { SIGKILL: 9, SIGTERM: 15, SIGINT: 2, SIGHUP: 1 };
+  return table[result.signal ?? ''] ?? 0;
+}
+
+async function killExecProcess(pidFile: string, runcPid: number | undefined): Promise<void> {
+  const pid = Number((await readFile(pidFile, 'utf8').catch(() => '')).trim());
+  try {
+    if (pid > 0) process.kill(pid, 'SIGKILL');
+  } catch {
+    // already gone
+  }
+  setTimeout(() => {
+    try {
+      if (runcPid) process.kill(runcPid, 'SIGKILL');
+    } catch {
+      // runc exec already exited
+    }
+  }, EXEC_KILL_GRACE_MS).unref();
+}
+
+class CappedBuffer {
+  private readonly chunks: Buffer[] = [];
+  private size = 0;
+  truncated = false;
+
+  constructor(private readonly limit: number) {}
+
+  push(chunk: Buffer): void {
+    if (this.size >= this.limit) {
+      this.truncated = true;
+      return;
+    }
+    const room = this.limit - this.size;
+    if (chunk.length > room) {
+      this.chunks.push(chunk.subarray(0, room));
+      this.size = this.limit;
+      this.truncated = true;
+      return;
+    }
+    this.chunks.push(chunk);
+    this.size += chunk.length;
+  }
+
+  text(): string {
+    return Buffer.concat(this.chunks).toString('utf8');
+  }
+}

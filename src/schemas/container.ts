@@ -1,0 +1,133 @@
+import { z } from 'zod';
+import { ContainerId, QueryBoolean, SignalParam } from './common.js';
+
+export const ContainerStatus = z
+  .enum(['creating', 'created', 'running', 'paused', 'stopped'])
+  .describe('OCI runtime status');
+export type ContainerStatus = z.infer<typeof ContainerStatus>;
+
+const LABEL_KEY = /^[A-Za-z0-9][A-Za-z0-9_./-]{0,127}$/;
+
+export const Labels = z
+  .record(
+    z.string().regex(LABEL_KEY, 'label keys are 1-128 characters of A-Z a-z 0-9 _ . / -'),
+    z.string().max(4096),
+  )
+  .refine((labels) => Object.keys(labels).length <= 64, 'at most 64 labels')
+  .describe('Free-form labels, filterable with ?label=key=value');
+
+export const Container = z
+  .object({
+    id: ContainerId,
+    status: ContainerStatus,
+    pid: z.number().int().describe('Init process pid on the host; 0 once stopped'),
+    bundle: z.string(),
+    rootfs: z.string(),
+    created: z.string().describe('Creation time as runc reports it (RFC 3339)'),
+    ociVersion: z.string(),
+    owner: z.string(),
+    labels: z.record(z.string(), z.string()),
+    exitCode: z
+      .number()
+      .int()
+      .nullable()
+      .describe('Exit status of the init process once stopped; 137 = SIGKILL'),
+    oomKilled: z.boolean().describe('True when the kernel OOM killer ended the container'),
+    startedAt: z.string().nullable(),
+    finishedAt: z.string().nullable(),
+  })
+  .meta({
+    id: 'Container',
+    example: {
+      id: 'mycontainer',
+      status: 'running',
+      pid: 12345,
+      bundle: '/var/lib/runcd/bundles/demo',
+      rootfs: '/var/lib/runcd/bundles/demo/rootfs',
+      created: '2026-11-28T10:30:00.000000000Z',
+      ociVersion: '1.0.2-dev',
+      owner: 'root',
+      labels: { app: 'demo' },
+      exitCode: null,
+      oomKilled: false,
+      startedAt: '2026-11-28T10:30:01.000Z',
+      finishedAt: null,
+    },
+  });
+export type Container = z.infer<typeof Container>;
+
+export const CreateContainerBody = z
+  .object({
+    id: ContainerId,
+    bundle: z
+      .string()
+      .min(1)
+      .max(4096)
+      .describe('Absolute path of an OCI bundle (config.json + rootfs) inside one of the bundle roots'),
+    labels: Labels.optional(),
+    start: z.boolean().optional().describe('Start right after create, as `runc run` does'),
+  })
+  .strict()
+  .meta({ example: { id: 'mycontainer', bundle: '/var/lib/runcd/bundles/demo', labels: { app: 'demo' } } });
+export type CreateContainerBody = z.infer<typeof CreateContainerBody>;
+
+export const ListContainersQuery = z.object({
+  status: ContainerStatus.optional(),
+  label: z
+    .union([z.string(), z.array(z.string())])
+    .optional()
+    .transform((value, ctx) => {
+      const items = value === undefined ? [] : Array.isArray(value) ? value : [value];
+      const pairs: Array<[string, string]> = [];
+      for (const item of items) {
+        const eq = item.indexOf('=');
+        if (eq <= 0) {
+          ctx.addIssue({ code: 'custom', message: `label filter ${JSON.stringify(item)} must be key=value` });
+          return z.NEVER;
+        }
+        pairs.push([item.slice(0, eq), item.slice(eq + 1)]);
+      }
+      return pairs;
+    })
+    .describe('key=value; repeat to require several labels'),
+});
+
+export const DeleteContainerQuery = z.object({
+  force: QueryBoolean.default(false).describe('Kill the container first if it is not stopped'),
+});
+
+export const KillContainerQuery = z.object({
+  signal: SignalParam.prefault('SIGTERM'),
+});
+
+const EnvEntry = z.string().regex(/^[^=\0]+=[^\0]*$/, 'env entries must be KEY=value');
+
+export const ExecBody = z
+  .object({
+    args: z
+      .array(z.string().max(65536))
+      .min(1)
+      .max(1024)
+      .describe('Command and arguments, no shell involved'),
+    env: z.array(EnvEntry).max(1024).optional().describe('Added to (and overriding) the container env'),
+    cwd: z.string().startsWith('/', 'cwd must be an absolute path').max(4096).optional(),
+    user: z
+      .string()
+      .regex(/^\d{1,10}(:\d{1,10})?$/, 'user must be uid or uid:gid (numeric)')
+      .optional(),
+    timeoutSeconds: z.number().positive().max(86400).optional().describe('Kill the process after this long'),
+  })
+  .strict()
+  .meta({ example: { args: ['/bin/ps'], env: ['DEBUG=1'], timeoutSeconds: 30 } });
+export type ExecBody = z.infer<typeof ExecBody>;
+
+export const ExecResult = z
+  .object({
+    exitCode: z.number().int(),
+    stdout: z.string(),
+    stderr: z.string(),
+    truncated: z.boolean().describe('True when stdout or stderr exceeded the output cap and was cut'),
+    timedOut: z.boolean(),
+  })
+  .meta({ id: 'ExecResult' });
+export type ExecResult = z.infer<typeof ExecResult>;

@@ -1,0 +1,100 @@
+import type { Db } from './database.js';
+import type { Container, ContainerStatus } from '../schemas/container.js';
+
+/** What runcd persists about a container; the API's Container is this record as-is. */
+export type ContainerRecord = Container & { configDigest: string; oomKilled: boolean };
+
+interface ContainerRow {
+  id: string;
+  status: string;
+  bundle: string;
+  rootfs: string;
+  config_digest: string;
+  labels: string;
+  pid: number;
+  oci_version: string;
+  owner: string;
+  created: string;
+  started_at: string | null;
+  finished_at: string | null;
+  exit_code: number | null;
+  oom_killed: number;
+}
+
+function fromRow(row: ContainerRow): ContainerRecord {
+  return {
+    id: row.id,
+    status: row.status as ContainerStatus,
+    bundle: row.bundle,
+    rootfs: row.rootfs,
+    configDigest: row.config_digest,
+    labels: JSON.parse(row.labels) as Record<string, string>,
+    pid: row.pid,
+    ociVersion: row.oci_version,
+    owner: row.owner,
+    created: row.created,
+    startedAt: row.started_at,
+    finishedAt: row.finished_at,
+    exitCode: row.exit_code,
+    oomKilled: row.oom_killed === 1,
+  };
+}
+
+function toParams(record: ContainerRecord) {
+  return {
+    id: record.id,
+    status: record.status,
+    bundle: record.bundle,
+    rootfs: record.rootfs,
+    config_digest: record.configDigest,
+    labels: JSON.stringify(record.labels),
+    pid: record.pid,
+    oci_version: record.ociVersion,
+    owner: record.owner,
+    created: record.created,
+    started_at: record.startedAt,
+    finished_at: record.finishedAt,
+    exit_code: record.exitCode,
+    oom_killed: record.oomKilled ? 1 : 0,
+  };
+}
+
+export class ContainerRepository {
+  private readonly statements;
+
+  constructor(db: Db) {
+    this.statements = {
+      all: db.prepare<[], ContainerRow>('SELECT * FROM containers ORDER BY created, id'),
+      insert: db.prepare(
+        `INSERT INTO containers (id, status, bundle, rootfs, config_digest, labels, pid, oci_version, owner,
+           created, started_at, finished_at, exit_code, oom_killed)
+         VALUES (@id, @status, @bundle, @rootfs, @config_digest, @labels, @pid, @oci_version, @owner,
+           @created, @started_at, @finished_at, @exit_code, @oom_killed)`,
+      ),
+      update: db.prepare(
+        `UPDATE containers SET status = @status, bundle = @bundle, rootfs = @rootfs, config_digest = @config_digest,
+           labels = @labels, pid = @pid, oci_version = @oci_version, owner = @owner, created = @created,
+           started_at = @started_at, finished_at = @finished_at, exit_code = @exit_code, oom_killed = @oom_killed
+         WHERE id = @id`,
+      ),
+      remove: db.prepare<[string]>('DELETE FROM containers WHERE id = ?'),
+    };
+  }
+
+  all(): ContainerRecord[] {
+    return this.statements.all.all().map(fromRow);
+  }
+
+  /** Throws when the id exists; the caller holds the id's lock, so that only happens on a real duplicate. */
+  insert(record: ContainerRecord): void {
+    this.statements.insert.run(toParams(record));
+  }
+
+  save(record: ContainerRecord): void {
+    this.statements.update.run(toParams(record));
+  }
+
+  remove(id: string): void {
+    this.statements.remove.run(id);
+  }
+}

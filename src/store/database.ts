@@ -1,0 +1,49 @@
+import Database from 'better-sqlite3';
+
+export type Db = Database.Database;
+
+/** Each entry upgrades the schema by one version (PRAGMA user_version); never edit a released entry. */
+const MIGRATIONS: readonly string[] = [
+  `CREATE TABLE containers (
+     id            TEXT PRIMARY KEY,
+     status        TEXT NOT NULL,
+     bundle        TEXT NOT NULL,
+     rootfs        TEXT NOT NULL,
+     config_digest TEXT NOT NULL,
+     labels        TEXT NOT NULL DEFAULT '{}',
+     pid           INTEGER NOT NULL DEFAULT 0,
+     oci_version   TEXT NOT NULL DEFAULT '',
+     owner         TEXT NOT NULL DEFAULT '',
+     created       TEXT NOT NULL,
+     started_at    TEXT,
+     finished_at   TEXT,
+     exit_code     INTEGER,
+     oom_killed    INTEGER NOT NULL DEFAULT 0
+   ) STRICT`,
+];
+
+export function openDatabase(path: string): Db {
+  const db = new Database(path);
+  db.pragma('journal_mode = WAL');
+  // FULL: a `creating` row must be on disk before conmon is spawned, so a crash between the two is recoverable.
+  db.pragma('synchronous = FULL');
+  db.pragma('foreign_keys = ON');
+  db.pragma('busy_timeout = 5000');
+  migrate(db);
+  return db;
+}
+
+function migrate(db: Db): void {
+  const current = db.pragma('user_version', { simple: true }) as number;
+  if (current > MIGRATIONS.length) {
+    throw new Error(
+      `database schema version ${current} is newer than this runcd understands (${MIGRATIONS.length}); upgrade runcd`,
+    );
+  }
+  for (let version = current; version < MIGRATIONS.length; version++) {
+    db.transaction(() => {
+      db.exec(MIGRATIONS[version]!);
+      db.pragma(`user_version = ${version + 1}`);
+    })();
+  }
+}
