@@ -11,15 +11,19 @@ busybox=${BUSYBOX:-/bin/busybox}
 [ -x "$busybox" ] || { echo "busybox not found: apt-get install -y busybox-static" >&2; exit 1; }
 mkdir -p "$dir/rootfs/bin" "$dir/rootfs/proc" "$dir/rootfs/dev" "$dir/rootfs/sys" "$dir/rootfs/tmp"
 cp "$busybox" "$dir/rootfs/bin/busybox"
-for applet in $("$dir/rootfs/bin/busybox" --list); do
-  [ "$applet" = busybox ] || ln -sf busybox "$dir/rootfs/bin/$applet"
-done
+# Applets are linked under /bin, where runc finds them through the default PATH (the seed's pitfall).
+applets=$("$dir/rootfs/bin/busybox" --list | tr '\n' ' ')
 runtime=${RUNTIME:-runc}
 rm -f "$dir/config.json"
 (cd "$dir" && "$runtime" spec)
-node - "$dir/config.json" "$@" <<'JS'
+node - "$dir" "$applets" "$@" <<'JS'
 const fs = require('node:fs');
-const [file, ...args] = process.argv.slice(2);
+const [dir, applets, ...args] = process.argv.slice(2);
+for (const applet of applets.split(' ').filter((name) => name && name !== 'busybox')) {
+  fs.rmSync(`${dir}/rootfs/bin/${applet}`, { force: true });
+  fs.symlinkSync('busybox', `${dir}/rootfs/bin/${applet}`);
+}
+const file = `${dir}/config.json`;
 const spec = JSON.parse(fs.readFileSync(file, 'utf8'));
 spec.process.args = args;
 spec.process.terminal = false;

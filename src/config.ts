@@ -15,7 +15,9 @@ export interface Config {
   logLevel: string;
 }
 
-export class ConfigError extends Error {}
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
 
 const FLAGS = {
   socket: { type: 'string' },

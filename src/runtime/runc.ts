@@ -36,13 +36,13 @@ export class RuntimeError extends Error {
 
 /** Ordered: the first pattern that matches runc's (or crun's) message decides the kind. */
 const ERROR_PATTERNS: ReadonlyArray<[RegExp, RuntimeErrorKind]> = [
-  [/does not exist|no such container|container .* not found/i, 'not_found'],
+  [/executable file not found|exec: "[^"]*": (stat|no such file)/i, 'executable_not_found'],
+  [/container( "[^"]*")? does not exist|no such container/i, 'not_found'],
   [/already running/i, 'already_running'],
   [/that is not stopped|not stopped/i, 'not_stopped'],
   [/paused/i, 'paused'],
   [/has stopped|in a stopped container|container is stopped|stopped container/i, 'stopped'],
   [/not running|is not running/i, 'not_running'],
-  [/executable file not found|no such file or directory.*exec|exec: ".*": stat/i, 'executable_not_found'],
 ];
 
 export function classifyRuntimeMessage(message: string): RuntimeErrorKind {

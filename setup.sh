@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Sets up runcd on a fresh Debian 12 machine (as root) and starts the daemon on /run/runcd/runcd.sock.
+#   ./setup.sh             install packages, build, make the demo bundle, start the daemon
+#   ./setup.sh --no-start  everything but starting the daemon (what CI uses)
+set -euo pipefail
+cd "$(dirname "$0")"
+start=1
+[ "${1:-}" = "--no-start" ] && start=0
+
+[ "$(id -u)" = 0 ] || { echo "setup.sh: run as root (runc needs it)" >&2; exit 1; }
+node_major=$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)
+[ "$node_major" -ge 20 ] || { echo "setup.sh: Node.js 20 or newer is required (found: $(node --version 2>/dev/null || echo none))" >&2; exit 1; }
+
+packages=(runc conmon busybox-static)
+missing=()
+for pkg in "${packages[@]}"; do dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg"); done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup.sh: installing ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+npm ci --no-audit --no-fund
+npm run build
+ln -sf "$PWD/bin/runcd.js" /usr/local/bin/runcd
+
+install -d -m 0750 /run/runcd
+install -d -m 0700 /var/lib/runcd
+install -d -m 0755 /var/lib/runcd/bundles
+[ -f /var/lib/runcd/bundles/demo/config.json ] || scripts/make-busybox-bundle.sh /var/lib/runcd/bundles/demo >/dev/null
+
+[ "$start" = 1 ] || exit 0
+
+if [ -d /run/systemd/system ]; then
+  install -m 0644 systemd/runcd.service /etc/systemd/system/runcd.service
+  systemctl daemon-reload
+  systemctl enable --now runcd.service
+  systemctl restart runcd.service
+else
+  # No systemd (a container or a minimal VM): run it in the background, in its own session.
+  if [ -S /run/runcd/runcd.sock ] && curl -sf --unix-socket /run/runcd/runcd.sock http://localhost/healthz >/dev/null; then
+    echo "setup.sh: runcd is already running"
+  else
+    setsid nohup /usr/local/bin/runcd >>/var/log/runcd.log 2>&1 < /dev/null &
+  fi
+fi
+for _ in $(seq 1 100); do
+  if curl -sf --unix-socket /run/runcd/runcd.sock http://localhost/healthz >/dev/null 2>&1; then
+    echo "runcd is up: curl --unix-socket /run/runcd/runcd.sock http://localhost/containers"
+    exit 0
+  fi
+  sleep 0.1
+done
+echo "setup.sh: runcd did not come up; see journalctl -u runcd or /var/log/runcd.log" >&2
+exit 1

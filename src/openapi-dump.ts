@@ -1,0 +1,3 @@
+import { generateOpenApiDocument, serializeOpenApi } from './openapi.js';
+
+process.stdout.write(serializeOpenApi(await generateOpenApiDocument()));

@@ -1,0 +1,34 @@
+import pino from 'pino';
+import { buildApp } from './app.js';
+import { BundleInspector } from './lifecycle/bundle-inspector.js';
+import { ContainerService } from './lifecycle/container-service.js';
+import { Conmon } from './runtime/conmon.js';
+import { ProcessRunner } from './runtime/process-runner.js';
+import { Runc } from './runtime/runc.js';
+import { ContainerRepository } from './store/container-repository.js';
+import { openDatabase } from './store/database.js';
+
+/**
+ * The OpenAPI document exactly as the server publishes it at /openapi.json. The service behind the app is never
+ * called (no request is made), so it points at nothing on disk and spawns nothing.
+ */
+export async function generateOpenApiDocument(): Promise<unknown> {
+  const runner = new ProcessRunner();
+  const runc = new Runc({ binary: 'runc', root: '/nonexistent', scratchDir: '/nonexistent', runner });
+  const containers = new ContainerService({
+    repository: new ContainerRepository(openDatabase(':memory:')),
+    runc,
+    conmon: new Conmon({ binary: 'conmon', runtimeBinary: 'runc', stateDir: '/nonexistent', runc, runner }),
+    bundles: new BundleInspector([]),
+    logger: pino({ level: 'silent' }),
+  });
+  const app = await buildApp({ containers });
+  await app.ready();
+  const document = app.swagger();
+  await app.close();
+  return document;
+}
+
+export function serializeOpenApi(document: unknown): string {
+  return JSON.stringify(document, null, 2) + '\n';
+}
