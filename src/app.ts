@@ -10,9 +10,11 @@ import {
   type ZodTypeProvider,
 } from 'fastify-type-provider-zod';
 import containerRoutes from '../routes/containers.js';
+import eventRoutes from '../routes/events.js';
 import systemRoutes from '../routes/system.js';
 import { DomainError, problemFor, toProblem, type Problem } from './errors.js';
 import type { ContainerService } from './lifecycle/container-service.js';
+import { LogService } from './lifecycle/log-service.js';
 import { RUNCD_VERSION } from './version.js';
 
 export interface AppDeps {
@@ -71,6 +73,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
       },
       tags: [
         { name: 'containers', description: 'Container lifecycle' },
+        { name: 'events', description: 'Lifecycle event stream' },
         { name: 'system', description: 'Daemon health and documentation' },
       ],
     },
@@ -79,7 +82,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   });
   await app.register(fastifySwaggerUi, { routePrefix: '/docs' });
   await app.register(systemRoutes);
-  await app.register(containerRoutes, { containers: deps.containers });
+  await app.register(containerRoutes, { containers: deps.containers, logs: new LogService(deps.containers) });
+  await app.register(eventRoutes, { events: deps.containers.events });
   return app;
 }
 

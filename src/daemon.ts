@@ -10,6 +10,9 @@ import { Conmon } from './runtime/conmon.js';
 import { ProcessRunner } from './runtime/process-runner.js';
 import { Runc } from './runtime/runc.js';
 import { ContainerRepository } from './store/container-repository.js';
+import { EventRepository } from './store/event-repository.js';
+import { TombstoneRepository } from './store/tombstone-repository.js';
+import { EventBus } from './lifecycle/event-bus.js';
 import { openDatabase, type Db } from './store/database.js';
 
 export interface DaemonConfig extends Pick<Config, 'stateDir' | 'runtimeRoot' | 'bundleRoots'> {
@@ -45,6 +48,8 @@ export async function openDaemon(config: DaemonConfig, logger: Logger): Promise<
   });
   const containers = new ContainerService({
     repository: new ContainerRepository(db),
+    tombstones: new TombstoneRepository(db),
+    events: new EventBus(new EventRepository(db)),
     runc,
     conmon,
     bundles: new BundleInspector(config.bundleRoots),

@@ -6,6 +6,9 @@ import { Conmon } from './runtime/conmon.js';
 import { ProcessRunner } from './runtime/process-runner.js';
 import { Runc } from './runtime/runc.js';
 import { ContainerRepository } from './store/container-repository.js';
+import { EventRepository } from './store/event-repository.js';
+import { TombstoneRepository } from './store/tombstone-repository.js';
+import { EventBus } from './lifecycle/event-bus.js';
 import { openDatabase } from './store/database.js';
 
 /**
@@ -15,8 +18,11 @@ import { openDatabase } from './store/database.js';
 export async function generateOpenApiDocument(): Promise<unknown> {
   const runner = new ProcessRunner();
   const runc = new Runc({ binary: 'runc', root: '/nonexistent', scratchDir: '/nonexistent', runner });
+  const db = openDatabase(':memory:');
   const containers = new ContainerService({
-    repository: new ContainerRepository(openDatabase(':memory:')),
+    repository: new ContainerRepository(db),
+    tombstones: new TombstoneRepository(db),
+    events: new EventBus(new EventRepository(db)),
     runc,
     conmon: new Conmon({ binary: 'conmon', runtimeBinary: 'runc', stateDir: '/nonexistent', runc, runner }),
     bundles: new BundleInspector([]),

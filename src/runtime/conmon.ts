@@ -84,7 +84,7 @@ export class Conmon {
    */
   async create(id: string, bundle: string): Promise<{ pid: number; conmonPid: number }> {
     const files = this.filesFor(id);
-    await this.removeFiles(id);
+    await this.clearExit(id);
     await mkdir(files.dir, { recursive: true, mode: 0o700 });
     const argv = [
       '--api-version',
@@ -190,6 +190,21 @@ export class Conmon {
       await new Promise((resolve) => setTimeout(resolve, 5));
     }
     return false;
+  }
+
+  /** Before a restart: forget the old instance's exit and pids, keep its log (as `docker restart` does). */
+  async clearExit(id: string): Promise<void> {
+    const files = this.filesFor(id);
+    for (const path of [
+      files.exitFile,
+      files.persistExitFile,
+      files.oomFile,
+      files.pidFile,
+      files.conmonPidFile,
+    ]) {
+      await rm(path, { force: true });
+    }
+    await rm(join(this.socketDir, id), { recursive: true, force: true });
   }
 
   async removeFiles(id: string): Promise<void> {
