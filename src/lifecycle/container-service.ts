@@ -282,7 +282,7 @@ export class ContainerService {
         }
         this.restarts.cancel(id);
         this.callerStops.set(id, Infinity);
-        await this.signal(current, signalNumber);
+        await this.signal(current, signalNumber, true);
         return false;
       });
       if (!alreadyStopped) {
@@ -293,7 +293,7 @@ export class ContainerService {
         if (!graceful) {
           await this.locks.run(id, async () => {
             const current = this.require(id);
-            if (current.status !== 'stopped') await this.signal(current, SIGKILL);
+            if (current.status !== 'stopped') await this.signal(current, SIGKILL, true);
           });
           if (!(await withTimeout(exited.promise, SIGKILL_STOP_TIMEOUT_MS))) {
             throw new TimeoutError('stop_timeout', `container "${id}" did not stop after SIGKILL`, id);
@@ -629,8 +629,11 @@ export class ContainerService {
     return (this.callerStops.get(id) ?? 0) > Date.now();
   }
 
-  /** runc kill; a paused container is resumed afterwards so the signal is actually delivered. */
-  private async signal(record: ContainerRecord, signalNumber: number): Promise<void> {
+  /**
+   * runc kill; a paused container is resumed afterwards so the signal is actually delivered. With
+   * `tolerateExit`, a container that died before the signal reached it (its exit not yet seen) is not an error.
+   */
+  private async signal(record: ContainerRecord, signalNumber: number, tolerateExit = false): Promise<void> {
     try {
       await this.deps.runc.kill(record.id, signalNumber);
       if (record.status === 'paused') {
@@ -639,7 +642,9 @@ export class ContainerService {
         this.deps.repository.save(record);
       }
     } catch (error) {
-      throw this.translate(error, record.id, 'kill');
+      const exited =
+        error instanceof RuntimeError && (error.kind === 'not_running' || error.kind === 'stopped');
+      if (!(tolerateExit && exited)) throw this.translate(error, record.id, 'kill');
     }
   }
 

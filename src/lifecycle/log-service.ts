@@ -38,14 +38,15 @@ export class LogService {
         const entry = assembler.push(line);
         if (!entry) return;
         backlog.push(entry);
-        if (options.tail !== undefined && backlog.length > options.tail) backlog.shift();
+        // Keep memory bounded on huge logs when only the last lines are wanted.
+        if (options.tail !== undefined && backlog.length > options.tail + 1024) backlog.splice(0, 1024);
       });
-      if (options.tail === 0) backlog.length = 0;
-      for (const entry of backlog) emit(entry);
-      if (!options.follow || !source.running || signal.aborted) {
-        for (const entry of assembler.flush()) emit(entry);
-        return;
-      }
+      const following = options.follow && source.running && !signal.aborted;
+      // Without follow, a line still being written is shown as it stands (docker logs does the same).
+      if (!following) backlog.push(...assembler.flush());
+      const shown = options.tail === undefined ? backlog : options.tail === 0 ? [] : backlog.slice(-options.tail);
+      for (const entry of shown) emit(entry);
+      if (!following) return;
 
       // Reads are serialized: each picks up where the previous one stopped.
       let reading = Promise.resolve();

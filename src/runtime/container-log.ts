@@ -126,7 +126,7 @@ export function watchLog(path: string, onChange: () => void): { stop: () => void
   const name = path.slice(path.lastIndexOf('/') + 1);
   let watcher;
   try {
-    watcher = watch(directory, { persistent: false }, (_event, filename) => {
+    watcher = watch(directory, { persistent: true }, (_event, filename) => {
       if (!filename || filename.toString() === name) onChange();
     });
   } catch {
