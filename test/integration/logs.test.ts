@@ -35,7 +35,11 @@ t.test('logs', async (t) => {
   t.test('stream filter and tail', async (t) => {
     t.match((await logs('?stream=stderr')).body, /^two\n$/);
     t.match((await logs('?stream=stdout')).body, /^one\nthree\n/);
-    t.equal((await logs('?stream=stdout&tail=2')).body, 'three\nno newline\n', 'a line in progress shows as is');
+    t.equal(
+      (await logs('?stream=stdout&tail=2')).body,
+      'three\nno newline\n',
+      'a line in progress shows as is',
+    );
     t.equal((await logs('?tail=0')).body, '');
   });
 
