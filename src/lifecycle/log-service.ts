@@ -44,7 +44,8 @@ export class LogService {
       const following = options.follow && source.running && !signal.aborted;
       // Without follow, a line still being written is shown as it stands (docker logs does the same).
       if (!following) backlog.push(...assembler.flush());
-      const shown = options.tail === undefined ? backlog : options.tail === 0 ? [] : backlog.slice(-options.tail);
+      const shown =
+        options.tail === undefined ? backlog : options.tail === 0 ? [] : backlog.slice(-options.tail);
       for (const entry of shown) emit(entry);
       if (!following) return;
 
