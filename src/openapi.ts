@@ -5,8 +5,11 @@ import { ContainerService } from './lifecycle/container-service.js';
 import { Conmon } from './runtime/conmon.js';
 import { ProcessRunner } from './runtime/process-runner.js';
 import { Runc } from './runtime/runc.js';
+import { RateLimiter } from './security/rate-limiter.js';
+import { TokenAuthenticator } from './security/tokens.js';
 import { ContainerRepository } from './store/container-repository.js';
 import { openDatabase } from './store/database.js';
+import { TokenRepository } from './store/token-repository.js';
 
 /**
  * The OpenAPI document exactly as the server publishes it at /openapi.json. The service behind the app is never
@@ -14,18 +17,28 @@ import { openDatabase } from './store/database.js';
  */
 export async function generateOpenApiDocument(): Promise<unknown> {
   const runner = new ProcessRunner();
+  const db = openDatabase(':memory:');
   const runc = new Runc({ binary: 'runc', root: '/nonexistent', scratchDir: '/nonexistent', runner });
   const containers = new ContainerService({
-    repository: new ContainerRepository(openDatabase(':memory:')),
+    repository: new ContainerRepository(db),
     runc,
     conmon: new Conmon({ binary: 'conmon', runtimeBinary: 'runc', stateDir: '/nonexistent', runc, runner }),
     bundles: new BundleInspector([]),
     logger: pino({ level: 'silent' }),
   });
-  const app = await buildApp({ containers });
+  const app = await buildApp({
+    containers,
+    security: {
+      listener: 'unix',
+      requireToken: false,
+      authenticator: new TokenAuthenticator(new TokenRepository(db)),
+      rateLimiter: new RateLimiter(0, 0),
+    },
+  });
   await app.ready();
   const document = app.swagger();
   await app.close();
+  db.close();
   return document;
 }
 

@@ -1,6 +1,5 @@
 import { readFile } from 'node:fs/promises';
 import { userInfo } from 'node:os';
-import { join } from 'node:path';
 import type { Logger } from 'pino';
 import {
   ConflictError,
@@ -116,7 +115,7 @@ export class ContainerService {
       this.deps.repository.insert(record);
       this.view.set(record.id, record);
       try {
-        const { pid } = await this.deps.conmon.create(record.id, bundle.path);
+        const { pid } = await this.deps.conmon.create(record.id, bundle.runtimeConfig);
         const state = await this.deps.runc.state(record.id);
         Object.assign(record, {
           status: 'created',
@@ -157,6 +156,7 @@ export class ContainerService {
       throw new ConflictError('container_not_running', `container "${id}" is still being created`, id);
     }
     const process = buildExecProcess(await this.processTemplate(record), request);
+    this.deps.bundles.checkExecProcess(process);
     try {
       return await this.deps.runc.exec(id, process, {
         timeoutMs: request.timeoutSeconds !== undefined ? request.timeoutSeconds * 1000 : undefined,
@@ -374,7 +374,10 @@ export class ContainerService {
   private async processTemplate(record: ContainerRecord): Promise<OciProcess> {
     const cached = this.processTemplates.get(record.id);
     if (cached) return cached;
-    const spec = JSON.parse(await readFile(join(record.bundle, 'config.json'), 'utf8')) as OciSpec;
+    // runcd's own copy, the one runc ran: the caller's config.json may have changed since it was checked.
+    // Without it (a container adopted from elsewhere) exec gets a bare process: no capabilities at all.
+    const text = await readFile(this.deps.conmon.filesFor(record.id).bundleConfig, 'utf8').catch(() => '{}');
+    const spec = JSON.parse(text) as OciSpec;
     const template = spec.process ?? { user: { uid: 0, gid: 0 }, args: ['sh'], cwd: '/' };
     this.processTemplates.set(record.id, template);
     return template;

@@ -20,6 +20,13 @@ const MIGRATIONS: readonly string[] = [
      exit_code     INTEGER,
      oom_killed    INTEGER NOT NULL DEFAULT 0
    ) STRICT`,
+  // API tokens: only the SHA-256 of each secret is stored, never the secret itself.
+  `CREATE TABLE tokens (
+     name       TEXT PRIMARY KEY,
+     scope      TEXT NOT NULL CHECK (scope IN ('read', 'operate', 'admin')),
+     hash       BLOB NOT NULL UNIQUE,
+     created_at TEXT NOT NULL
+   ) STRICT`,
 ];
 
 export function openDatabase(path: string): Db {
