@@ -3,6 +3,7 @@ import pino from 'pino';
 import { runTokenCommand } from './cli/token-command.js';
 import { ConfigError, USAGE, parseCommandLine, resolveBinary, type Config } from './config.js';
 import { openDaemon, type DaemonConfig } from './daemon.js';
+import { closeInheritedDescriptors } from './runtime/process-runner.js';
 import { loadPolicyFile, PolicyFileError } from './lifecycle/bundle-policy.js';
 import {
   listenPrivately,
@@ -91,6 +92,8 @@ async function main(): Promise<void> {
     base: { service: 'runcd' },
     redact: { paths: REDACTED_LOG_PATHS, censor: '[redacted]' },
   });
+  const inherited = closeInheritedDescriptors();
+  if (inherited.length > 0) logger.info({ fds: inherited }, 'closed inherited file descriptors');
   const daemon = await openDaemon(daemonConfig, logger);
   for (const warning of socketWarnings) logger.warn(warning);
   for (const relaxation of daemon.policy.relaxations()) logger.warn({ relaxation }, 'bundle policy relaxed');

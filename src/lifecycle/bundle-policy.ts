@@ -344,6 +344,10 @@ export class BundlePolicy {
   ): Promise<{ real: string } | { problem: string; status: 400 | 403 }> {
     // runc resolves a relative source against the bundle directory it runs in.
     const hostPath = resolve(bundleDir, source);
+    // Judged as written first (so a path that does not exist here is still refused for what it names),
+    // then again once symlinks are resolved.
+    const named = this.forbiddenMountSource(hostPath, bundleDir);
+    if (named) return { problem: `"${source}" ${named}`, status: 403 };
     let real: string;
     try {
       real = await realpath(hostPath);
@@ -351,33 +355,39 @@ export class BundlePolicy {
       return { problem: `"${source}" does not exist on the host`, status: 400 };
     }
     const shown = real === source ? `"${source}"` : `"${source}" (${real})`;
-    if (real === '/') return { problem: `${shown} is the host's root directory`, status: 403 };
-    for (const tree of KERNEL_AND_RUNTIME_TREES) {
-      if (real === tree || isInside(real, tree)) return { problem: `${shown} is under ${tree}`, status: 403 };
-    }
-    if (this.stateDir && (isInside(this.stateDir, real) || real === this.stateDir)) {
-      return { problem: `${shown} contains runcd's state directory`, status: 403 };
-    }
-    for (const path of this.protectedPaths) {
-      if (real === path || isInside(path, real) || isInside(real, path)) {
-        return { problem: `${shown} overlaps ${path}, which runcd protects`, status: 403 };
-      }
-    }
-    const info = await stat(real).catch(() => undefined);
-    if (real.endsWith('.sock') || info?.isSocket()) {
+    const resolved = this.forbiddenMountSource(real, bundleDir);
+    if (resolved) return { problem: `${shown} ${resolved}`, status: 403 };
+    if ((await stat(real).catch(() => undefined))?.isSocket()) {
       return { problem: `${shown} is a socket; sockets are never mounted into containers`, status: 403 };
     }
-    const insideOwnBundle = isInside(real, bundleDir);
-    if (this.stateDir && isInside(real, this.stateDir) && !insideOwnBundle) {
-      return { problem: `${shown} is inside runcd's state directory`, status: 403 };
-    }
-    if (insideOwnBundle) return { real };
+    if (isInside(real, bundleDir)) return { real };
     const allowed = await this.allowedMountSources();
     if (allowed.some((dir) => real === dir || isInside(real, dir))) return { real };
     return {
       problem: `${shown} is outside the allowed mount sources; start runcd with --allow-mount-source DIR to allow it`,
       status: 403,
     };
+  }
+
+  /** Why a host path may never be bind-mounted, whatever the allowlist says; undefined when it may be. */
+  private forbiddenMountSource(path: string, bundleDir: string): string | undefined {
+    if (path === '/') return "is the host's root directory";
+    for (const tree of KERNEL_AND_RUNTIME_TREES) {
+      if (path === tree || isInside(path, tree)) return `is under ${tree}`;
+    }
+    if (this.stateDir) {
+      if (path === this.stateDir || isInside(this.stateDir, path)) return "contains runcd's state directory";
+      // Bundles may live under the state dir (the default bundle root does); a bundle's own files are fine.
+      if (isInside(path, this.stateDir) && !isInside(path, bundleDir))
+        return "is inside runcd's state directory";
+    }
+    for (const protectedPath of this.protectedPaths) {
+      if (path === protectedPath || isInside(protectedPath, path) || isInside(path, protectedPath)) {
+        return `overlaps ${protectedPath}, which runcd protects`;
+      }
+    }
+    if (path.endsWith('.sock')) return 'is a socket path; sockets are never mounted into containers';
+    return undefined;
   }
 
   private checkNamespaces(linux: Record<string, unknown>, invalid: Report, deny: Deny): void {

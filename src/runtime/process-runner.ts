@@ -1,3 +1,4 @@
+import { closeSync, readdirSync, readFileSync } from 'node:fs';
 import { execa, type ResultPromise } from 'execa';
 import { RuntimeBusyError } from '../errors.js';
 import { ConcurrencyLimiter } from './concurrency-limiter.js';
@@ -199,4 +200,43 @@ export function killProcessGroup(pid: number | undefined): void {
   } catch {
     // the group is already gone
   }
+}
+
+const O_CLOEXEC = 0o2000000;
+
+/**
+ * Closes every descriptor above stdio that this process inherited without close-on-exec. Node opens its own
+ * descriptors close-on-exec, but libuv does not close the others when it spawns, so anything a parent left open
+ * (a pipe, a socket, a file) would be handed to runc and, through it, come near a container. Called once, at
+ * daemon startup, before anything is spawned. Returns the descriptors it closed.
+ */
+export function closeInheritedDescriptors(): number[] {
+  const closed: number[] = [];
+  let entries: string[];
+  try {
+    entries = readdirSync('/proc/self/fd');
+  } catch {
+    return closed;
+  }
+  for (const entry of entries) {
+    const fd = Number(entry);
+    if (!(fd > 2)) continue;
+    let flags: number;
+    try {
+      flags = parseInt(
+        /^flags:\s+([0-7]+)/m.exec(readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8'))?.[1] ?? '',
+        8,
+      );
+    } catch {
+      continue; // the descriptor that listed the directory, already closed
+    }
+    if (Number.isNaN(flags) || (flags & O_CLOEXEC) !== 0) continue;
+    try {
+      closeSync(fd);
+      closed.push(fd);
+    } catch {
+      // already closed
+    }
+  }
+  return closed;
 }

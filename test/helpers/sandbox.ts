@@ -161,7 +161,10 @@ export class DaemonProcess {
   private readonly agent: Agent;
   output = '';
 
-  constructor(private readonly sandbox: Sandbox) {
+  constructor(
+    private readonly sandbox: Sandbox,
+    private readonly extraArgs: string[] = [],
+  ) {
     this.agent = new Agent({ connect: { socketPath: sandbox.socket } });
   }
 
@@ -182,6 +185,7 @@ export class DaemonProcess {
       CONMON_BINARY,
       '--log-level',
       'warn',
+      ...this.extraArgs,
     ];
   }
 
@@ -217,11 +221,12 @@ export class DaemonProcess {
     method: string,
     path: string,
     body?: unknown,
+    headers: Record<string, string> = {},
   ): Promise<JsonResponse<T>> {
     const response = await request(`http://localhost${path}`, {
       method: method as 'GET',
       dispatcher: this.agent,
-      headers: body === undefined ? {} : { 'content-type': 'application/json' },
+      headers: { ...headers, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
       body: body === undefined ? undefined : JSON.stringify(body),
     });
     const text = await response.body.text();
