@@ -1,6 +1,11 @@
 import fastifySwagger from '@fastify/swagger';
 import fastifySwaggerUi from '@fastify/swagger-ui';
-import Fastify, { type FastifyError, type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import Fastify, {
+  type FastifyError,
+  type FastifyInstance,
+  type FastifyReply,
+  type FastifyServerOptions,
+} from 'fastify';
 import {
   hasZodFastifySchemaValidationErrors,
   jsonSchemaTransform,
@@ -41,6 +46,7 @@ const FASTIFY_ERROR_CODES: Readonly<Record<string, string>> = {
   FST_ERR_CTP_INVALID_MEDIA_TYPE: 'unsupported_media_type',
   FST_ERR_CTP_INVALID_CONTENT_LENGTH: 'invalid_content_length',
   FST_ERR_BAD_URL: 'invalid_url',
+  FST_ERR_MAX_PARAM_LENGTH: 'invalid_url',
 };
 
 /** Builds the HTTP application without listening, so tests drive it with inject() and main.ts only listens. */
@@ -52,8 +58,14 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     requestIdHeader: 'x-request-id',
     // Larger limits for the few routes that need them come from the security plugin's table.
     bodyLimit: DEFAULT_BODY_LIMIT,
-    // `/containers/` and `/containers` are the same resource to a curl user.
-    routerOptions: { ignoreTrailingSlash: true },
+    // `/containers/` and `/containers` are the same resource to a curl user. Long parameters reach the schema,
+    // which says what is wrong with them, instead of the router's terse refusal.
+    routerOptions: { ignoreTrailingSlash: true, maxParamLength: 2048 },
+    // Errors the router raises before any route is chosen (a bad %-escape): problem+json like the rest.
+    frameworkErrors: (error, _request, reply: FastifyReply) => {
+      const problem = problemForError(error, DEFAULT_BODY_LIMIT);
+      void reply.code(problem.status).type(PROBLEM_CONTENT_TYPE).send(problem);
+    },
     // Even a request that is not HTTP at all gets a problem+json answer, never fastify's own format.
     clientErrorHandler: answerMalformedRequest,
   }).withTypeProvider<ZodTypeProvider>();

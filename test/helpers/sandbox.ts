@@ -121,8 +121,12 @@ function killMonitors(sandboxDir: string): void {
 const silentLogger = pino({ level: process.env.RUNCD_TEST_LOG ?? 'silent' });
 
 /** The daemon in-process, driven with app.inject(); closed at teardown (containers are left to the sandbox). */
-export async function startInProcess(t: Test, sandbox: Sandbox): Promise<Daemon> {
-  const daemon = await openDaemon(sandbox.config, silentLogger);
+export async function startInProcess(
+  t: Test,
+  sandbox: Sandbox,
+  overrides: Partial<DaemonConfig> = {},
+): Promise<Daemon> {
+  const daemon = await openDaemon({ ...sandbox.config, ...overrides }, silentLogger);
   t.teardown(() => daemon.close());
   return daemon;
 }
