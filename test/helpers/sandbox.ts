@@ -168,6 +168,8 @@ export class DaemonProcess {
   constructor(
     private readonly sandbox: Sandbox,
     private readonly extraArgs: string[] = [],
+    /** Hands the daemon an extra pipe as fd 3, as a careless parent would (to test that runc never gets it). */
+    private readonly leakDescriptor = false,
   ) {
     this.agent = new Agent({ connect: { socketPath: sandbox.socket } });
   }
@@ -194,7 +196,9 @@ export class DaemonProcess {
   }
 
   async start(): Promise<void> {
-    this.child = spawn(process.execPath, this.argv(), { stdio: ['ignore', 'pipe', 'pipe'] });
+    this.child = spawn(process.execPath, this.argv(), {
+      stdio: this.leakDescriptor ? ['ignore', 'pipe', 'pipe', 'pipe'] : ['ignore', 'pipe', 'pipe'],
+    });
     this.child.stdout?.on('data', (chunk: Buffer) => (this.output += chunk.toString()));
     this.child.stderr?.on('data', (chunk: Buffer) => (this.output += chunk.toString()));
     const deadline = Date.now() + 15_000;
