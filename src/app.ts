@@ -101,6 +101,16 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
         description:
           'The OCI container lifecycle (runc create/start/state/list/exec/kill/delete) over HTTP. Errors are RFC 9457 problem+json.',
       },
+      components: {
+        securitySchemes: {
+          bearerAuth: {
+            type: 'http',
+            scheme: 'bearer',
+            description:
+              'A token from `runcd token create --scope read|operate|admin`. Required on TCP; on the unix socket only with --require-token.',
+          },
+        },
+      },
       tags: [
         { name: 'containers', description: 'Container lifecycle' },
         { name: 'system', description: 'Daemon health and documentation' },

@@ -28,7 +28,8 @@ export const ROUTE_ACCESS: Readonly<Record<string, RouteAccess>> = {
 
 export function requiredAccess(method: string, routeUrl: string | undefined): RouteAccess {
   if (routeUrl === undefined) return 'admin';
-  const listed = ROUTE_ACCESS[`${method} ${routeUrl}`];
+  // fastify answers HEAD with the GET route (and its schema): the same rule must apply to both.
+  const listed = ROUTE_ACCESS[`${method === 'HEAD' ? 'GET' : method} ${routeUrl}`];
   if (listed) return listed;
   if (method === 'GET' || method === 'HEAD') return 'read';
   return 'admin';

@@ -1,8 +1,9 @@
 import type { TLSSocket } from 'node:tls';
-import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
+import type { FastifyPluginAsync, FastifyRequest, FastifySchema, RouteOptions } from 'fastify';
 import fastifyPlugin from 'fastify-plugin';
 import { InsufficientScopeError, PolicyDeniedError, RateLimitedError, UnauthorizedError } from '../errors.js';
 import { OperationContext, runInOperation } from '../runtime/operation-context.js';
+import { ProblemSchema } from '../schemas/common.js';
 import type { TokenScope } from '../store/token-repository.js';
 import { outcomeFor, type AuditLog } from './audit-log.js';
 import { ROUTE_BODY_LIMITS } from './limits.js';
@@ -50,10 +51,12 @@ const securityPlugin: FastifyPluginAsync<SecurityOptions> = async (app, options)
   app.decorateRequest('security', null);
 
   app.addHook('onRoute', (route) => {
-    for (const method of [route.method].flat()) {
+    const methods = [route.method].flat();
+    for (const method of methods) {
       const limit = ROUTE_BODY_LIMITS[`${method} ${route.url}`];
       if (limit !== undefined) route.bodyLimit = limit;
     }
+    documentSecurity(route, methods);
   });
 
   app.addHook('onRequest', async (request) => {
@@ -158,6 +161,24 @@ const securityPlugin: FastifyPluginAsync<SecurityOptions> = async (app, options)
     });
   });
 };
+
+/**
+ * Adds what this plugin can answer to each documented route: the bearer requirement (none for public routes)
+ * and the 401/403/429 (and 413/415 where a body is read, 503/504 where the runtime may run) problems.
+ */
+function documentSecurity(route: RouteOptions, methods: string[]): void {
+  const schema = route.schema as (FastifySchema & { hide?: boolean; security?: unknown }) | undefined;
+  if (!schema || schema.hide) return;
+  const access = requiredAccess(methods[0]!, route.url);
+  schema.security = access === 'public' ? [] : [{ bearerAuth: [] }];
+  if (access === 'public') return;
+  const statuses = [401, 403, 429];
+  if (schema.body) statuses.push(413, 415);
+  if (!methods.every((method) => READ_METHODS.has(method))) statuses.push(503, 504);
+  const responses = (schema.response ?? {}) as Record<string, unknown>;
+  for (const status of statuses) responses[status] ??= ProblemSchema;
+  schema.response = responses;
+}
 
 function problemCodeOf(payload: string): string | null {
   try {

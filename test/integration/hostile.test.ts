@@ -135,6 +135,13 @@ t.test('a barrage of hostile requests is refused cleanly and spawns nothing', as
   const padding = (bytes: number) =>
     JSON.stringify({ id: 'x', bundle: good, labels: { pad: 'p'.repeat(bytes) } });
   add('300 KiB create', create(padding(300 * 1024)), 413, 'body_too_large');
+  // Under the 256 KiB limit of create, the body is read and judged on its content.
+  add(
+    '100 KiB create',
+    create(`{"id": "..", ${' '.repeat(100 * 1024)} "bundle": "/x"}`),
+    400,
+    'invalid_container_id',
+  );
   add(
     '17 KiB exec',
     { ...create(JSON.stringify({ args: ['x'.repeat(17 * 1024)] })), path: `/containers/${target}/exec` },

@@ -20,6 +20,7 @@ t.test(
   'the scope table: public health, read for GET, operate for run state, admin for the rest',
   async (t) => {
     t.equal(requiredAccess('GET', '/healthz'), 'public');
+    t.equal(requiredAccess('HEAD', '/healthz'), 'public', 'HEAD follows GET');
     t.equal(requiredAccess('GET', '/containers'), 'read');
     t.equal(requiredAccess('HEAD', '/containers/:id'), 'read');
     t.equal(requiredAccess('POST', '/containers/:id/wait'), 'read');
