@@ -1,25 +1,38 @@
+import { PassThrough } from 'node:stream';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import type { ContainerService } from '../src/lifecycle/container-service.js';
-import { ContainerIdParams, ProblemSchema } from '../src/schemas/common.js';
+import type { LogService } from '../src/lifecycle/log-service.js';
+import { ContainerIdParams, ProblemSchema, QueryBoolean } from '../src/schemas/common.js';
 import {
   Container,
+  ContainerProcess,
+  ContainerStats,
   CreateContainerBody,
   DeleteContainerQuery,
   ExecBody,
   ExecResult,
   KillContainerQuery,
   ListContainersQuery,
+  LogLine,
+  LogsQuery,
+  RestartQuery,
+  StatsQuery,
+  StopQuery,
+  WaitQuery,
+  WaitResult,
 } from '../src/schemas/container.js';
+import { abortOnClose, asStreamedBody, wantsNdjson } from './streaming.js';
 
 export interface ContainerRoutesOptions {
   containers: ContainerService;
+  logs: LogService;
 }
 
 const errors = (...statuses: number[]) =>
   Object.fromEntries(statuses.map((status) => [status, ProblemSchema]));
 
-const containerRoutes: FastifyPluginAsyncZod<ContainerRoutesOptions> = async (app, { containers }) => {
+const containerRoutes: FastifyPluginAsyncZod<ContainerRoutesOptions> = async (app, { containers, logs }) => {
   app.post(
     '/containers',
     {
@@ -57,12 +70,14 @@ const containerRoutes: FastifyPluginAsyncZod<ContainerRoutesOptions> = async (ap
       schema: {
         operationId: 'getContainer',
         tags: ['containers'],
-        summary: 'Container state (runc state)',
+        summary: "Container state (runc state), from runcd's view; refresh=true asks runc itself",
         params: ContainerIdParams,
+        querystring: z.object({ refresh: QueryBoolean.default(false) }),
         response: { 200: Container, ...errors(400, 404) },
       },
     },
-    async (request) => containers.get(request.params.id),
+    async (request) =>
+      request.query.refresh ? containers.refresh(request.params.id) : containers.get(request.params.id),
   );
 
   app.post(
@@ -127,6 +142,205 @@ const containerRoutes: FastifyPluginAsyncZod<ContainerRoutesOptions> = async (ap
     async (request, reply) => {
       await containers.delete(request.params.id, { force: request.query.force });
       return reply.code(204).send(null);
+    },
+  );
+  app.post(
+    '/containers/:id/stop',
+    {
+      schema: {
+        operationId: 'stopContainer',
+        tags: ['containers'],
+        summary:
+          'Send the stop signal, wait up to timeout seconds, then SIGKILL; answers with the stopped container',
+        params: ContainerIdParams,
+        querystring: StopQuery,
+        response: { 200: Container, ...errors(400, 404, 409, 504) },
+      },
+    },
+    async (request) =>
+      containers.stop(request.params.id, {
+        timeoutSeconds: request.query.timeout,
+        signal: request.query.signal,
+      }),
+  );
+
+  app.post(
+    '/containers/:id/restart',
+    {
+      schema: {
+        operationId: 'restartContainer',
+        tags: ['containers'],
+        summary: 'Stop if running, then create and start again from the same bundle (same id, new pid)',
+        params: ContainerIdParams,
+        querystring: RestartQuery,
+        response: { 200: Container, ...errors(400, 404, 409, 422, 504) },
+      },
+    },
+    async (request) => containers.restart(request.params.id, { timeoutSeconds: request.query.timeout }),
+  );
+
+  app.post(
+    '/containers/:id/pause',
+    {
+      schema: {
+        operationId: 'pauseContainer',
+        tags: ['containers'],
+        summary: 'Freeze every process of the container (runc pause)',
+        params: ContainerIdParams,
+        response: { 200: Container, ...errors(400, 404, 409) },
+      },
+    },
+    async (request) => containers.pause(request.params.id),
+  );
+
+  app.post(
+    '/containers/:id/resume',
+    {
+      schema: {
+        operationId: 'resumeContainer',
+        tags: ['containers'],
+        summary: 'Thaw a paused container (runc resume)',
+        params: ContainerIdParams,
+        response: { 200: Container, ...errors(400, 404, 409) },
+      },
+    },
+    async (request) => containers.resume(request.params.id),
+  );
+
+  app.post(
+    '/containers/:id/wait',
+    {
+      schema: {
+        operationId: 'waitContainer',
+        tags: ['containers'],
+        summary:
+          'Long-poll until the container stops (or is removed). Headers are sent once the waiter is registered; the body follows when the condition holds. The exit of a deleted container stays available for 10 minutes.',
+        params: ContainerIdParams,
+        querystring: WaitQuery,
+        response: { 200: WaitResult, ...errors(400, 404) },
+      },
+    },
+    async (request, reply) => {
+      const waiter = containers.waitFor(request.params.id, request.query.condition);
+      // Flush headers now, so a client sees the wait is registered before the container can exit.
+      reply.hijack();
+      reply.raw.writeHead(200, {
+        'content-type': 'application/json; charset=utf-8',
+        'x-request-id': request.id,
+      });
+      reply.raw.flushHeaders();
+      const abort = abortOnClose(reply.raw);
+      let timer: NodeJS.Timeout | undefined;
+      const timeout = new Promise<z.infer<typeof WaitResult>>((resolve) => {
+        if (request.query.timeout !== undefined) {
+          timer = setTimeout(
+            () => resolve({ exitCode: null, oomKilled: false, finishedAt: null, timedOut: true }),
+            request.query.timeout * 1000,
+          );
+        }
+      });
+      const aborted = new Promise<undefined>((resolve) =>
+        abort.signal.addEventListener('abort', () => resolve(undefined), { once: true }),
+      );
+      try {
+        const result = await Promise.race([waiter.result, timeout, aborted]);
+        if (result) reply.raw.end(JSON.stringify(result) + '\n');
+      } finally {
+        clearTimeout(timer);
+        waiter.cancel();
+      }
+    },
+  );
+
+  app.get(
+    '/containers/:id/logs',
+    {
+      schema: {
+        operationId: 'containerLogs',
+        tags: ['containers'],
+        summary:
+          "Container output from conmon's log: text/plain raw lines by default, NDJSON LogLine objects with Accept: application/x-ndjson. With follow=true the stream ends when the container stops.",
+        params: ContainerIdParams,
+        querystring: LogsQuery,
+        response: {
+          200: z
+            .string()
+            .describe('Raw lines (text/plain) or LogLine objects, one per line (application/x-ndjson)'),
+          ...errors(400, 404),
+        },
+      },
+    },
+    async (request, reply) => {
+      const ndjson = wantsNdjson(request.headers.accept);
+      const { timestamps, ...options } = request.query;
+      const body = new PassThrough();
+      const abort = abortOnClose(reply.raw);
+      const done = logs.stream(
+        request.params.id,
+        options,
+        (entry) => {
+          if (ndjson) body.write(JSON.stringify(LogLine.parse(entry)) + '\n');
+          else body.write(timestamps ? `${entry.time} ${entry.line}\n` : `${entry.line}\n`);
+        },
+        abort.signal,
+      );
+      // Unknown ids fail before the first byte, so they still get a problem+json 404.
+      await Promise.race([done, new Promise((resolve) => setImmediate(resolve))]);
+      void done.then(
+        () => body.end(),
+        (error: unknown) => body.destroy(error as Error),
+      );
+      return reply
+        .type(ndjson ? 'application/x-ndjson' : 'text/plain; charset=utf-8')
+        .send(asStreamedBody(body));
+    },
+  );
+
+  app.get(
+    '/containers/:id/processes',
+    {
+      schema: {
+        operationId: 'containerProcesses',
+        tags: ['containers'],
+        summary: 'Processes in the container (runc ps), with parent pid, user and command line from /proc',
+        params: ContainerIdParams,
+        response: { 200: z.array(ContainerProcess), ...errors(400, 404, 409) },
+      },
+    },
+    async (request) => containers.processes(request.params.id),
+  );
+
+  app.get(
+    '/containers/:id/stats',
+    {
+      schema: {
+        operationId: 'containerStats',
+        tags: ['containers'],
+        summary:
+          'CPU, memory and pids from the container cgroup (runc events --stats); stream=true for NDJSON',
+        params: ContainerIdParams,
+        querystring: StatsQuery,
+        response: { 200: ContainerStats, ...errors(400, 404, 409) },
+      },
+    },
+    async (request, reply) => {
+      if (!request.query.stream) return containers.stats(request.params.id);
+      const first = await containers.stats(request.params.id);
+      const body = new PassThrough();
+      body.write(JSON.stringify(first) + '\n');
+      const abort = abortOnClose(reply.raw);
+      void containers
+        .streamStats(
+          request.params.id,
+          request.query.interval,
+          (stats) => body.write(JSON.stringify(stats) + '\n'),
+          abort.signal,
+        )
+        // The response is already streaming: a failure (the container stopped in between, the exec pool is
+        // full) can only end it, and must never become an unhandled rejection that takes the daemon down.
+        .catch((error: unknown) => request.log.warn({ err: error }, 'stats stream ended early'))
+        .finally(() => body.end());
+      return reply.type('application/x-ndjson').send(asStreamedBody(body));
     },
   );
 };

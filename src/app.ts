@@ -15,10 +15,12 @@ import {
   type ZodTypeProvider,
 } from 'fastify-type-provider-zod';
 import containerRoutes from '../routes/containers.js';
+import eventRoutes from '../routes/events.js';
 import systemRoutes from '../routes/system.js';
 import type { Socket } from 'node:net';
 import { DomainError, problemFor, problemHeaders, toProblem, type Problem } from './errors.js';
 import type { ContainerService } from './lifecycle/container-service.js';
+import { LogService } from './lifecycle/log-service.js';
 import { DEFAULT_BODY_LIMIT } from './security/limits.js';
 import securityPlugin, { type SecurityOptions } from './security/security-plugin.js';
 import { RUNCD_VERSION } from './version.js';
@@ -113,6 +115,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
       },
       tags: [
         { name: 'containers', description: 'Container lifecycle' },
+        { name: 'events', description: 'Lifecycle event stream' },
         { name: 'system', description: 'Daemon health and documentation' },
       ],
     },
@@ -121,7 +124,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   });
   await app.register(fastifySwaggerUi, { routePrefix: '/docs' });
   await app.register(systemRoutes);
-  await app.register(containerRoutes, { containers: deps.containers });
+  await app.register(containerRoutes, { containers: deps.containers, logs: new LogService(deps.containers) });
+  await app.register(eventRoutes, { events: deps.containers.events });
   return app;
 }
 

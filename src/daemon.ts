@@ -18,6 +18,9 @@ import { assessRuntime, type RuntimeSecurityReport } from './security/runtime-ad
 import type { SecurityOptions } from './security/security-plugin.js';
 import { TokenAuthenticator } from './security/tokens.js';
 import { ContainerRepository } from './store/container-repository.js';
+import { EventRepository } from './store/event-repository.js';
+import { TombstoneRepository } from './store/tombstone-repository.js';
+import { EventBus } from './lifecycle/event-bus.js';
 import { openDatabase, type Db } from './store/database.js';
 import { TokenRepository } from './store/token-repository.js';
 
@@ -88,6 +91,8 @@ export async function openDaemon(config: DaemonConfig, logger: Logger): Promise<
   );
   const containers = new ContainerService({
     repository: new ContainerRepository(db),
+    tombstones: new TombstoneRepository(db),
+    events: new EventBus(new EventRepository(db)),
     runc,
     conmon,
     bundles: new BundleInspector(config.bundleRoots, policy),

@@ -8,6 +8,9 @@ import { Runc } from './runtime/runc.js';
 import { RateLimiter } from './security/rate-limiter.js';
 import { TokenAuthenticator } from './security/tokens.js';
 import { ContainerRepository } from './store/container-repository.js';
+import { EventRepository } from './store/event-repository.js';
+import { TombstoneRepository } from './store/tombstone-repository.js';
+import { EventBus } from './lifecycle/event-bus.js';
 import { openDatabase } from './store/database.js';
 import { TokenRepository } from './store/token-repository.js';
 
@@ -17,10 +20,12 @@ import { TokenRepository } from './store/token-repository.js';
  */
 export async function generateOpenApiDocument(): Promise<unknown> {
   const runner = new ProcessRunner();
-  const db = openDatabase(':memory:');
   const runc = new Runc({ binary: 'runc', root: '/nonexistent', scratchDir: '/nonexistent', runner });
+  const db = openDatabase(':memory:');
   const containers = new ContainerService({
     repository: new ContainerRepository(db),
+    tombstones: new TombstoneRepository(db),
+    events: new EventBus(new EventRepository(db)),
     runc,
     conmon: new Conmon({ binary: 'conmon', runtimeBinary: 'runc', stateDir: '/nonexistent', runc, runner }),
     bundles: new BundleInspector([]),

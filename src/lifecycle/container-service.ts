@@ -1,4 +1,5 @@
 import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { userInfo } from 'node:os';
 import type { Logger } from 'pino';
 import {
@@ -14,15 +15,29 @@ import {
 import type { Conmon, ExitRecord } from '../runtime/conmon.js';
 import { ExitWatcher } from '../runtime/exit-watcher.js';
 import type { OciProcess, OciSpec } from '../runtime/oci.js';
-import { RuntimeError, type Runc, type RuntimeState } from '../runtime/runc.js';
-import type { Container, ContainerStatus, ExecBody, ExecResult } from '../schemas/container.js';
-import type { Signal } from '../signals.js';
+import { readProcess } from '../runtime/procfs.js';
+import { RuntimeError, UNLIMITED, type Runc, type RuntimeState, type RuntimeStats } from '../runtime/runc.js';
+import type {
+  Container,
+  ContainerStats,
+  ContainerStatus,
+  ExecBody,
+  ExecResult,
+  RestartPolicy,
+  WaitResult,
+} from '../schemas/container.js';
+import { signalName, type Signal } from '../signals.js';
 import type { ContainerRecord, ContainerRepository } from '../store/container-repository.js';
+import type { TombstoneRepository } from '../store/tombstone-repository.js';
 import type { BundleInspector } from './bundle-inspector.js';
+import type { EventBus } from './event-bus.js';
 import { KeyedMutex } from './keyed-mutex.js';
+import { RestartScheduler } from './restart-scheduler.js';
 
 export interface ContainerServiceDeps {
   repository: ContainerRepository;
+  tombstones: TombstoneRepository;
+  events: EventBus;
   runc: Runc;
   conmon: Conmon;
   bundles: BundleInspector;
@@ -35,6 +50,9 @@ export interface CreateContainerInput {
   bundle: string;
   labels?: Record<string, string> | undefined;
   start?: boolean | undefined;
+  restartPolicy?: RestartPolicy | undefined;
+  stopSignal?: Signal | undefined;
+  stopTimeout?: number | undefined;
 }
 
 export interface ContainerFilter {
@@ -42,38 +60,70 @@ export interface ContainerFilter {
   labels?: Array<[string, string]> | undefined;
 }
 
+export type WaitCondition = 'stopped' | 'removed';
+
+export interface ContainerProcessInfo {
+  pid: number;
+  ppid: number;
+  uid: number;
+  user: string;
+  state: string;
+  command: string;
+}
+
+type Waiter = (condition: WaitCondition, result: WaitResult) => void;
+
 const SIGKILL = 9;
+const SIGTERM = 15;
 const KILL_SETTLE_TIMEOUT_MS = 2_000;
+const SIGKILL_STOP_TIMEOUT_MS = 10_000;
 const DEFAULT_EXEC_OUTPUT_LIMIT = 1024 * 1024;
+const DEFAULT_STOP_TIMEOUT_SECONDS = 10;
+/** A container that dies this soon after a caller's kill was stopped by the caller: no policy restart. */
+const CALLER_KILL_WINDOW_MS = 10_000;
+/** Exit codes of deleted containers stay readable through wait for at least 5 minutes. */
+const TOMBSTONE_RETENTION_MS = 10 * 60_000;
 
 /**
- * Owns the container state machine (creating → created → running ⇄ paused → stopped), per-id locking and
- * persistence. runc stays the source of truth for live status; the store is the source of truth for what runcd
- * created; the in-memory view is kept exact by runcd's own operations and by conmon's exit files, so reads never
- * spawn runc.
+ * Owns the container state machine (creating → created → running ⇄ paused → stopped), per-id locking, events
+ * and persistence. runc stays the source of truth for live status; the store is the source of truth for what
+ * runcd created; the in-memory view is kept exact by runcd's own operations and by conmon's exit files, so reads
+ * never spawn runc.
  */
 export class ContainerService {
   private readonly view = new Map<string, ContainerRecord>();
   private readonly processTemplates = new Map<string, OciProcess>();
-  private readonly exitWaiters = new Map<string, Set<() => void>>();
+  private readonly waiters = new Map<string, Set<Waiter>>();
+  /** id → time until which a death counts as caller-requested (Infinity after an explicit stop). */
+  private readonly callerStops = new Map<string, number>();
   private readonly locks = new KeyedMutex();
   private readonly watcher: ExitWatcher;
+  private readonly restarts: RestartScheduler;
   private readonly owner = userInfo().username;
+  private closed = false;
 
   constructor(private readonly deps: ContainerServiceDeps) {
     this.watcher = new ExitWatcher(deps.conmon.exitDir, (id) => void this.onExitFile(id));
+    this.restarts = new RestartScheduler((id) => this.restartByPolicy(id));
+  }
+
+  get events(): EventBus {
+    return this.deps.events;
   }
 
   /** Loads the store, reconciles it with the runtime, then starts watching for exits. */
   async init(): Promise<void> {
     await this.deps.conmon.prepare();
+    this.deps.tombstones.pruneRemovedBefore(new Date(Date.now() - TOMBSTONE_RETENTION_MS).toISOString());
     for (const record of this.deps.repository.all()) this.view.set(record.id, record);
     await this.reconcile();
     await this.watcher.start();
   }
 
   close(): void {
+    this.closed = true;
     this.watcher.stop();
+    this.restarts.cancelAll();
   }
 
   list(filter: ContainerFilter = {}): Container[] {
@@ -88,6 +138,27 @@ export class ContainerService {
 
   get(id: string): Container {
     return toContainer(this.require(id));
+  }
+
+  /** Asks the runtime instead of the view (`?refresh=true`), correcting the view if they disagree. */
+  async refresh(id: string): Promise<Container> {
+    return this.locks.run(id, async () => {
+      const record = this.require(id);
+      if (record.status === 'stopped') return toContainer(record);
+      const exit = await this.deps.conmon.readExit(id);
+      if (exit) {
+        this.markStopped(record, exit);
+        return toContainer(record);
+      }
+      try {
+        this.applyRuntimeState(record, await this.deps.runc.state(id));
+      } catch (error) {
+        if (!(error instanceof RuntimeError && error.kind === 'not_found'))
+          throw this.translate(error, id, 'state');
+        this.markStopped(record, undefined);
+      }
+      return toContainer(record);
+    });
   }
 
   async create(input: CreateContainerInput): Promise<Container> {
@@ -107,29 +178,26 @@ export class ContainerService {
         owner: this.owner,
         labels: input.labels ?? {},
         exitCode: null,
+        oomKilled: false,
         startedAt: null,
         finishedAt: null,
         configDigest: bundle.configDigest,
-        oomKilled: false,
+        restartPolicy: input.restartPolicy ?? { name: 'no' },
+        restartCount: 0,
+        stopSignal: input.stopSignal?.number ?? SIGTERM,
+        stopTimeout: input.stopTimeout ?? DEFAULT_STOP_TIMEOUT_SECONDS,
       };
       this.deps.repository.insert(record);
+      this.deps.tombstones.remove(record.id);
       this.view.set(record.id, record);
       try {
-        const { pid } = await this.deps.conmon.create(record.id, bundle.runtimeConfig);
-        const state = await this.deps.runc.state(record.id);
-        Object.assign(record, {
-          status: 'created',
-          pid: state.pid || pid,
-          created: state.created,
-          ociVersion: state.ociVersion,
-          owner: state.owner || this.owner,
-        });
-        this.deps.repository.save(record);
+        await this.createInstance(record, bundle.runtimeConfig);
         this.processTemplates.set(record.id, bundle.spec.process!);
       } catch (error) {
         await this.discardFailedCreate(record.id);
         throw this.translate(error, record.id, 'create');
       }
+      this.deps.events.publish('create', record.id, { bundle: record.bundle });
       this.deps.logger.info({ containerId: record.id, pid: record.pid }, 'container created');
       if (input.start) await this.startLocked(record);
       return toContainer(record);
@@ -157,14 +225,17 @@ export class ContainerService {
     }
     const process = buildExecProcess(await this.processTemplate(record), request);
     this.deps.bundles.checkExecProcess(process);
+    let result: ExecResult;
     try {
-      return await this.deps.runc.exec(id, process, {
+      result = await this.deps.runc.exec(id, process, {
         timeoutMs: request.timeoutSeconds !== undefined ? request.timeoutSeconds * 1000 : undefined,
         outputLimitBytes: this.deps.execOutputLimitBytes ?? DEFAULT_EXEC_OUTPUT_LIMIT,
       });
     } catch (error) {
       throw this.translate(error, id, 'exec');
     }
+    this.deps.events.publish('exec', id, { command: request.args.join(' '), exitCode: result.exitCode });
+    return result;
   }
 
   /**
@@ -172,24 +243,129 @@ export class ContainerService {
    * that kills and then reads the container sees it stopped, with its exit code, as the seed's walkthrough expects.
    */
   async kill(id: string, signal: Signal): Promise<void> {
-    const exited = this.exitPromise(id);
+    const exited = this.waitForCondition(id, 'stopped');
     try {
       await this.locks.run(id, async () => {
         const record = this.require(id);
         if (record.status === 'stopped' || record.status === 'creating') {
           throw new ConflictError('container_not_running', `container "${id}" is not running`, id);
         }
-        try {
-          await this.deps.runc.kill(id, signal.number);
-        } catch (error) {
-          throw this.translate(error, id, 'kill');
-        }
+        this.callerStops.set(id, Math.max(this.callerStops.get(id) ?? 0, Date.now() + CALLER_KILL_WINDOW_MS));
+        await this.signal(record, signal.number);
+        this.deps.events.publish('kill', id, { signal: signal.name });
         this.deps.logger.info({ containerId: id, signal: signal.name }, 'signal sent');
       });
       if (signal.number === SIGKILL) await withTimeout(exited.promise, KILL_SETTLE_TIMEOUT_MS);
     } finally {
       exited.cancel();
     }
+  }
+
+  /**
+   * Sends the stop signal, waits up to `timeoutSeconds` (-1: forever) for the exit, then SIGKILLs. A container
+   * stopped this way is never restarted by its restart policy.
+   */
+  async stop(
+    id: string,
+    options: { timeoutSeconds?: number | undefined; signal?: Signal | undefined } = {},
+  ): Promise<Container> {
+    const record = this.require(id);
+    if (record.status === 'stopped') return toContainer(record);
+    const timeoutSeconds = options.timeoutSeconds ?? record.stopTimeout;
+    const signalNumber = options.signal?.number ?? record.stopSignal;
+    const exited = this.waitForCondition(id, 'stopped');
+    try {
+      const alreadyStopped = await this.locks.run(id, async () => {
+        const current = this.require(id);
+        if (current.status === 'stopped') return true;
+        if (current.status === 'creating') {
+          throw new ConflictError('container_not_created', `container "${id}" is still being created`, id);
+        }
+        this.restarts.cancel(id);
+        this.callerStops.set(id, Infinity);
+        await this.signal(current, signalNumber, true);
+        return false;
+      });
+      if (!alreadyStopped) {
+        const graceful =
+          timeoutSeconds < 0
+            ? (await exited.promise, true)
+            : await withTimeout(exited.promise, timeoutSeconds * 1000);
+        if (!graceful) {
+          await this.locks.run(id, async () => {
+            const current = this.require(id);
+            if (current.status !== 'stopped') await this.signal(current, SIGKILL, true);
+          });
+          if (!(await withTimeout(exited.promise, SIGKILL_STOP_TIMEOUT_MS))) {
+            throw new TimeoutError('stop_timeout', `container "${id}" did not stop after SIGKILL`, id);
+          }
+        }
+        this.deps.events.publish('stop', id, {
+          signal: signalName(signalNumber) ?? String(signalNumber),
+          escalated: !graceful,
+        });
+      }
+    } finally {
+      exited.cancel();
+    }
+    return toContainer(this.require(id));
+  }
+
+  /** Stops the container if needed, then creates and starts it again from the same bundle with the same id. */
+  async restart(id: string, options: { timeoutSeconds?: number | undefined } = {}): Promise<Container> {
+    await this.stop(id, { timeoutSeconds: options.timeoutSeconds });
+    return this.locks.run(id, async () => {
+      const record = this.require(id);
+      this.callerStops.delete(id);
+      this.restarts.reset(id);
+      await this.recreateLocked(record);
+      this.deps.events.publish('restart', id, { reason: 'caller', restartCount: record.restartCount });
+      return toContainer(record);
+    });
+  }
+
+  async pause(id: string): Promise<Container> {
+    return this.locks.run(id, async () => {
+      const record = this.require(id);
+      if (record.status !== 'running') {
+        throw new ConflictError(
+          'container_not_running',
+          `cannot pause a container that is ${record.status}`,
+          id,
+        );
+      }
+      try {
+        await this.deps.runc.pause(id);
+      } catch (error) {
+        throw this.translate(error, id, 'pause');
+      }
+      record.status = 'paused';
+      this.deps.repository.save(record);
+      this.deps.events.publish('pause', id);
+      return toContainer(record);
+    });
+  }
+
+  async resume(id: string): Promise<Container> {
+    return this.locks.run(id, async () => {
+      const record = this.require(id);
+      if (record.status !== 'paused') {
+        throw new ConflictError(
+          'container_not_paused',
+          `cannot resume a container that is ${record.status}`,
+          id,
+        );
+      }
+      try {
+        await this.deps.runc.resume(id);
+      } catch (error) {
+        throw this.translate(error, id, 'resume');
+      }
+      record.status = 'running';
+      this.deps.repository.save(record);
+      this.deps.events.publish('resume', id);
+      return toContainer(record);
+    });
   }
 
   async delete(id: string, options: { force: boolean }): Promise<void> {
@@ -203,6 +379,8 @@ export class ContainerService {
           id,
         );
       }
+      this.restarts.reset(id);
+      this.callerStops.set(id, Infinity);
       try {
         await this.deps.runc.delete(id, { force: record.status !== 'stopped' });
       } catch (error) {
@@ -210,12 +388,118 @@ export class ContainerService {
           throw this.translate(error, id, 'delete');
       }
       await this.deps.conmon.waitForMonitorExit(id);
+      if (record.status !== 'stopped') this.markStopped(record, await this.deps.conmon.readExit(id));
       await this.deps.conmon.removeFiles(id);
+      const tombstone = {
+        id,
+        exitCode: record.exitCode,
+        oomKilled: record.oomKilled,
+        finishedAt: record.finishedAt,
+        removedAt: new Date().toISOString(),
+      };
+      this.deps.tombstones.put(tombstone);
       this.deps.repository.remove(id);
       this.view.delete(id);
       this.processTemplates.delete(id);
+      this.callerStops.delete(id);
+      this.deps.events.publish('delete', id);
+      this.notify(id, 'removed', { ...waitResultOf(record), timedOut: false });
       this.deps.logger.info({ containerId: id }, 'container deleted');
     });
+  }
+
+  /**
+   * Registers a waiter before anything else can happen, so a container that exits right after the call cannot
+   * race past it. Answers at once when the condition already holds; a deleted container answers from its tombstone.
+   */
+  waitFor(id: string, condition: WaitCondition): { result: Promise<WaitResult>; cancel: () => void } {
+    const record = this.view.get(id);
+    if (!record) {
+      const tombstone = this.deps.tombstones.get(id);
+      if (!tombstone) throw containerNotFound(id);
+      return {
+        result: Promise.resolve({
+          exitCode: tombstone.exitCode,
+          oomKilled: tombstone.oomKilled,
+          finishedAt: tombstone.finishedAt,
+          timedOut: false,
+        }),
+        cancel: () => undefined,
+      };
+    }
+    if (condition === 'stopped' && record.status === 'stopped') {
+      return {
+        result: Promise.resolve({ ...waitResultOf(record), timedOut: false }),
+        cancel: () => undefined,
+      };
+    }
+    const waiter = this.waitForCondition(id, condition);
+    return { result: waiter.promise, cancel: waiter.cancel };
+  }
+
+  async processes(id: string): Promise<ContainerProcessInfo[]> {
+    const record = this.require(id);
+    if (record.status === 'stopped' || record.status === 'creating') {
+      throw new ConflictError('container_not_running', `container "${id}" is not running`, id);
+    }
+    let pids: number[];
+    try {
+      pids = await this.deps.runc.ps(id);
+    } catch (error) {
+      throw this.translate(error, id, 'ps');
+    }
+    const users = await readPasswd(record.rootfs);
+    const details = await Promise.all(pids.map((pid) => readProcess(pid)));
+    return details
+      .filter((detail) => detail !== undefined)
+      .map((detail) => ({ ...detail, user: users.get(detail.uid) ?? String(detail.uid) }));
+  }
+
+  async stats(id: string): Promise<ContainerStats> {
+    this.requireLive(id);
+    try {
+      return toContainerStats(id, await this.deps.runc.stats(id));
+    } catch (error) {
+      throw this.translate(error, id, 'stats');
+    }
+  }
+
+  /** Streams snapshots until the container stops or `signal` aborts. */
+  async streamStats(
+    id: string,
+    intervalSeconds: number,
+    onStats: (stats: ContainerStats) => void,
+    signal: AbortSignal,
+  ): Promise<void> {
+    this.requireLive(id);
+    const stream = await this.deps.runc.streamStats(id, intervalSeconds, (stats) =>
+      onStats(toContainerStats(id, stats)),
+    );
+    const stopped = this.waitForCondition(id, 'stopped');
+    const aborted = new Promise<void>((resolve) =>
+      signal.addEventListener('abort', () => resolve(), { once: true }),
+    );
+    try {
+      await Promise.race([stream.done, stopped.promise, aborted]);
+    } finally {
+      stream.stop();
+      stopped.cancel();
+    }
+  }
+
+  /** The container's log file and a promise that settles when the container stops (or is deleted). */
+  logSource(id: string): { path: string; running: boolean; stopped: Promise<unknown>; cancel: () => void } {
+    const record = this.require(id);
+    const running = record.status !== 'stopped';
+    const stopped = running
+      ? this.waitForCondition(id, 'stopped')
+      : { promise: Promise.resolve(), cancel: () => undefined };
+    return {
+      path: this.deps.conmon.filesFor(id).log,
+      running,
+      stopped: stopped.promise,
+      cancel: stopped.cancel,
+    };
   }
 
   private async startLocked(record: ContainerRecord): Promise<void> {
@@ -228,17 +512,90 @@ export class ContainerService {
     };
     const refused = refusal[record.status];
     if (refused) throw new ConflictError(refused[0], refused[1], id);
+    this.callerStops.delete(id);
+    await this.startInstance(record);
+    this.deps.events.publish('start', id, { pid: record.pid });
+    // A process that exits at once may already have its exit file; report it stopped right away.
+    await this.refreshExit(record);
+    this.deps.logger.info({ containerId: id }, 'container started');
+  }
+
+  /**
+   * conmon + `runc create` on runcd's checked copy of the record's config (written from `runtimeConfig` on the
+   * first create, reused on restarts); fills in pid and runc's own state fields.
+   */
+  private async createInstance(record: ContainerRecord, runtimeConfig?: string): Promise<void> {
+    const { pid } = await this.deps.conmon.create(record.id, runtimeConfig);
+    const state = await this.deps.runc.state(record.id);
+    Object.assign(record, {
+      status: 'created',
+      pid: state.pid || pid,
+      created: state.created,
+      ociVersion: state.ociVersion,
+      owner: state.owner || this.owner,
+      exitCode: null,
+      oomKilled: false,
+      startedAt: null,
+      finishedAt: null,
+    });
+    this.deps.repository.save(record);
+  }
+
+  private async startInstance(record: ContainerRecord): Promise<void> {
     try {
-      await this.deps.runc.start(id);
+      await this.deps.runc.start(record.id);
     } catch (error) {
-      throw this.translate(error, id, 'start');
+      throw this.translate(error, record.id, 'start');
     }
     record.status = 'running';
     record.startedAt = new Date().toISOString();
     this.deps.repository.save(record);
-    // A process that exits at once may already have its exit file; report it stopped right away.
+  }
+
+  /** Replaces a stopped container's runtime instance: runc delete, then create and start from the same bundle. */
+  private async recreateLocked(record: ContainerRecord): Promise<void> {
+    if (record.status !== 'stopped') {
+      throw new ConflictError(
+        'container_not_stopped',
+        `container "${record.id}" is ${record.status}`,
+        record.id,
+      );
+    }
+    try {
+      await this.deps.runc.delete(record.id);
+    } catch (error) {
+      if (!(error instanceof RuntimeError && error.kind === 'not_found'))
+        throw this.translate(error, record.id, 'delete');
+    }
+    await this.deps.conmon.waitForMonitorExit(record.id);
+    await this.deps.conmon.clearExit(record.id);
+    try {
+      await this.createInstance(record);
+    } catch (error) {
+      // The old instance is gone and no new one exists: the container stays stopped with its last exit.
+      record.status = 'stopped';
+      record.pid = 0;
+      this.deps.repository.save(record);
+      throw this.translate(error, record.id, 'create');
+    }
+    await this.startInstance(record);
     await this.refreshExit(record);
-    this.deps.logger.info({ containerId: id }, 'container started');
+  }
+
+  private async restartByPolicy(id: string): Promise<void> {
+    if (this.closed) return;
+    await this.locks.run(id, async () => {
+      const record = this.view.get(id);
+      if (!record || record.status !== 'stopped' || this.isCallerStop(id)) return;
+      try {
+        record.restartCount++;
+        await this.recreateLocked(record);
+        this.deps.events.publish('restart', id, { reason: 'policy', restartCount: record.restartCount });
+        this.deps.logger.info({ containerId: id, restartCount: record.restartCount }, 'restarted by policy');
+      } catch (error) {
+        this.deps.logger.error({ containerId: id, err: error }, 'restart by policy failed');
+      }
+    });
   }
 
   private async onExitFile(id: string): Promise<void> {
@@ -256,32 +613,70 @@ export class ContainerService {
   }
 
   private markStopped(record: ContainerRecord, exit: ExitRecord | undefined): void {
+    const ranForMs = record.startedAt ? Date.now() - Date.parse(record.startedAt) : 0;
     record.status = 'stopped';
     record.pid = 0;
     record.exitCode = exit?.exitCode ?? null;
     record.oomKilled = exit?.oomKilled ?? false;
     record.finishedAt = exit?.finishedAt ?? new Date().toISOString();
     this.deps.repository.save(record);
+    this.deps.events.publish('die', record.id, { exitCode: record.exitCode, oomKilled: record.oomKilled });
     this.deps.logger.info(
       { containerId: record.id, exitCode: record.exitCode, oomKilled: record.oomKilled },
       'container exited',
     );
-    for (const wake of this.exitWaiters.get(record.id) ?? []) wake();
+    this.notify(record.id, 'stopped', { ...waitResultOf(record), timedOut: false });
+    if (shouldRestart(record) && !this.isCallerStop(record.id)) this.restarts.schedule(record.id, ranForMs);
   }
 
-  private exitPromise(id: string): { promise: Promise<void>; cancel: () => void } {
-    let wake!: () => void;
-    const promise = new Promise<void>((resolve) => (wake = resolve));
-    const waiters = this.exitWaiters.get(id) ?? new Set();
-    waiters.add(wake);
-    this.exitWaiters.set(id, waiters);
+  private isCallerStop(id: string): boolean {
+    return (this.callerStops.get(id) ?? 0) > Date.now();
+  }
+
+  /**
+   * runc kill; a paused container is resumed afterwards so the signal is actually delivered. With
+   * `tolerateExit`, a container that died before the signal reached it (its exit not yet seen) is not an error.
+   */
+  private async signal(record: ContainerRecord, signalNumber: number, tolerateExit = false): Promise<void> {
+    try {
+      await this.deps.runc.kill(record.id, signalNumber);
+      if (record.status === 'paused') {
+        await this.deps.runc.resume(record.id);
+        record.status = 'running';
+        this.deps.repository.save(record);
+      }
+    } catch (error) {
+      const exited =
+        error instanceof RuntimeError && (error.kind === 'not_running' || error.kind === 'stopped');
+      if (!(tolerateExit && exited)) throw this.translate(error, record.id, 'kill');
+    }
+  }
+
+  private waitForCondition(
+    id: string,
+    condition: WaitCondition,
+  ): { promise: Promise<WaitResult>; cancel: () => void } {
+    let waiter!: Waiter;
+    const promise = new Promise<WaitResult>((resolve) => {
+      waiter = (happened, result) => {
+        // A removal also satisfies a wait for "stopped": a deleted container is certainly not running.
+        if (happened === condition || happened === 'removed') resolve(result);
+      };
+    });
+    const set = this.waiters.get(id) ?? new Set<Waiter>();
+    set.add(waiter);
+    this.waiters.set(id, set);
     return {
       promise,
       cancel: () => {
-        waiters.delete(wake);
-        if (waiters.size === 0 && this.exitWaiters.get(id) === waiters) this.exitWaiters.delete(id);
+        set.delete(waiter);
+        if (set.size === 0 && this.waiters.get(id) === set) this.waiters.delete(id);
       },
     };
+  }
+
+  private notify(id: string, condition: WaitCondition, result: WaitResult): void {
+    for (const waiter of [...(this.waiters.get(id) ?? [])]) waiter(condition, result);
   }
 
   private async discardFailedCreate(id: string): Promise<void> {
@@ -302,8 +697,9 @@ export class ContainerService {
   }
 
   /**
-   * Startup reconciliation. Exits that happened while runcd was down come from conmon's exit files; `creating`
-   * rows that never became runc containers are removed; runc containers in runcd's root without a row are adopted.
+   * Startup reconciliation. Exits that happened while runcd was down come from conmon's exit files (and emit
+   * their `die` event once); `creating` rows that never became runc containers are removed; runc containers in
+   * runcd's root without a row are adopted.
    */
   private async reconcile(): Promise<void> {
     const live = new Map<string, RuntimeState>();
@@ -316,19 +712,18 @@ export class ContainerService {
         await this.discardFailedCreate(record.id);
         continue;
       }
+      if (record.status === 'stopped') continue;
       const exit = await this.deps.conmon.readExit(record.id);
       if (exit) {
-        if (record.status !== 'stopped' || record.exitCode === null) this.markStopped(record, exit);
+        this.markStopped(record, exit);
         continue;
       }
       if (!state) {
-        if (record.status !== 'stopped') {
-          this.deps.logger.warn(
-            { containerId: record.id },
-            'container vanished from the runtime; marking stopped',
-          );
-          this.markStopped(record, undefined);
-        }
+        this.deps.logger.warn(
+          { containerId: record.id },
+          'container vanished from the runtime; marking stopped',
+        );
+        this.markStopped(record, undefined);
         continue;
       }
       this.applyRuntimeState(record, state);
@@ -349,10 +744,14 @@ export class ContainerService {
         owner: state.owner || this.owner,
         labels: {},
         exitCode: null,
+        oomKilled: false,
         startedAt: null,
         finishedAt: null,
         configDigest: '',
-        oomKilled: false,
+        restartPolicy: { name: 'no' },
+        restartCount: 0,
+        stopSignal: SIGTERM,
+        stopTimeout: DEFAULT_STOP_TIMEOUT_SECONDS,
       };
       this.deps.repository.insert(record);
       this.view.set(record.id, record);
@@ -386,6 +785,14 @@ export class ContainerService {
   private require(id: string): ContainerRecord {
     const record = this.view.get(id);
     if (!record) throw containerNotFound(id);
+    return record;
+  }
+
+  private requireLive(id: string): ContainerRecord {
+    const record = this.require(id);
+    if (record.status === 'stopped' || record.status === 'creating') {
+      throw new ConflictError('container_not_running', `container "${id}" is not running`, id);
+    }
     return record;
   }
 
@@ -429,6 +836,17 @@ export class ContainerService {
   }
 }
 
+function shouldRestart(record: ContainerRecord): boolean {
+  const policy = record.restartPolicy;
+  if (policy.name === 'always') return true;
+  if (policy.name !== 'on-failure' || record.exitCode === 0) return false;
+  return policy.maxRetries === undefined || record.restartCount < policy.maxRetries;
+}
+
+function waitResultOf(record: ContainerRecord): Omit<WaitResult, 'timedOut'> {
+  return { exitCode: record.exitCode, oomKilled: record.oomKilled, finishedAt: record.finishedAt };
+}
+
 function toContainer(record: ContainerRecord): Container {
   return {
     id: record.id,
@@ -444,7 +862,42 @@ function toContainer(record: ContainerRecord): Container {
     oomKilled: record.oomKilled,
     startedAt: record.startedAt,
     finishedAt: record.finishedAt,
+    restartPolicy: record.restartPolicy,
+    restartCount: record.restartCount,
+    stopSignal: signalName(record.stopSignal) ?? String(record.stopSignal),
+    stopTimeout: record.stopTimeout,
   };
+}
+
+function toContainerStats(id: string, stats: RuntimeStats): ContainerStats {
+  const limit = (value: number) => (value <= 0 || value >= UNLIMITED ? null : value);
+  return {
+    id,
+    time: new Date().toISOString(),
+    cpu: {
+      usageNanoseconds: stats.cpu.total,
+      userNanoseconds: stats.cpu.user,
+      kernelNanoseconds: stats.cpu.kernel,
+    },
+    memory: {
+      usageBytes: stats.memory.usage,
+      limitBytes: limit(stats.memory.limit),
+      maxUsageBytes: stats.memory.max,
+    },
+    pids: { current: stats.pids.current, limit: limit(stats.pids.limit) },
+  };
+}
+
+/** uid → name from the container's own /etc/passwd (absent in a bare busybox rootfs). */
+async function readPasswd(rootfs: string): Promise<Map<number, string>> {
+  const users = new Map<number, string>();
+  const text = await readFile(join(rootfs, 'etc', 'passwd'), 'utf8').catch(() => '');
+  for (const line of text.split('\n')) {
+    const [name, , uid] = line.split(':');
+    if (name && uid && /^\d+$/.test(uid)) users.set(Number(uid), name);
+  }
+  if (!users.has(0)) users.set(0, 'root');
+  return users;
 }
 
 /** The container's own process settings (user, capabilities, rlimits...) with the caller's command on top. */
@@ -469,12 +922,13 @@ export function buildExecProcess(template: OciProcess, request: ExecBody): OciPr
   };
 }
 
-function withTimeout(promise: Promise<void>, ms: number): Promise<void> {
+/** Resolves true when `promise` settles within `ms`, false otherwise. */
+function withTimeout(promise: Promise<unknown>, ms: number): Promise<boolean> {
   return new Promise((resolve) => {
-    const timer = setTimeout(resolve, ms);
+    const timer = setTimeout(() => resolve(false), ms);
     void promise.then(() => {
       clearTimeout(timer);
-      resolve();
+      resolve(true);
     });
   });
 }

@@ -89,13 +89,23 @@ export class Conmon {
    *
    * `runtimeConfig` is the already-validated config.json. It is written into a bundle directory only root can
    * write, and that directory is what runc gets, so what runc reads is byte for byte what was checked: a caller
-   * who rewrites their config.json after the check changes nothing.
+   * who rewrites their config.json after the check changes nothing. Without it (a restart), the copy written by
+   * the first create is used again.
    */
-  async create(id: string, runtimeConfig: string): Promise<{ pid: number; conmonPid: number }> {
+  async create(id: string, runtimeConfig?: string): Promise<{ pid: number; conmonPid: number }> {
     const files = this.filesFor(id);
-    await this.removeFiles(id);
+    await this.clearExit(id);
     await mkdir(files.bundleDir, { recursive: true, mode: 0o700 });
-    await writeFile(files.bundleConfig, runtimeConfig, { mode: 0o600, flag: 'wx' });
+    if (runtimeConfig !== undefined) {
+      await writeFile(files.bundleConfig, runtimeConfig, { mode: 0o600 });
+    } else if (!(await stat(files.bundleConfig).catch(() => undefined))) {
+      throw new RuntimeError(
+        'failed',
+        `runcd's checked copy of config.json for "${id}" is missing`,
+        'create',
+        -1,
+      );
+    }
     const bundle = files.bundleDir;
     const argv = [
       '--api-version',
@@ -206,6 +216,21 @@ export class Conmon {
       await new Promise((resolve) => setTimeout(resolve, 5));
     }
     return false;
+  }
+
+  /** Before a restart: forget the old instance's exit and pids, keep its log (as `docker restart` does). */
+  async clearExit(id: string): Promise<void> {
+    const files = this.filesFor(id);
+    for (const path of [
+      files.exitFile,
+      files.persistExitFile,
+      files.oomFile,
+      files.pidFile,
+      files.conmonPidFile,
+    ]) {
+      await rm(path, { force: true });
+    }
+    await rm(join(this.socketDir, id), { recursive: true, force: true });
   }
 
   async removeFiles(id: string): Promise<void> {

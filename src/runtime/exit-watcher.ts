@@ -14,7 +14,7 @@ export class ExitWatcher {
   ) {}
 
   async start(): Promise<void> {
-    this.watcher = watch(this.exitDir, { persistent: false }, (_event, filename) => {
+    this.watcher = watch(this.exitDir, { persistent: true }, (_event, filename) => {
       if (filename) this.onExitFile(filename.toString());
     });
     // Exits that landed before the watch started are delivered too; the listener ignores ones it already knows.

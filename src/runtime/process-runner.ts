@@ -173,9 +173,14 @@ export class ProcessRunner {
     this.emit(invocation);
   }
 
+  /**
+   * Only callers (operations) are refused when the queue is full, and only before their first slot. runcd's own
+   * work outside any request (reconciling at startup, restarts by policy) is bounded by the number of
+   * containers and must finish, so it always queues.
+   */
   private async acquire(pool: ConcurrencyLimiter, what: string): Promise<() => void> {
     const operation = currentOperation();
-    const pending = pool.tryAcquire({ force: operation?.admitted ?? false });
+    const pending = pool.tryAcquire({ force: operation === undefined || operation.admitted });
     if (!pending) {
       throw new RuntimeBusyError(
         `too many ${what} at once (${pool.limit} running, ${pool.queueLimit} waiting); retry shortly`,

@@ -86,6 +86,39 @@ export interface RuntimeState {
   annotations?: Record<string, string>;
 }
 
+export interface RuntimeStats {
+  cpu: { total: number; user: number; kernel: number };
+  memory: { usage: number; limit: number; max: number };
+  pids: { current: number; limit: number };
+}
+
+/** runc reports "unlimited" as the largest page-aligned int64; anything this large means no limit. */
+export const UNLIMITED = 2 ** 62;
+
+interface StatsEvent {
+  type: string;
+  data?: {
+    cpu?: { usage?: { total?: number; user?: number; kernel?: number } };
+    memory?: { usage?: { usage?: number; limit?: number; max?: number } };
+    pids?: { current?: number; limit?: number };
+  };
+}
+
+export function parseStatsEvent(line: string): RuntimeStats {
+  const event = JSON.parse(line) as StatsEvent;
+  if (event.type !== 'stats' || !event.data) throw new Error(`not a stats event: ${event.type}`);
+  const { cpu, memory, pids } = event.data;
+  return {
+    cpu: { total: cpu?.usage?.total ?? 0, user: cpu?.usage?.user ?? 0, kernel: cpu?.usage?.kernel ?? 0 },
+    memory: {
+      usage: memory?.usage?.usage ?? 0,
+      limit: memory?.usage?.limit ?? 0,
+      max: memory?.usage?.max ?? 0,
+    },
+    pids: { current: pids?.current ?? 0, limit: pids?.limit ?? 0 },
+  };
+}
+
 export interface ExecOutcome {
   exitCode: number;
   stdout: string;
@@ -165,6 +198,54 @@ export class Runc {
 
   async resume(id: string): Promise<void> {
     await this.invoke('resume', [id]);
+  }
+
+  /** Host pids of every process in the container (`runc ps --format json`). */
+  async ps(id: string): Promise<number[]> {
+    const stdout = await this.invoke('ps', ['--format', 'json', id]);
+    return (JSON.parse(stdout.trim() || 'null') as number[] | null) ?? [];
+  }
+
+  /** One cgroup statistics snapshot (`runc events --stats`). */
+  async stats(id: string): Promise<RuntimeStats> {
+    const stdout = await this.invoke('events', ['--stats', id]);
+    return parseStatsEvent(stdout);
+  }
+
+  /**
+   * Streams a snapshot every `intervalSeconds` (`runc events --interval`) until the container stops or `stop()` is
+   * called. runc ends the stream itself when the container goes away.
+   */
+  async streamStats(
+    id: string,
+    intervalSeconds: number,
+    onStats: (stats: RuntimeStats) => void,
+  ): Promise<{ done: Promise<void>; stop: () => void }> {
+    const argv = [...this.globalArgs(), 'events', '--interval', `${intervalSeconds}s`, id];
+    // A stream lives as long as its reader: it counts with the exec sessions, not the short commands.
+    const { child } = await this.runner.spawn(this.binary, argv, {
+      stdio: ['ignore', 'pipe', 'ignore'],
+      longLived: true,
+    });
+    let buffer = '';
+    child.stdout?.setEncoding('utf8');
+    child.stdout?.on('data', (chunk: string) => {
+      buffer += chunk;
+      let newline;
+      while ((newline = buffer.indexOf('\n')) !== -1) {
+        const line = buffer.slice(0, newline);
+        buffer = buffer.slice(newline + 1);
+        try {
+          onStats(parseStatsEvent(line));
+        } catch {
+          // runc also emits non-stats events (e.g. oom); they carry no snapshot
+        }
+      }
+    });
+    return {
+      done: child.then(() => undefined),
+      stop: () => killProcessGroup(child.pid),
+    };
   }
 
   /**

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { ContainerId, QueryBoolean, SignalParam } from './common.js';
+import { TimeParam } from './time.js';
 
 export const ContainerStatus = z
   .enum(['creating', 'created', 'running', 'paused', 'stopped'])
@@ -15,6 +16,22 @@ export const Labels = z
   )
   .refine((labels) => Object.keys(labels).length <= 64, 'at most 64 labels')
   .describe('Free-form labels, filterable with ?label=key=value');
+
+export const RestartPolicy = z
+  .object({
+    name: z.enum(['no', 'on-failure', 'always']),
+    maxRetries: z
+      .number()
+      .int()
+      .min(0)
+      .max(1000)
+      .optional()
+      .describe('on-failure only: give up after this many'),
+  })
+  .strict()
+  .describe('Applied by runcd when the container dies; never after a stop or kill requested by a caller')
+  .meta({ id: 'RestartPolicy' });
+export type RestartPolicy = z.infer<typeof RestartPolicy>;
 
 export const Container = z
   .object({
@@ -35,6 +52,10 @@ export const Container = z
     oomKilled: z.boolean().describe('True when the kernel OOM killer ended the container'),
     startedAt: z.string().nullable(),
     finishedAt: z.string().nullable(),
+    restartPolicy: RestartPolicy,
+    restartCount: z.number().int().describe('Restarts performed by the restart policy'),
+    stopSignal: z.string().describe('Signal `stop` sends first'),
+    stopTimeout: z.number().int().describe('Seconds `stop` waits before SIGKILL'),
   })
   .meta({
     id: 'Container',
@@ -52,6 +73,10 @@ export const Container = z
       oomKilled: false,
       startedAt: '2026-11-28T10:30:01.000Z',
       finishedAt: null,
+      restartPolicy: { name: 'no' },
+      restartCount: 0,
+      stopSignal: 'SIGTERM',
+      stopTimeout: 10,
     },
   });
 export type Container = z.infer<typeof Container>;
@@ -66,6 +91,15 @@ export const CreateContainerBody = z
       .describe('Absolute path of an OCI bundle (config.json + rootfs) inside one of the bundle roots'),
     labels: Labels.optional(),
     start: z.boolean().optional().describe('Start right after create, as `runc run` does'),
+    restartPolicy: RestartPolicy.optional(),
+    stopSignal: SignalParam.optional().describe('Default signal for stop (default SIGTERM)'),
+    stopTimeout: z
+      .number()
+      .int()
+      .min(0)
+      .max(3600)
+      .optional()
+      .describe('Default stop timeout in seconds (10)'),
   })
   .strict()
   .meta({ example: { id: 'mycontainer', bundle: '/var/lib/runcd/bundles/demo', labels: { app: 'demo' } } });
@@ -131,3 +165,94 @@ export const ExecResult = z
   })
   .meta({ id: 'ExecResult' });
 export type ExecResult = z.infer<typeof ExecResult>;
+
+const TIMEOUT_SECONDS = z.coerce.number().int().min(-1).max(86400).describe('Seconds; -1 waits forever');
+
+export const StopQuery = z.object({
+  timeout: TIMEOUT_SECONDS.optional().describe(
+    "Seconds to wait before SIGKILL (default: the container's, 10); -1 never escalates",
+  ),
+  signal: SignalParam.optional().describe("First signal (default: the container's stop signal, SIGTERM)"),
+});
+
+export const RestartQuery = z.object({
+  timeout: TIMEOUT_SECONDS.optional().describe("Stop timeout before SIGKILL (default: the container's)"),
+});
+
+export const WaitQuery = z.object({
+  condition: z.enum(['stopped', 'removed']).default('stopped'),
+  timeout: z.coerce.number().positive().max(86400).optional().describe('Give up after this many seconds'),
+});
+
+export const WaitResult = z
+  .object({
+    exitCode: z.number().int().nullable(),
+    oomKilled: z.boolean(),
+    finishedAt: z.string().nullable(),
+    timedOut: z
+      .boolean()
+      .describe('True when the timeout passed first; the other fields are then null/false'),
+  })
+  .meta({
+    id: 'WaitResult',
+    example: { exitCode: 137, oomKilled: false, finishedAt: '2026-11-28T10:31:00.000Z', timedOut: false },
+  });
+export type WaitResult = z.infer<typeof WaitResult>;
+
+export const LogsQuery = z.object({
+  follow: QueryBoolean.default(false).describe(
+    'Keep streaming new lines; the stream ends when the container stops',
+  ),
+  tail: z.coerce.number().int().min(0).optional().describe('Only the last N lines'),
+  since: TimeParam.optional(),
+  until: TimeParam.optional(),
+  timestamps: QueryBoolean.default(false).describe('Prefix each line with its RFC 3339 time'),
+  stream: z.enum(['stdout', 'stderr', 'all']).default('all'),
+});
+
+export const LogLine = z
+  .object({ time: z.string(), stream: z.enum(['stdout', 'stderr']), line: z.string() })
+  .meta({ id: 'LogLine' });
+
+export const ContainerProcess = z
+  .object({
+    pid: z.number().int(),
+    ppid: z.number().int(),
+    uid: z.number().int(),
+    user: z.string(),
+    state: z.string(),
+    command: z.string().describe('Full command line'),
+  })
+  .meta({ id: 'ContainerProcess' });
+
+export const ContainerStats = z
+  .object({
+    id: ContainerId,
+    time: z.string(),
+    cpu: z.object({
+      usageNanoseconds: z.number(),
+      userNanoseconds: z.number(),
+      kernelNanoseconds: z.number(),
+    }),
+    memory: z.object({
+      usageBytes: z.number(),
+      limitBytes: z.number().nullable().describe('null when unlimited'),
+      maxUsageBytes: z.number(),
+    }),
+    pids: z.object({ current: z.number(), limit: z.number().nullable().describe('null when unlimited') }),
+  })
+  .meta({ id: 'ContainerStats' });
+export type ContainerStats = z.infer<typeof ContainerStats>;
+
+export const StatsQuery = z.object({
+  stream: QueryBoolean.default(false).describe(
+    'NDJSON, one snapshot per interval, until the container stops',
+  ),
+  interval: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .max(3600)
+    .default(1)
+    .describe('Seconds between snapshots when streaming'),
+});

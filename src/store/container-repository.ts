@@ -1,8 +1,27 @@
 import type { Db } from './database.js';
-import type { Container, ContainerStatus } from '../schemas/container.js';
+import type { ContainerStatus, RestartPolicy } from '../schemas/container.js';
 
-/** What runcd persists about a container; the API's Container is this record as-is. */
-export type ContainerRecord = Container & { configDigest: string; oomKilled: boolean };
+/** What runcd persists about a container. */
+export interface ContainerRecord {
+  id: string;
+  status: ContainerStatus;
+  pid: number;
+  bundle: string;
+  rootfs: string;
+  created: string;
+  ociVersion: string;
+  owner: string;
+  labels: Record<string, string>;
+  exitCode: number | null;
+  oomKilled: boolean;
+  startedAt: string | null;
+  finishedAt: string | null;
+  configDigest: string;
+  restartPolicy: RestartPolicy;
+  restartCount: number;
+  stopSignal: number;
+  stopTimeout: number;
+}
 
 interface ContainerRow {
   id: string;
@@ -19,6 +38,10 @@ interface ContainerRow {
   finished_at: string | null;
   exit_code: number | null;
   oom_killed: number;
+  restart_policy: string;
+  restart_count: number;
+  stop_signal: number;
+  stop_timeout: number;
 }
 
 function fromRow(row: ContainerRow): ContainerRecord {
@@ -37,6 +60,10 @@ function fromRow(row: ContainerRow): ContainerRecord {
     finishedAt: row.finished_at,
     exitCode: row.exit_code,
     oomKilled: row.oom_killed === 1,
+    restartPolicy: JSON.parse(row.restart_policy) as RestartPolicy,
+    restartCount: row.restart_count,
+    stopSignal: row.stop_signal,
+    stopTimeout: row.stop_timeout,
   };
 }
 
@@ -56,6 +83,10 @@ function toParams(record: ContainerRecord) {
     finished_at: record.finishedAt,
     exit_code: record.exitCode,
     oom_killed: record.oomKilled ? 1 : 0,
+    restart_policy: JSON.stringify(record.restartPolicy),
+    restart_count: record.restartCount,
+    stop_signal: record.stopSignal,
+    stop_timeout: record.stopTimeout,
   };
 }
 
@@ -67,14 +98,18 @@ export class ContainerRepository {
       all: db.prepare<[], ContainerRow>('SELECT * FROM containers ORDER BY created, id'),
       insert: db.prepare(
         `INSERT INTO containers (id, status, bundle, rootfs, config_digest, labels, pid, oci_version, owner,
-           created, started_at, finished_at, exit_code, oom_killed)
+           created, started_at, finished_at, exit_code, oom_killed, restart_policy, restart_count, stop_signal,
+           stop_timeout)
          VALUES (@id, @status, @bundle, @rootfs, @config_digest, @labels, @pid, @oci_version, @owner,
-           @created, @started_at, @finished_at, @exit_code, @oom_killed)`,
+           @created, @started_at, @finished_at, @exit_code, @oom_killed, @restart_policy, @restart_count,
+           @stop_signal, @stop_timeout)`,
       ),
       update: db.prepare(
         `UPDATE containers SET status = @status, bundle = @bundle, rootfs = @rootfs, config_digest = @config_digest,
            labels = @labels, pid = @pid, oci_version = @oci_version, owner = @owner, created = @created,
-           started_at = @started_at, finished_at = @finished_at, exit_code = @exit_code, oom_killed = @oom_killed
+           started_at = @started_at, finished_at = @finished_at, exit_code = @exit_code, oom_killed = @oom_killed,
+           restart_policy = @restart_policy, restart_count = @restart_count, stop_signal = @stop_signal,
+           stop_timeout = @stop_timeout
          WHERE id = @id`,
       ),
       remove: db.prepare<[string]>('DELETE FROM containers WHERE id = ?'),

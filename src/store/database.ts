@@ -20,6 +20,25 @@ const MIGRATIONS: readonly string[] = [
      exit_code     INTEGER,
      oom_killed    INTEGER NOT NULL DEFAULT 0
    ) STRICT`,
+  `ALTER TABLE containers ADD COLUMN restart_policy TEXT NOT NULL DEFAULT '{"name":"no"}';
+   ALTER TABLE containers ADD COLUMN restart_count INTEGER NOT NULL DEFAULT 0;
+   ALTER TABLE containers ADD COLUMN stop_signal INTEGER NOT NULL DEFAULT 15;
+   ALTER TABLE containers ADD COLUMN stop_timeout INTEGER NOT NULL DEFAULT 10;
+   CREATE TABLE events (
+     seq          INTEGER PRIMARY KEY AUTOINCREMENT,
+     time         TEXT NOT NULL,
+     type         TEXT NOT NULL,
+     container_id TEXT NOT NULL,
+     attributes   TEXT NOT NULL DEFAULT '{}'
+   ) STRICT;
+   CREATE INDEX events_time ON events (time);
+   CREATE TABLE exit_tombstones (
+     id          TEXT PRIMARY KEY,
+     exit_code   INTEGER,
+     oom_killed  INTEGER NOT NULL,
+     finished_at TEXT,
+     removed_at  TEXT NOT NULL
+   ) STRICT`,
   // API tokens: only the SHA-256 of each secret is stored, never the secret itself.
   `CREATE TABLE tokens (
      name       TEXT PRIMARY KEY,

@@ -245,6 +245,14 @@ export class DaemonProcess {
     };
   }
 
+  async requestText(method: string, path: string): Promise<string> {
+    const response = await request(`http://localhost${path}`, {
+      method: method as 'GET',
+      dispatcher: this.agent,
+    });
+    return response.body.text();
+  }
+
   async close(): Promise<void> {
     await this.stop('SIGTERM');
     await this.agent.close();

@@ -109,7 +109,7 @@ t.test(
         // Redirecting a subshell leaves this shell's own table alone (dash would otherwise park stdout on fd
         // 11), so the listing is of its descriptors as received, plus fd 10: dash's open script.
         '(ls -l /proc/$$/fd) > "$log.fds"',
-        'tr "\\0" "\\n" < /proc/$$/environ > "$log.env"',
+        'cat /proc/$$/environ > "$log.env"',
         'cat /proc/$PPID/comm > "$log.parent"',
         'echo "$*" > "$log.argv"',
         `exec ${RUNTIME_BINARY} "$@"`,
@@ -179,10 +179,9 @@ t.test(
         .map(([, fd]) => Number(fd));
       t.same(fds.sort(), [0, 1, 2], `only stdio for: ${argv}`);
       const env = readFileSync(join(probeDir, `${pid}.env`), 'utf8')
-        .trim()
-        .split('\n')
+        .split('\0')
         // tap's process tracker injects these into every child of a test process, the daemon included.
-        .filter((line) => !/^(NODE_OPTIONS|_TAPJS_[A-Z_]+)=/.test(line));
+        .filter((entry) => entry !== '' && !/^(NODE_OPTIONS|_TAPJS_[A-Z_]+)=/.test(entry));
       t.same(
         env,
         ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'],

@@ -2,6 +2,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
+import { generateOpenApiDocument } from '../../src/openapi.js';
 import { ConcurrencyLimiter } from '../../src/runtime/concurrency-limiter.js';
 import { RateLimiter } from '../../src/security/rate-limiter.js';
 import { requiredAccess, scopeAllows } from '../../src/security/scopes.js';
@@ -123,4 +124,36 @@ t.test('socket groups resolve by name or number', async (t) => {
     () => resolveGroup('nobody-here', groupFile),
     /no such group \(create it with: groupadd nobody-here\)/,
   );
+});
+
+t.test('every route the API serves has a deliberate scope', async (t) => {
+  // When a route is added, this list must be extended: the scope it gets is then a decision, not an accident.
+  const expected: Record<string, string> = {
+    'GET /healthz': 'public',
+    'GET /containers': 'read',
+    'GET /containers/:id': 'read',
+    'GET /containers/:id/logs': 'read',
+    'GET /containers/:id/processes': 'read',
+    'GET /containers/:id/stats': 'read',
+    'GET /events': 'read',
+    'POST /containers/:id/wait': 'read',
+    'POST /containers/:id/start': 'operate',
+    'POST /containers/:id/stop': 'operate',
+    'POST /containers/:id/kill': 'operate',
+    'POST /containers/:id/restart': 'operate',
+    'POST /containers/:id/pause': 'operate',
+    'POST /containers/:id/resume': 'operate',
+    'POST /containers': 'admin',
+    'POST /containers/:id/exec': 'admin',
+    'DELETE /containers/:id': 'admin',
+  };
+  const spec = (await generateOpenApiDocument()) as { paths: Record<string, Record<string, unknown>> };
+  const actual: Record<string, string> = {};
+  for (const [path, operations] of Object.entries(spec.paths)) {
+    for (const method of Object.keys(operations)) {
+      const url = path.replace(/\{(\w+)\}/g, ':$1');
+      actual[`${method.toUpperCase()} ${url}`] = requiredAccess(method.toUpperCase(), url);
+    }
+  }
+  t.same(actual, expected);
 });

@@ -1,0 +1,44 @@
+/**
+ * Delays policy restarts with exponential backoff: 100 ms, doubling per consecutive restart, capped at 30 s. A
+ * container that ran for at least 10 s before dying starts again from 100 ms, as Docker resets its backoff.
+ */
+export class RestartScheduler {
+  private readonly timers = new Map<string, NodeJS.Timeout>();
+  private readonly consecutive = new Map<string, number>();
+
+  static readonly INITIAL_DELAY_MS = 100;
+  static readonly MAX_DELAY_MS = 30_000;
+  static readonly RESET_AFTER_RUNNING_MS = 10_000;
+
+  constructor(private readonly restart: (id: string) => Promise<void>) {}
+
+  schedule(id: string, ranForMs: number): number {
+    this.cancel(id);
+    const step = ranForMs >= RestartScheduler.RESET_AFTER_RUNNING_MS ? 0 : (this.consecutive.get(id) ?? 0);
+    this.consecutive.set(id, step + 1);
+    const delay = Math.min(RestartScheduler.INITIAL_DELAY_MS * 2 ** step, RestartScheduler.MAX_DELAY_MS);
+    const timer = setTimeout(() => {
+      this.timers.delete(id);
+      void this.restart(id);
+    }, delay);
+    timer.unref();
+    this.timers.set(id, timer);
+    return delay;
+  }
+
+  cancel(id: string): void {
+    clearTimeout(this.timers.get(id));
+    this.timers.delete(id);
+  }
+
+  /** Forget the backoff of a container that is gone or was restarted by its caller. */
+  reset(id: string): void {
+    this.cancel(id);
+    this.consecutive.delete(id);
+  }
+
+  cancelAll(): void {
+    for (const timer of this.timers.values()) clearTimeout(timer);
+    this.timers.clear();
+  }
+}

@@ -1,0 +1,62 @@
+import type { Db } from './database.js';
+import type { ContainerEvent, EventType } from '../schemas/events.js';
+
+interface EventRow {
+  seq: number;
+  time: string;
+  type: string;
+  container_id: string;
+  attributes: string;
+}
+
+export interface EventQuery {
+  since?: string | undefined;
+  until?: string | undefined;
+  afterSeq?: number | undefined;
+}
+
+/** Events stay queryable for replay (`GET /events?since=`); the oldest are pruned past this many. */
+const RETAINED_EVENTS = 100_000;
+
+export class EventRepository {
+  private readonly statements;
+  private appendsSincePrune = 0;
+
+  constructor(db: Db) {
+    this.statements = {
+      append: db.prepare<[string, string, string, string]>(
+        'INSERT INTO events (time, type, container_id, attributes) VALUES (?, ?, ?, ?)',
+      ),
+      query: db.prepare<[string, string, number], EventRow>(
+        'SELECT * FROM events WHERE time >= ? AND time <= ? AND seq > ? ORDER BY seq',
+      ),
+      prune: db.prepare<[number]>('DELETE FROM events WHERE seq <= (SELECT MAX(seq) FROM events) - ?'),
+    };
+  }
+
+  append(event: Omit<ContainerEvent, 'seq'>): ContainerEvent {
+    const result = this.statements.append.run(
+      event.time,
+      event.type,
+      event.id,
+      JSON.stringify(event.attributes),
+    );
+    if (++this.appendsSincePrune >= 1000) {
+      this.appendsSincePrune = 0;
+      this.statements.prune.run(RETAINED_EVENTS);
+    }
+    return { seq: Number(result.lastInsertRowid), ...event };
+  }
+
+  query(query: EventQuery): ContainerEvent[] {
+    return this.statements.query
+      .all(query.since ?? '', query.until ?? '\uffff', query.afterSeq ?? 0)
+      .map((row) => ({
+        seq: row.seq,
+        time: row.time,
+        type: row.type as EventType,
+        id: row.container_id,
+        attributes: JSON.parse(row.attributes) as Record<string, string | number | boolean | null>,
+      }));
+  }
+}
