@@ -222,6 +222,17 @@ t.test('a barrage of hostile requests is refused cleanly and spawns nothing', as
       400,
       'invalid_container_id',
     );
+    for (const action of ['stop', 'restart', 'pause', 'resume', 'wait']) {
+      add(
+        `id ${label}: ${action}`,
+        { method: 'POST', path: `/containers/${id}/${action}` },
+        400,
+        'invalid_container_id',
+      );
+    }
+    for (const view of ['logs', 'processes', 'stats']) {
+      add(`id ${label}: ${view}`, { path: `/containers/${id}/${view}` }, 400, 'invalid_container_id');
+    }
   }
   for (const id of [
     '..',
