@@ -336,6 +336,9 @@ const containerRoutes: FastifyPluginAsyncZod<ContainerRoutesOptions> = async (ap
           (stats) => body.write(JSON.stringify(stats) + '\n'),
           abort.signal,
         )
+        // The response is already streaming: a failure (the container stopped in between, the exec pool is
+        // full) can only end it, and must never become an unhandled rejection that takes the daemon down.
+        .catch((error: unknown) => request.log.warn({ err: error }, 'stats stream ended early'))
         .finally(() => body.end());
       return reply.type('application/x-ndjson').send(asStreamedBody(body));
     },

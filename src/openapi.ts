@@ -5,11 +5,14 @@ import { ContainerService } from './lifecycle/container-service.js';
 import { Conmon } from './runtime/conmon.js';
 import { ProcessRunner } from './runtime/process-runner.js';
 import { Runc } from './runtime/runc.js';
+import { RateLimiter } from './security/rate-limiter.js';
+import { TokenAuthenticator } from './security/tokens.js';
 import { ContainerRepository } from './store/container-repository.js';
 import { EventRepository } from './store/event-repository.js';
 import { TombstoneRepository } from './store/tombstone-repository.js';
 import { EventBus } from './lifecycle/event-bus.js';
 import { openDatabase } from './store/database.js';
+import { TokenRepository } from './store/token-repository.js';
 
 /**
  * The OpenAPI document exactly as the server publishes it at /openapi.json. The service behind the app is never
@@ -28,10 +31,19 @@ export async function generateOpenApiDocument(): Promise<unknown> {
     bundles: new BundleInspector([]),
     logger: pino({ level: 'silent' }),
   });
-  const app = await buildApp({ containers });
+  const app = await buildApp({
+    containers,
+    security: {
+      listener: 'unix',
+      requireToken: false,
+      authenticator: new TokenAuthenticator(new TokenRepository(db)),
+      rateLimiter: new RateLimiter(0, 0),
+    },
+  });
   await app.ready();
   const document = app.swagger();
   await app.close();
+  db.close();
   return document;
 }
 

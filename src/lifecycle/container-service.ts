@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
-import { userInfo } from 'node:os';
 import { join } from 'node:path';
+import { userInfo } from 'node:os';
 import type { Logger } from 'pino';
 import {
   ConflictError,
@@ -191,7 +191,7 @@ export class ContainerService {
       this.deps.tombstones.remove(record.id);
       this.view.set(record.id, record);
       try {
-        await this.createInstance(record);
+        await this.createInstance(record, bundle.runtimeConfig);
         this.processTemplates.set(record.id, bundle.spec.process!);
       } catch (error) {
         await this.discardFailedCreate(record.id);
@@ -224,6 +224,7 @@ export class ContainerService {
       throw new ConflictError('container_not_running', `container "${id}" is still being created`, id);
     }
     const process = buildExecProcess(await this.processTemplate(record), request);
+    this.deps.bundles.checkExecProcess(process);
     let result: ExecResult;
     try {
       result = await this.deps.runc.exec(id, process, {
@@ -471,7 +472,7 @@ export class ContainerService {
     signal: AbortSignal,
   ): Promise<void> {
     this.requireLive(id);
-    const stream = this.deps.runc.streamStats(id, intervalSeconds, (stats) =>
+    const stream = await this.deps.runc.streamStats(id, intervalSeconds, (stats) =>
       onStats(toContainerStats(id, stats)),
     );
     const stopped = this.waitForCondition(id, 'stopped');
@@ -519,9 +520,12 @@ export class ContainerService {
     this.deps.logger.info({ containerId: id }, 'container started');
   }
 
-  /** conmon + `runc create` for the record's bundle; fills in pid and runc's own state fields. */
-  private async createInstance(record: ContainerRecord): Promise<void> {
-    const { pid } = await this.deps.conmon.create(record.id, record.bundle);
+  /**
+   * conmon + `runc create` on runcd's checked copy of the record's config (written from `runtimeConfig` on the
+   * first create, reused on restarts); fills in pid and runc's own state fields.
+   */
+  private async createInstance(record: ContainerRecord, runtimeConfig?: string): Promise<void> {
+    const { pid } = await this.deps.conmon.create(record.id, runtimeConfig);
     const state = await this.deps.runc.state(record.id);
     Object.assign(record, {
       status: 'created',
@@ -769,7 +773,10 @@ export class ContainerService {
   private async processTemplate(record: ContainerRecord): Promise<OciProcess> {
     const cached = this.processTemplates.get(record.id);
     if (cached) return cached;
-    const spec = JSON.parse(await readFile(join(record.bundle, 'config.json'), 'utf8')) as OciSpec;
+    // runcd's own copy, the one runc ran: the caller's config.json may have changed since it was checked.
+    // Without it (a container adopted from elsewhere) exec gets a bare process: no capabilities at all.
+    const text = await readFile(this.deps.conmon.filesFor(record.id).bundleConfig, 'utf8').catch(() => '{}');
+    const spec = JSON.parse(text) as OciSpec;
     const template = spec.process ?? { user: { uid: 0, gid: 0 }, args: ['sh'], cwd: '/' };
     this.processTemplates.set(record.id, template);
     return template;

@@ -1,8 +1,16 @@
+import { closeSync, readdirSync, readFileSync } from 'node:fs';
 import { execa, type ResultPromise } from 'execa';
+import { RuntimeBusyError } from '../errors.js';
+import { ConcurrencyLimiter } from './concurrency-limiter.js';
+import { currentOperation } from './operation-context.js';
 
 /**
- * The one place runcd spawns processes. Every child gets a clean environment (only PATH), stdin closed, and a
- * timeout after which it is SIGKILLed, so a wedged runtime can never hang a request forever.
+ * The one place runcd spawns processes. Every child gets a clean environment (only PATH and what the caller
+ * names), stdin closed, only the stdio descriptors it asks for (Node opens everything else close-on-exec), its own
+ * process group, and a deadline after which the whole group is SIGKILLed, so a wedged runtime (or anything it
+ * forked) can never hang a request or linger. The number of runtime processes at once is capped, with a bounded
+ * queue behind the cap: when that is full too the caller gets a RuntimeBusyError (503) instead of an
+ * ever-growing backlog.
  */
 
 export const CLEAN_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
@@ -30,71 +38,210 @@ export interface Invocation {
 
 export type InvocationListener = (invocation: Invocation) => void;
 
+export interface ProcessLimits {
+  /** Short runtime commands (state, start, kill, delete, conmon's create) running at once. */
+  maxConcurrent: number;
+  /** Commands allowed to wait for a slot before new requests are refused with 503. */
+  maxQueued: number;
+  /** Long-lived processes (`runc exec` sessions) running at once; they have their own pool so they can never
+   * starve the commands that would stop them. */
+  maxSessions: number;
+  maxSessionsQueued: number;
+}
+
+export const DEFAULT_PROCESS_LIMITS: ProcessLimits = {
+  maxConcurrent: 8,
+  maxQueued: 64,
+  maxSessions: 32,
+  maxSessionsQueued: 32,
+};
+
+const RETRY_AFTER_SECONDS = 1;
+
+type Stdio = 'ignore' | 'pipe';
+
+export interface SpawnOptions {
+  env?: Record<string, string>;
+  stdio: readonly [Stdio, Stdio, Stdio, ...Stdio[]];
+  /** Counted in the session pool instead of the command pool. */
+  longLived?: boolean;
+}
+
+export interface SpawnedProcess {
+  child: ResultPromise<{ reject: false; buffer: false }>;
+  /** Frees the process's slot early (e.g. once conmon has daemonized); called anyway when the child exits. */
+  release: () => void;
+}
+
 export class ProcessRunner {
   private readonly listeners: InvocationListener[] = [];
+  private readonly commands: ConcurrencyLimiter;
+  private readonly sessions: ConcurrencyLimiter;
   /** Number of processes spawned since start; the security tests assert rejected requests leave it unchanged. */
   spawnCount = 0;
+
+  constructor(limits: Partial<ProcessLimits> = {}) {
+    const effective = { ...DEFAULT_PROCESS_LIMITS, ...limits };
+    this.commands = new ConcurrencyLimiter(effective.maxConcurrent, effective.maxQueued);
+    this.sessions = new ConcurrencyLimiter(effective.maxSessions, effective.maxSessionsQueued);
+  }
+
+  /** Processes running now, per pool (for tests and diagnostics). */
+  get load(): { commands: number; commandsQueued: number; sessions: number; sessionsQueued: number } {
+    return {
+      commands: this.commands.running,
+      commandsQueued: this.commands.queued,
+      sessions: this.sessions.running,
+      sessionsQueued: this.sessions.queued,
+    };
+  }
 
   onInvocation(listener: InvocationListener): void {
     this.listeners.push(listener);
   }
 
   async run(binary: string, argv: readonly string[], options: RunOptions): Promise<RunResult> {
+    const release = await this.acquire(this.commands, 'runtime commands');
     const started = performance.now();
-    this.spawnCount++;
-    const result = await execa(binary, argv, {
-      reject: false,
-      stdin: 'ignore',
-      env: { PATH: CLEAN_PATH, ...options.env },
-      extendEnv: false,
-      timeout: options.timeoutMs,
-      killSignal: 'SIGKILL',
-      stripFinalNewline: false,
-      encoding: 'utf8',
-    });
-    const durationMs = performance.now() - started;
-    const exitCode = typeof result.exitCode === 'number' ? result.exitCode : -1;
-    this.emit({ binary, argv, exitCode, durationMs, timedOut: result.timedOut });
-    if (result.failed && result.exitCode === undefined && !result.timedOut && !result.isTerminated) {
-      // The binary could not be spawned at all (ENOENT, EACCES): there is no exit code to report.
-      throw new Error(`cannot run ${binary}: ${result.originalMessage ?? result.shortMessage}`);
+    let timedOut = false;
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      this.spawnCount++;
+      const child = execa(binary, argv, {
+        reject: false,
+        stdin: 'ignore',
+        env: { PATH: CLEAN_PATH, ...options.env },
+        extendEnv: false,
+        // A process group of its own, so the deadline can kill whatever the runtime forked, too.
+        detached: true,
+        stripFinalNewline: false,
+        encoding: 'utf8',
+      });
+      timer = setTimeout(() => {
+        timedOut = true;
+        killProcessGroup(child.pid);
+      }, options.timeoutMs);
+      const result = await child;
+      const durationMs = performance.now() - started;
+      const exitCode = typeof result.exitCode === 'number' ? result.exitCode : -1;
+      this.emit({ binary, argv, exitCode, durationMs, timedOut });
+      if (result.failed && result.exitCode === undefined && !timedOut && !result.isTerminated) {
+        // The binary could not be spawned at all (ENOENT, EACCES): there is no exit code to report.
+        throw new Error(`cannot run ${binary}: ${result.originalMessage ?? result.shortMessage}`);
+      }
+      return {
+        exitCode,
+        stdout: String(result.stdout ?? ''),
+        stderr: String(result.stderr ?? ''),
+        timedOut,
+        durationMs,
+      };
+    } finally {
+      if (timer) clearTimeout(timer);
+      release();
     }
-    return {
-      exitCode,
-      stdout: String(result.stdout ?? ''),
-      stderr: String(result.stderr ?? ''),
-      timedOut: result.timedOut,
-      durationMs,
-    };
   }
 
-  /** Spawns without buffering; the caller consumes the streams it asked for. */
-  spawn(
-    binary: string,
-    argv: readonly string[],
-    options: {
-      env?: Record<string, string>;
-      stdio: readonly ['ignore' | 'pipe', 'ignore' | 'pipe', 'ignore' | 'pipe', ...Array<'ignore' | 'pipe'>];
-      detached?: boolean;
-    },
-  ): ResultPromise<{ reject: false; buffer: false }> {
+  /**
+   * Spawns without buffering; the caller consumes the streams it asked for. The child leads its own process
+   * group (see killProcessGroup) and holds a slot until it exits or the caller releases it.
+   */
+  async spawn(binary: string, argv: readonly string[], options: SpawnOptions): Promise<SpawnedProcess> {
+    const pool = options.longLived ? this.sessions : this.commands;
+    const release = await this.acquire(pool, options.longLived ? 'exec sessions' : 'runtime commands');
     this.spawnCount++;
-    return execa(binary, argv, {
-      reject: false,
-      buffer: false,
-      stdio: options.stdio,
-      env: { PATH: CLEAN_PATH, ...options.env },
-      extendEnv: false,
-      detached: options.detached ?? false,
-      cleanup: false,
-    }) as unknown as ResultPromise<{ reject: false; buffer: false }>;
+    let child;
+    try {
+      child = execa(binary, argv, {
+        reject: false,
+        buffer: false,
+        stdio: options.stdio,
+        env: { PATH: CLEAN_PATH, ...options.env },
+        extendEnv: false,
+        detached: true,
+        cleanup: false,
+      }) as unknown as ResultPromise<{ reject: false; buffer: false }>;
+    } catch (error) {
+      release();
+      throw error;
+    }
+    void child.finally(release);
+    return { child, release };
   }
 
   recordInvocation(invocation: Invocation): void {
     this.emit(invocation);
   }
 
+  /**
+   * Only callers (operations) are refused when the queue is full, and only before their first slot. runcd's own
+   * work outside any request (reconciling at startup, restarts by policy) is bounded by the number of
+   * containers and must finish, so it always queues.
+   */
+  private async acquire(pool: ConcurrencyLimiter, what: string): Promise<() => void> {
+    const operation = currentOperation();
+    const pending = pool.tryAcquire({ force: operation === undefined || operation.admitted });
+    if (!pending) {
+      throw new RuntimeBusyError(
+        `too many ${what} at once (${pool.limit} running, ${pool.queueLimit} waiting); retry shortly`,
+        RETRY_AFTER_SECONDS,
+      );
+    }
+    if (operation) operation.admitted = true;
+    return pending;
+  }
+
   private emit(invocation: Invocation): void {
+    currentOperation()?.invocations.push(invocation);
     for (const listener of this.listeners) listener(invocation);
   }
+}
+
+/** SIGKILLs a process group led by `pid` (every child spawned here leads one). */
+export function killProcessGroup(pid: number | undefined): void {
+  if (!pid) return;
+  try {
+    process.kill(-pid, 'SIGKILL');
+  } catch {
+    // the group is already gone
+  }
+}
+
+const O_CLOEXEC = 0o2000000;
+
+/**
+ * Closes every descriptor above stdio that this process inherited without close-on-exec. Node opens its own
+ * descriptors close-on-exec, but libuv does not close the others when it spawns, so anything a parent left open
+ * (a pipe, a socket, a file) would be handed to runc and, through it, come near a container. Called once, at
+ * daemon startup, before anything is spawned. Returns the descriptors it closed.
+ */
+export function closeInheritedDescriptors(): number[] {
+  const closed: number[] = [];
+  let entries: string[];
+  try {
+    entries = readdirSync('/proc/self/fd');
+  } catch {
+    return closed;
+  }
+  for (const entry of entries) {
+    const fd = Number(entry);
+    if (!(fd > 2)) continue;
+    let flags: number;
+    try {
+      flags = parseInt(
+        /^flags:\s+([0-7]+)/m.exec(readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8'))?.[1] ?? '',
+        8,
+      );
+    } catch {
+      continue; // the descriptor that listed the directory, already closed
+    }
+    if (Number.isNaN(flags) || (flags & O_CLOEXEC) !== 0) continue;
+    try {
+      closeSync(fd);
+      closed.push(fd);
+    } catch {
+      // already closed
+    }
+  }
+  return closed;
 }

@@ -1,6 +1,6 @@
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { ProcessRunner } from './process-runner.js';
+import { killProcessGroup, type ProcessRunner } from './process-runner.js';
 import type { OciProcess } from './oci.js';
 
 /**
@@ -133,9 +133,12 @@ export interface RuncOptions {
   scratchDir: string;
   runner: ProcessRunner;
   commandTimeoutMs?: number;
+  /** Deadline of an exec whose caller gave no timeoutSeconds, so that no runtime call is unbounded. */
+  execTimeoutMs?: number;
 }
 
 const DEFAULT_TIMEOUT_MS = 60_000;
+const DEFAULT_EXEC_TIMEOUT_MS = 24 * 60 * 60 * 1000;
 const EXEC_KILL_GRACE_MS = 2_000;
 
 export class Runc {
@@ -144,6 +147,7 @@ export class Runc {
   private readonly scratchDir: string;
   private readonly runner: ProcessRunner;
   private readonly timeoutMs: number;
+  private readonly execTimeoutMs: number;
 
   constructor(options: RuncOptions) {
     this.binary = options.binary;
@@ -151,6 +155,7 @@ export class Runc {
     this.scratchDir = options.scratchDir;
     this.runner = options.runner;
     this.timeoutMs = options.commandTimeoutMs ?? DEFAULT_TIMEOUT_MS;
+    this.execTimeoutMs = options.execTimeoutMs ?? DEFAULT_EXEC_TIMEOUT_MS;
   }
 
   /** Global flags, also handed to conmon as `--runtime-arg`s so its `runc create` sees the same root. */
@@ -211,13 +216,17 @@ export class Runc {
    * Streams a snapshot every `intervalSeconds` (`runc events --interval`) until the container stops or `stop()` is
    * called. runc ends the stream itself when the container goes away.
    */
-  streamStats(
+  async streamStats(
     id: string,
     intervalSeconds: number,
     onStats: (stats: RuntimeStats) => void,
-  ): { done: Promise<void>; stop: () => void } {
+  ): Promise<{ done: Promise<void>; stop: () => void }> {
     const argv = [...this.globalArgs(), 'events', '--interval', `${intervalSeconds}s`, id];
-    const child = this.runner.spawn(this.binary, argv, { stdio: ['ignore', 'pipe', 'ignore'] });
+    // A stream lives as long as its reader: it counts with the exec sessions, not the short commands.
+    const { child } = await this.runner.spawn(this.binary, argv, {
+      stdio: ['ignore', 'pipe', 'ignore'],
+      longLived: true,
+    });
     let buffer = '';
     child.stdout?.setEncoding('utf8');
     child.stdout?.on('data', (chunk: string) => {
@@ -235,9 +244,7 @@ export class Runc {
     });
     return {
       done: child.then(() => undefined),
-      stop: () => {
-        child.kill('SIGKILL');
-      },
+      stop: () => killProcessGroup(child.pid),
     };
   }
 
@@ -268,22 +275,28 @@ export class Runc {
       id,
     ];
     const started = performance.now();
-    const child = this.runner.spawn(this.binary, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
+    let child;
+    try {
+      ({ child } = await this.runner.spawn(this.binary, argv, {
+        stdio: ['ignore', 'pipe', 'pipe'],
+        longLived: true,
+      }));
+    } catch (error) {
+      await rm(dir, { recursive: true, force: true });
+      throw error;
+    }
     const stdout = new CappedBuffer(options.outputLimitBytes);
     const stderr = new CappedBuffer(options.outputLimitBytes);
     child.stdout?.on('data', (chunk: Buffer) => stdout.push(chunk));
     child.stderr?.on('data', (chunk: Buffer) => stderr.push(chunk));
 
     let timedOut = false;
-    let timer: NodeJS.Timeout | undefined;
-    if (options.timeoutMs !== undefined) {
-      timer = setTimeout(() => {
-        timedOut = true;
-        // runc exec forwards catchable signals to the process, but SIGKILL cannot be forwarded: kill the
-        // process itself by the pid runc wrote, then runc exec exits with its status.
-        void killExecProcess(pidFile, child.pid);
-      }, options.timeoutMs);
-    }
+    const timer = setTimeout(() => {
+      timedOut = true;
+      // runc exec forwards catchable signals to the process, but SIGKILL cannot be forwarded: kill the
+      // process itself by the pid runc wrote, then runc exec exits with its status.
+      void killExecProcess(pidFile, child.pid);
+    }, options.timeoutMs ?? this.execTimeoutMs);
     try {
       const result = await child;
       const durationMs = performance.now() - started;
@@ -307,7 +320,7 @@ export class Runc {
         timedOut,
       };
     } finally {
-      if (timer) clearTimeout(timer);
+      clearTimeout(timer);
       await rm(dir, { recursive: true, force: true });
     }
   }
@@ -345,13 +358,9 @@ async function killExecProcess(pidFile: string, runcPid: number | undefined): Pr
   } catch {
     // already gone
   }
-  setTimeout(() => {
-    try {
-      if (runcPid) process.kill(runcPid, 'SIGKILL');
-    } catch {
-      // runc exec already exited
-    }
-  }, EXEC_KILL_GRACE_MS).unref();
+  // The exec'd process runs in a session of its own (runc init calls setsid), so the group kill below reaches
+  // only runc exec and whatever it forked, in case runc itself is what hangs.
+  setTimeout(() => killProcessGroup(runcPid), EXEC_KILL_GRACE_MS).unref();
 }
 
 class CappedBuffer {

@@ -39,6 +39,13 @@ const MIGRATIONS: readonly string[] = [
      finished_at TEXT,
      removed_at  TEXT NOT NULL
    ) STRICT`,
+  // API tokens: only the SHA-256 of each secret is stored, never the secret itself.
+  `CREATE TABLE tokens (
+     name       TEXT PRIMARY KEY,
+     scope      TEXT NOT NULL CHECK (scope IN ('read', 'operate', 'admin')),
+     hash       BLOB NOT NULL UNIQUE,
+     created_at TEXT NOT NULL
+   ) STRICT`,
 ];
 
 export function openDatabase(path: string): Db {
