@@ -229,7 +229,7 @@ const containerRoutes: FastifyPluginAsyncZod<ContainerRoutesOptions> = async (ap
         'x-request-id': request.id,
       });
       reply.raw.flushHeaders();
-      const abort = abortOnClose(reply.raw);
+      const abort = abortOnClose(reply);
       let timer: NodeJS.Timeout | undefined;
       const timeout = new Promise<z.infer<typeof WaitResult>>((resolve) => {
         if (request.query.timeout !== undefined) {
@@ -245,6 +245,9 @@ const containerRoutes: FastifyPluginAsyncZod<ContainerRoutesOptions> = async (ap
       try {
         const result = await Promise.race([waiter.result, timeout, aborted]);
         if (result) reply.raw.end(JSON.stringify(result) + '\n');
+        // The client left, or runcd is shutting down: the connection is cut (no body), and the wait can be
+        // re-issued against the restarted daemon, which answers at once if the container stopped meanwhile.
+        else reply.raw.destroy();
       } finally {
         clearTimeout(timer);
         waiter.cancel();
@@ -274,7 +277,7 @@ const containerRoutes: FastifyPluginAsyncZod<ContainerRoutesOptions> = async (ap
       const ndjson = wantsNdjson(request.headers.accept);
       const { timestamps, ...options } = request.query;
       const body = new PassThrough();
-      const abort = abortOnClose(reply.raw);
+      const abort = abortOnClose(reply);
       const done = logs.stream(
         request.params.id,
         options,
@@ -328,7 +331,7 @@ const containerRoutes: FastifyPluginAsyncZod<ContainerRoutesOptions> = async (ap
       const first = await containers.stats(request.params.id);
       const body = new PassThrough();
       body.write(JSON.stringify(first) + '\n');
-      const abort = abortOnClose(reply.raw);
+      const abort = abortOnClose(reply);
       void containers
         .streamStats(
           request.params.id,

@@ -1,10 +1,18 @@
 import type { Readable } from 'node:stream';
-import type { ServerResponse } from 'node:http';
+import type { FastifyReply } from 'fastify';
 
-/** Aborts when the client goes away (or the response ends), so long-lived streams stop their work. */
-export function abortOnClose(response: ServerResponse): AbortController {
+/**
+ * Aborts when the client goes away (or the response ends), or when the server starts a graceful shutdown, so
+ * long-lived streams stop their work and end their response instead of holding the shutdown open.
+ */
+export function abortOnClose(reply: FastifyReply): AbortController {
   const controller = new AbortController();
-  response.once('close', () => controller.abort());
+  const abort = () => controller.abort();
+  reply.raw.once('close', abort);
+  const closing = reply.server.closing;
+  if (closing.aborted) abort();
+  else closing.addEventListener('abort', abort, { once: true });
+  reply.raw.once('close', () => closing.removeEventListener('abort', abort));
   return controller;
 }
 

@@ -13,6 +13,9 @@ import { TombstoneRepository } from './store/tombstone-repository.js';
 import { EventBus } from './lifecycle/event-bus.js';
 import { openDatabase } from './store/database.js';
 import { TokenRepository } from './store/token-repository.js';
+import { ReadinessRepository } from './store/readiness-repository.js';
+import { DaemonMetrics } from './observability/metrics.js';
+import { SystemStatus } from './observability/system-status.js';
 
 /**
  * The OpenAPI document exactly as the server publishes it at /openapi.json. The service behind the app is never
@@ -22,17 +25,35 @@ export async function generateOpenApiDocument(): Promise<unknown> {
   const runner = new ProcessRunner();
   const runc = new Runc({ binary: 'runc', root: '/nonexistent', scratchDir: '/nonexistent', runner });
   const db = openDatabase(':memory:');
+  const conmon = new Conmon({
+    binary: 'conmon',
+    runtimeBinary: 'runc',
+    stateDir: '/nonexistent',
+    runc,
+    runner,
+  });
   const containers = new ContainerService({
     repository: new ContainerRepository(db),
     tombstones: new TombstoneRepository(db),
     events: new EventBus(new EventRepository(db)),
     runc,
-    conmon: new Conmon({ binary: 'conmon', runtimeBinary: 'runc', stateDir: '/nonexistent', runc, runner }),
+    conmon,
     bundles: new BundleInspector([]),
     logger: pino({ level: 'silent' }),
   });
+  const metrics = new DaemonMetrics({ runner, events: containers.events, containers });
+  const status = new SystemStatus({
+    readinessStore: new ReadinessRepository(db),
+    databasePath: ':memory:',
+    runc,
+    conmon,
+    containers,
+    metrics,
+    runtimeSecurity: { runtime: 'runc', version: null, package: null, advisories: [], warnings: [] },
+  });
   const app = await buildApp({
     containers,
+    system: { status, metrics },
     security: {
       listener: 'unix',
       requireToken: false,
@@ -43,6 +64,7 @@ export async function generateOpenApiDocument(): Promise<unknown> {
   await app.ready();
   const document = app.swagger();
   await app.close();
+  metrics.close();
   db.close();
   return document;
 }

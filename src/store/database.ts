@@ -46,6 +46,11 @@ const MIGRATIONS: readonly string[] = [
      hash       BLOB NOT NULL UNIQUE,
      created_at TEXT NOT NULL
    ) STRICT`,
+  // GET /readyz proves the store takes writes by rewriting this one row (a real, synced write, not a lock probe).
+  `CREATE TABLE readiness_probe (
+     id         INTEGER PRIMARY KEY CHECK (id = 1),
+     checked_at TEXT NOT NULL
+   ) STRICT`,
 ];
 
 export function openDatabase(path: string): Db {
