@@ -295,7 +295,7 @@ const containerRoutes: FastifyPluginAsyncZod<ContainerRoutesOptions> = async (ap
       );
       return reply
         .type(ndjson ? 'application/x-ndjson' : 'text/plain; charset=utf-8')
-        .send(asStreamedBody(body));
+        .send(asStreamedBody(reply, body));
     },
   );
 
@@ -343,7 +343,7 @@ const containerRoutes: FastifyPluginAsyncZod<ContainerRoutesOptions> = async (ap
         // full) can only end it, and must never become an unhandled rejection that takes the daemon down.
         .catch((error: unknown) => request.log.warn({ err: error }, 'stats stream ended early'))
         .finally(() => body.end());
-      return reply.type('application/x-ndjson').send(asStreamedBody(body));
+      return reply.type('application/x-ndjson').send(asStreamedBody(reply, body));
     },
   );
 };

@@ -78,7 +78,7 @@ const eventRoutes: FastifyPluginAsyncZod<EventRoutesOptions> = async (app, { eve
       return reply
         .type(sse ? 'text/event-stream' : 'application/x-ndjson')
         .header('cache-control', 'no-cache')
-        .send(asStreamedBody(body));
+        .send(asStreamedBody(reply, body));
     },
   );
 };

@@ -26,8 +26,13 @@ export function wantsEventStream(accept: string | undefined): boolean {
 
 /**
  * fastify pipes a stream as-is, bypassing the response serializer; the route's 200 schema documents what each
- * streamed line looks like. This cast is where the two meet.
+ * streamed line looks like. This cast is where the two meet. The headers go out as soon as piping starts, not with
+ * the first line: a client then knows at once that its follow or subscription is in place (and with what status),
+ * even when nothing happens for a while.
  */
-export function asStreamedBody<T>(stream: Readable): T {
+export function asStreamedBody<T>(reply: FastifyReply, stream: Readable): T {
+  reply.raw.once('pipe', () => {
+    if (!reply.raw.headersSent) reply.raw.flushHeaders();
+  });
   return stream as unknown as T;
 }

@@ -74,6 +74,7 @@ export interface CloseReport {
 
 /** In-flight requests get this long to finish on shutdown; under systemd's TimeoutStopSec (15 s). */
 export const DEFAULT_SHUTDOWN_GRACE_MS = 10_000;
+const IDLE_SWEEP_MS = 50;
 
 /** Wires store, runtime adapter and lifecycle service into an app; reconciles with the runtime before returning. */
 export async function openDaemon(config: DaemonConfig, logger: Logger): Promise<Daemon> {
@@ -207,12 +208,18 @@ export async function openDaemon(config: DaemonConfig, logger: Logger): Promise<
  */
 async function closeApps(apps: FastifyInstance[], graceMs: number, logger: Logger): Promise<number> {
   const closed = Promise.all(apps.map((app) => app.close()));
+  // Node closes the connections that are idle when closing starts; a keep-alive connection whose request finishes
+  // later would stay open until its keep-alive timeout, so idle ones are swept until everything is closed.
+  const sweeper = setInterval(() => {
+    for (const app of apps) app.server.closeIdleConnections();
+  }, IDLE_SWEEP_MS);
   let timer: NodeJS.Timeout | undefined;
   const graceOver = new Promise<'grace-over'>((resolve) => {
     timer = setTimeout(() => resolve('grace-over'), graceMs);
   });
   const outcome = await Promise.race([closed.then(() => 'closed' as const), graceOver]);
   clearTimeout(timer);
+  clearInterval(sweeper);
   if (outcome === 'closed') return 0;
   let cut = 0;
   for (const app of apps) {
