@@ -35,7 +35,10 @@ export interface ContainerRoutesOptions {
 const errors = (...statuses: number[]) =>
   Object.fromEntries(statuses.map((status) => [status, ProblemSchema]));
 
-const containerRoutes: FastifyPluginAsyncZod<ContainerRoutesOptions> = async (app, { containers, logs, bundles }) => {
+const containerRoutes: FastifyPluginAsyncZod<ContainerRoutesOptions> = async (
+  app,
+  { containers, logs, bundles },
+) => {
   app.post(
     '/containers',
     {

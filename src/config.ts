@@ -179,7 +179,13 @@ export function parseCommandLine(argv: string[], env: NodeJS.ProcessEnv): Parsed
   };
 }
 
-const SIZE_SUFFIXES: Readonly<Record<string, number>> = { '': 1, K: 1024, M: 1024 ** 2, G: 1024 ** 3, T: 1024 ** 4 };
+const SIZE_SUFFIXES: Readonly<Record<string, number>> = {
+  '': 1,
+  K: 1024,
+  M: 1024 ** 2,
+  G: 1024 ** 3,
+  T: 1024 ** 4,
+};
 
 /** `1073741824`, `512M`, `2G` (binary units); at least 1 MiB. */
 export function byteSize(value: string | undefined, flag: string): number {
@@ -187,7 +193,9 @@ export function byteSize(value: string | undefined, flag: string): number {
   const match = /^(\d+)([KMGT]?)i?B?$/i.exec(value.trim());
   const bytes = match ? Number(match[1]) * SIZE_SUFFIXES[match[2]!.toUpperCase()]! : NaN;
   if (!Number.isSafeInteger(bytes) || bytes < 1024 ** 2) {
-    throw new ConfigError(`${flag} must be a size of at least 1M (bytes, or with K, M, G, T); got "${value}"`);
+    throw new ConfigError(
+      `${flag} must be a size of at least 1M (bytes, or with K, M, G, T); got "${value}"`,
+    );
   }
   return bytes;
 }

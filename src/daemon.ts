@@ -103,18 +103,20 @@ export async function openDaemon(config: DaemonConfig, logger: Logger): Promise<
     { initBinary },
   );
   const bundleRepository = new BundleRepository(db);
-  // Late-bound: the inspector asks the bundle service, which needs the container service built with it.
-  let bundles: BundleService | undefined;
-  const containers = new ContainerService({
+  const containers: ContainerService = new ContainerService({
     repository: new ContainerRepository(db),
     tombstones: new TombstoneRepository(db),
     events: new EventBus(new EventRepository(db)),
     runc,
     conmon,
-    bundles: new BundleInspector(config.bundleRoots, policy, (dir) => bundles?.sharedRootfsOf(dir)),
+    // Called only on creates, long after managedBundles below exists: the inspector asks the bundle service
+    // which rootfs a private bundle shares, and the bundle service needs this container service.
+    bundles: new BundleInspector(config.bundleRoots, policy, (dir): string | undefined =>
+      managedBundles.sharedRootfsOf(dir),
+    ),
     logger: logger.child({ component: 'lifecycle' }),
   });
-  bundles = new BundleService({
+  const managedBundles = new BundleService({
     repository: bundleRepository,
     containers,
     runc,
@@ -125,8 +127,7 @@ export async function openDaemon(config: DaemonConfig, logger: Logger): Promise<
     initBinary,
     logger: logger.child({ component: 'bundles' }),
   });
-  const managedBundles = bundles;
-  const resources = new ContainerResourceService(containers, bundles, runc, conmon);
+  const resources = new ContainerResourceService(containers, managedBundles, runc, conmon);
   let audit: AuditLog | undefined;
   const apps: FastifyInstance[] = [];
   try {
@@ -189,7 +190,7 @@ export async function openDaemon(config: DaemonConfig, logger: Logger): Promise<
       runtimeSecurity,
       async close() {
         for (const each of apps) await each.close();
-        managedBundles.close();
+        await managedBundles.close();
         containers.close();
         openedAudit.close();
         db.close();
@@ -197,7 +198,7 @@ export async function openDaemon(config: DaemonConfig, logger: Logger): Promise<
     };
   } catch (error) {
     for (const each of apps) await each.close();
-    managedBundles.close();
+    await managedBundles.close();
     containers.close();
     audit?.close();
     db.close();

@@ -48,7 +48,13 @@ export async function generateOpenApiDocument(): Promise<unknown> {
     initBinary: DEFAULT_INIT_BINARY,
     logger: pino({ level: 'silent' }),
   });
-  const conmon = new Conmon({ binary: 'conmon', runtimeBinary: 'runc', stateDir: '/nonexistent', runc, runner });
+  const conmon = new Conmon({
+    binary: 'conmon',
+    runtimeBinary: 'runc',
+    stateDir: '/nonexistent',
+    runc,
+    runner,
+  });
   const app = await buildApp({
     containers,
     bundles,

@@ -1,6 +1,17 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
-import { access, chmod, mkdir, mkdtemp, readdir, readFile, realpath, rename, rm, stat, writeFile } from 'node:fs/promises';
+import {
+  access,
+  chmod,
+  mkdir,
+  mkdtemp,
+  readdir,
+  readFile,
+  realpath,
+  rename,
+  stat,
+  writeFile,
+} from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { isAbsolute, join, sep } from 'node:path';
 import type { Readable } from 'node:stream';
@@ -74,6 +85,7 @@ export class BundleService {
   private root: string;
   private importRoots: string[] = [];
   private unsubscribe: (() => void) | undefined;
+  private readonly pending = new Set<Promise<void>>();
 
   constructor(private readonly deps: BundleServiceDeps) {
     this.root = deps.bundleRoot;
@@ -83,11 +95,11 @@ export class BundleService {
   async init(): Promise<void> {
     await mkdir(this.deps.bundleRoot, { recursive: true, mode: 0o755 });
     this.root = await realpath(this.deps.bundleRoot);
-    this.importRoots = await Promise.all(
-      this.deps.importRoots.map((dir) => realpath(dir).catch(() => dir)),
-    );
+    this.importRoots = await Promise.all(this.deps.importRoots.map((dir) => realpath(dir).catch(() => dir)));
     this.unsubscribe = this.deps.containers.events.subscribe((event) => {
-      if (event.type === 'delete') void this.containerDeleted(event.id);
+      if (event.type !== 'delete') return;
+      const removal = this.containerDeleted(event.id).finally(() => this.pending.delete(removal));
+      this.pending.add(removal);
     });
     const existing = new Set(this.deps.containers.list().map((container) => container.id));
     for (const link of this.deps.repository.links()) {
@@ -104,8 +116,10 @@ export class BundleService {
     }
   }
 
-  close(): void {
+  /** Stops listening and lets private-bundle removals already under way finish (they use the store). */
+  async close(): Promise<void> {
     this.unsubscribe?.();
+    await Promise.allSettled([...this.pending]);
   }
 
   list(): Bundle[] {
@@ -162,7 +176,11 @@ export class BundleService {
    * Extracts a tarball into a temp dir beside the old rootfs and swaps it in only once every entry is written,
    * so a refused or broken upload leaves the bundle exactly as it was.
    */
-  async uploadRootfs(id: string, body: Readable, contentLength: number | undefined): Promise<RootfsUploadResult> {
+  async uploadRootfs(
+    id: string,
+    body: Readable,
+    contentLength: number | undefined,
+  ): Promise<RootfsUploadResult> {
     const maxArchiveBytes = this.deps.maxRootfsBytes * ARCHIVE_OVERHEAD_FACTOR + ARCHIVE_SLACK_BYTES;
     return this.locks.run(id, async () => {
       const record = this.require(id);
@@ -242,10 +260,19 @@ export class BundleService {
             );
           }
           if (!this.deps.repository.link(options.id, linked)) {
-            throw new ConflictError('container_exists', `container "${options.id}" already exists`, options.id);
+            throw new ConflictError(
+              'container_exists',
+              `container "${options.id}" already exists`,
+              options.id,
+            );
           }
         });
-        await this.checkExecutable(target.id, target.spec, await readConfig(target.path), join(owner.path, 'rootfs'));
+        await this.checkExecutable(
+          target.id,
+          target.spec,
+          await readConfig(target.path),
+          join(owner.path, 'rootfs'),
+        );
       }
       return await this.deps.containers.create({
         ...options,
@@ -280,7 +307,11 @@ export class BundleService {
     }
   }
 
-  private async createPrivate(containerId: string, spec: BundleSpec, source: BundleRecord): Promise<BundleRecord> {
+  private async createPrivate(
+    containerId: string,
+    spec: BundleSpec,
+    source: BundleRecord,
+  ): Promise<BundleRecord> {
     if (source.rootfsSource === 'shared' || source.privateTo !== null) {
       throw new ConflictError(
         'bundle_private',
@@ -393,7 +424,12 @@ export class BundleService {
   }
 
   /** args[0] looked up in the rootfs as runc will, so a missing command is a 400 now, not a 422 from runc. */
-  private async checkExecutable(id: string, spec: BundleSpec, config: OciSpec, rootfs: string): Promise<void> {
+  private async checkExecutable(
+    id: string,
+    spec: BundleSpec,
+    config: OciSpec,
+    rootfs: string,
+  ): Promise<void> {
     // The caller's command, not the init in front of it; PATH and cwd as the generated config has them.
     const command = spec.process.args[0]!;
     const lookup = await findExecutable(rootfs, command, config.process?.env, config.process?.cwd ?? '/');

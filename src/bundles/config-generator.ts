@@ -46,7 +46,11 @@ export function generateConfig(defaults: OciSpec, request: BundleSpec, options: 
     user: wanted.user ? parseUser(wanted.user) : base.user,
     rlimits: clampRlimits([...rlimits.values()], options.hostLimits),
   };
-  spec.root = { ...spec.root, path: options.rootPath, readonly: request.readonlyRootfs ?? spec.root?.readonly ?? true };
+  spec.root = {
+    ...spec.root,
+    path: options.rootPath,
+    readonly: request.readonlyRootfs ?? spec.root?.readonly ?? true,
+  };
   spec.hostname = request.hostname ?? options.bundleId;
 
   const mounts = [...(spec.mounts ?? [])];

@@ -38,7 +38,10 @@ export async function resolveInRootfs(rootfs: string, path: string): Promise<str
 
 /** PATH of an OCI env list (the last PATH= wins, as in execve's environment). */
 export function pathOf(env: readonly string[] | undefined): string | undefined {
-  return env?.filter((entry) => entry.startsWith('PATH=')).at(-1)?.slice('PATH='.length);
+  return env
+    ?.filter((entry) => entry.startsWith('PATH='))
+    .at(-1)
+    ?.slice('PATH='.length);
 }
 
 export interface ExecutableLookup {

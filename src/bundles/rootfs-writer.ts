@@ -1,5 +1,17 @@
 import { constants } from 'node:fs';
-import { chmod, lchown, link, lstat, lutimes, mkdir, open, rm, symlink, unlink, utimes } from 'node:fs/promises';
+import {
+  chmod,
+  lchown,
+  link,
+  lstat,
+  lutimes,
+  mkdir,
+  open,
+  rm,
+  symlink,
+  unlink,
+  utimes,
+} from 'node:fs/promises';
 import { join, posix } from 'node:path';
 import type { Readable } from 'node:stream';
 
@@ -161,7 +173,9 @@ export class RootfsWriter {
 
   refuse(name: string, kind: string): never {
     throw new RootfsEntryError(
-      kind === 'character-device' || kind === 'block-device' ? 'rootfs_device_node' : 'rootfs_entry_unsupported',
+      kind === 'character-device' || kind === 'block-device'
+        ? 'rootfs_device_node'
+        : 'rootfs_entry_unsupported',
       `entry "${name}" is a ${kind.replace('-', ' ')}; ${kind.endsWith('device') ? 'device nodes are never created in a rootfs (runc makes /dev)' : 'only files, directories and links are supported'}`,
     );
   }

@@ -119,8 +119,10 @@ function archiveError(error: unknown): unknown {
   if (error instanceof RootfsEntryError || error instanceof RootfsQuotaError) return error;
   const message = (error as Error).message ?? String(error);
   const code = (error as NodeJS.ErrnoException).code;
-  if (/tar header|unexpected end|premature|incorrect header check|invalid|unexpected/i.test(message) ||
-      code?.startsWith('Z_')) {
+  if (
+    /tar header|unexpected end|premature|incorrect header check|invalid|unexpected/i.test(message) ||
+    code?.startsWith('Z_')
+  ) {
     return new RootfsEntryError(
       'rootfs_invalid_archive',
       `the body is not a tar archive (plain or gzip-compressed): ${message}`,

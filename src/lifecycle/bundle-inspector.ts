@@ -122,7 +122,9 @@ export class BundleInspector {
     if (typeof rootPath !== 'string' || rootPath === '') {
       throw invalid('bundle_invalid_config', `config.json in bundle "${bundlePath}" has no root.path`);
     }
-    const checked = await this.policy.apply(spec, real, bundlePath, { sharedRootfs: this.sharedRootfsOf(real) });
+    const checked = await this.policy.apply(spec, real, bundlePath, {
+      sharedRootfs: this.sharedRootfsOf(real),
+    });
     // More than the host's hard limit would fail the create with `error setting rlimit type 7`.
     if (checked.spec.process?.rlimits) {
       checked.spec.process.rlimits = clampRlimits(checked.spec.process.rlimits, hostRlimits());

@@ -399,7 +399,9 @@ export class BundlePolicy {
 
   /** runcd's own init binary, mounted read-only (a writable mount would let one container change another's PID 1). */
   private isProvidedInit(source: string, options: string[]): boolean {
-    return this.provided.initBinary !== undefined && source === this.provided.initBinary && options.includes('ro');
+    return (
+      this.provided.initBinary !== undefined && source === this.provided.initBinary && options.includes('ro')
+    );
   }
 
   /** Why a host path may never be bind-mounted, whatever the allowlist says; undefined when it may be. */

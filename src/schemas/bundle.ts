@@ -54,7 +54,11 @@ export const ProcessSpec = z
       .min(1)
       .max(1024)
       .describe('Command and arguments; args[0] is looked up in the rootfs PATH at create, as runc would'),
-    env: z.array(EnvEntry).max(1024).optional().describe('KEY=value, added to (and overriding) runc spec env'),
+    env: z
+      .array(EnvEntry)
+      .max(1024)
+      .optional()
+      .describe('KEY=value, added to (and overriding) runc spec env'),
     cwd: AbsolutePath.optional().describe('Default /'),
     user: z
       .string()
@@ -140,7 +144,10 @@ export const Bundle = z
       fileCount: z.number().int().describe('Entries: files, directories, links'),
     }),
     configDigest: z.string().describe('sha256 of the config.json runcd wrote'),
-    privateTo: z.string().nullable().describe('The container this private bundle belongs to (deleted with it)'),
+    privateTo: z
+      .string()
+      .nullable()
+      .describe('The container this private bundle belongs to (deleted with it)'),
     containers: z.array(z.string()).describe('Containers using this bundle'),
     spec: BundleSpec,
   })
@@ -170,7 +177,7 @@ export const CreateContainerRequest = CreateContainerBody.extend({
   bundle: CreateContainerBody.shape.bundle.optional(),
   bundleId: BundleId.optional().describe('A managed bundle (POST /bundles)'),
   spec: BundleSpec.optional().describe('Same fields as POST /bundles: a private bundle for this container'),
-  rootfsFrom: BundleId.optional().describe("With spec: the bundle whose rootfs the private bundle uses"),
+  rootfsFrom: BundleId.optional().describe('With spec: the bundle whose rootfs the private bundle uses'),
 })
   .strict()
   .superRefine((body, ctx) => {
@@ -208,5 +215,8 @@ export const ContainerResources = z
     pidsLimit: z.number().int().nullable(),
   })
   .describe('The limits now in force; null: none')
-  .meta({ id: 'ContainerResources', example: { id: 'web-1', memoryBytes: 67108864, cpus: 0.5, pidsLimit: 200 } });
+  .meta({
+    id: 'ContainerResources',
+    example: { id: 'web-1', memoryBytes: 67108864, cpus: 0.5, pidsLimit: 200 },
+  });
 export type ContainerResources = z.infer<typeof ContainerResources>;
