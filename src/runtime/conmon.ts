@@ -143,6 +143,8 @@ export class Conmon {
     const { child, release } = await this.options.runner.spawn(this.binary, argv, {
       env: { _OCI_SYNCPIPE: '3' },
       stdio: ['ignore', 'ignore', 'pipe', 'pipe'],
+      // conmon drops files (an `oom` marker among them) into its working directory: keep them with the container.
+      cwd: files.dir,
     });
     const stderrChunks: Buffer[] = [];
     child.stderr?.on('data', (chunk: Buffer) => stderrChunks.push(chunk));

@@ -65,6 +65,7 @@ export interface SpawnOptions {
   stdio: readonly [Stdio, Stdio, Stdio, ...Stdio[]];
   /** Counted in the session pool instead of the command pool. */
   longLived?: boolean;
+  cwd?: string;
 }
 
 export interface SpawnedProcess {
@@ -158,6 +159,7 @@ export class ProcessRunner {
         stdio: options.stdio,
         env: { PATH: CLEAN_PATH, ...options.env },
         extendEnv: false,
+        ...(options.cwd ? { cwd: options.cwd } : {}),
         detached: true,
         cleanup: false,
       }) as unknown as ResultPromise<{ reject: false; buffer: false }>;
