@@ -235,20 +235,22 @@ export class BundleService {
     let privateBundle: BundleRecord | undefined;
     if (bundleId !== undefined) {
       target = this.require(bundleId);
-      if (target.privateTo !== null) {
-        throw new ConflictError(
-          'bundle_private',
-          `bundle "${bundleId}" is private to container "${target.privateTo}"`,
-        );
-      }
-    } else if (spec !== undefined && rootfsFrom !== undefined) {
-      privateBundle = await this.createPrivate(options.id, spec, this.require(rootfsFrom));
-      target = privateBundle;
     } else if (bundle !== undefined && isAbsolute(bundle)) {
       target = this.deps.repository.findByPath(await realpath(bundle).catch(() => bundle));
     }
+    if (target && target.privateTo !== null) {
+      throw new ConflictError(
+        'bundle_private',
+        `bundle "${target.id}" is private to container "${target.privateTo}"`,
+      );
+    }
+    if (spec !== undefined && rootfsFrom !== undefined) {
+      privateBundle = await this.createPrivate(options.id, spec, this.require(rootfsFrom));
+      target = privateBundle;
+    }
     const owner = target && this.rootfsOwner(target);
     const linked = target ? [...new Set([target.id, owner!.id])] : [];
+    let isLinked = false;
     try {
       if (target && owner) {
         await this.locks.run(owner.id, async () => {
@@ -266,6 +268,7 @@ export class BundleService {
               options.id,
             );
           }
+          isLinked = true;
         });
         await this.checkExecutable(
           target.id,
@@ -280,9 +283,7 @@ export class BundleService {
         expectedConfigDigest: target?.configDigest,
       });
     } catch (error) {
-      if (!(error instanceof ConflictError && error.code === 'container_exists')) {
-        this.deps.repository.unlink(options.id, linked);
-      }
+      if (isLinked) this.deps.repository.unlink(options.id, linked);
       if (privateBundle) await this.removeBundle(privateBundle);
       throw error;
     }
