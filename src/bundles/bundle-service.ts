@@ -145,7 +145,9 @@ export class BundleService {
         const config = await this.configFor(id, spec, dir, 'rootfs');
         let rootfsState = { ready: false, sizeBytes: 0, fileCount: 0 };
         if (importSource !== undefined) {
-          rootfsState = await this.fillRootfs(dir, (writer) => importTree(importSource, writer));
+          rootfsState = await this.fillRootfs(dir, (writer) =>
+            importTree(importSource.path, importSource.root, writer),
+          );
           await this.checkExecutable(id, spec, config, join(dir, 'rootfs'));
         }
         const record: BundleRecord = {
@@ -156,7 +158,7 @@ export class BundleService {
           spec,
           configDigest: await writeConfig(dir, config),
           rootfsSource: importSource !== undefined ? 'import' : 'upload',
-          rootfsOrigin: importSource ?? null,
+          rootfsOrigin: importSource?.path ?? null,
           rootfsReady: rootfsState.ready,
           sizeBytes: rootfsState.sizeBytes,
           fileCount: rootfsState.fileCount,
@@ -444,7 +446,7 @@ export class BundleService {
     }
   }
 
-  private async importSource(path: string): Promise<string> {
+  private async importSource(path: string): Promise<{ path: string; root: string }> {
     if (this.importRoots.length === 0) {
       throw new InvalidInputError(
         'import_root_not_configured',
@@ -457,7 +459,8 @@ export class BundleService {
     } catch {
       throw new InvalidInputError('rootfs_not_found', `rootfs.path "${path}" does not exist`);
     }
-    if (!this.importRoots.some((root) => real.startsWith(root.endsWith(sep) ? root : root + sep))) {
+    const root = this.importRoots.find((dir) => real.startsWith(dir.endsWith(sep) ? dir : dir + sep));
+    if (root === undefined) {
       throw new InvalidInputError(
         'rootfs_outside_import_roots',
         `rootfs.path "${path}" is not inside an import root (${this.importRoots.join(', ')})`,
@@ -466,7 +469,7 @@ export class BundleService {
     if (!(await stat(real)).isDirectory()) {
       throw new InvalidInputError('rootfs_not_found', `rootfs.path "${path}" is not a directory`);
     }
-    return real;
+    return { path: real, root };
   }
 
   /** BUNDLE_ROOT/ID, made here (0700) or refused: a directory of that name that runcd did not make is left alone. */

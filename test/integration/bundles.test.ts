@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
 import type { Bundle, BundleDetail, RootfsUploadResult } from '../../src/schemas/bundle.js';
@@ -99,6 +100,39 @@ t.test('managed bundles', async (t) => {
     t.equal((await api.get('/bundles/imported')).status, 404);
     t.ok(existsSync(join(busybox, 'bin', 'busybox')), 'the import source is untouched');
   });
+
+  await t.test(
+    'rootfs.path must stay inside an import root and hold only files, directories and links',
+    async (t) => {
+      const post = (id: string, path: string) =>
+        api.post('/bundles', { id, rootfs: { path }, process: { args: ['sleep', '1'] } });
+      const outsideRoot = await post('outside', sandbox.bundleRoot);
+      t.equal(outsideRoot.status, 400);
+      t.equal(outsideRoot.body.code, 'rootfs_outside_import_roots');
+      symlinkSync('/etc', join(imports, 'etc-link'));
+      const throughLink = await post('through-link', join(imports, 'etc-link'));
+      t.equal(throughLink.status, 400, 'a symlink out of the import root is judged by where it leads');
+      t.equal(throughLink.body.code, 'rootfs_outside_import_roots');
+
+      const withFifo = join(imports, 'with-fifo');
+      mkdirSync(join(withFifo, 'run'), { recursive: true });
+      execFileSync('mkfifo', [join(withFifo, 'run', 'pipe')]);
+      const fifo = await post('fifo', withFifo);
+      t.equal(fifo.status, 400);
+      t.equal(fifo.body.code, 'rootfs_entry_unsupported');
+      t.match(fifo.body.detail, 'entry "run/pipe" is a fifo');
+
+      const climbing = join(imports, 'climbing');
+      mkdirSync(climbing);
+      symlinkSync('../../../../etc/shadow', join(climbing, 'shadow'));
+      const escape = await post('climbing', climbing);
+      t.equal(escape.status, 400);
+      t.equal(escape.body.code, 'rootfs_link_outside');
+      for (const id of ['outside', 'through-link', 'fifo', 'climbing']) {
+        t.notOk(existsSync(join(sandbox.bundleRoot, id)), `${id}: nothing left in the bundle root`);
+      }
+    },
+  );
 
   await t.test('an uploaded busybox tarball becomes a rootfs that runs', async (t) => {
     const created = await api.post<Bundle>('/bundles', {
