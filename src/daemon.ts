@@ -7,6 +7,7 @@ import type { Config } from './config.js';
 import { BundleInspector } from './lifecycle/bundle-inspector.js';
 import { BundlePolicy, type BundlePolicyRules } from './lifecycle/bundle-policy.js';
 import { ContainerService } from './lifecycle/container-service.js';
+import { buildDockerApp } from './docker/docker-app.js';
 import { Conmon } from './runtime/conmon.js';
 import { ProcessRunner, type ProcessLimits } from './runtime/process-runner.js';
 import { Runc } from './runtime/runc.js';
@@ -30,10 +31,14 @@ export interface DaemonConfig extends Pick<Config, 'stateDir' | 'runtimeRoot' | 
   conmonBinary: string;
   /** The unix socket path (protected from bind mounts); the listener itself is main.ts's. */
   socket?: string | undefined;
+  /** The Docker API socket, protected from bind mounts like the main one. */
+  dockerSocket?: string | undefined;
   /** Require a token on the unix socket too (TCP always requires one). */
   requireToken?: boolean;
   /** Builds a second app for a TCP listener; with `tls`, it serves HTTPS (mutual TLS with `clientCa`). */
   tcp?: { host: string; port: number } | undefined;
+  /** Builds a third app speaking the Docker Engine API, for `--docker-socket` (main.ts listens). */
+  docker?: boolean | undefined;
   tls?: { cert: Buffer; key: Buffer; clientCa?: Buffer | undefined } | undefined;
   policy?: Partial<BundlePolicyRules>;
   /** `--allow-mount-source` directories, added to the policy's. */
@@ -49,6 +54,8 @@ export interface Daemon {
   app: FastifyInstance;
   /** The app for the TCP listener, when configured: same services, its own transport rules. */
   tcpApp: FastifyInstance | undefined;
+  /** The Docker Engine API app, when configured: same services and token rules as the unix socket. */
+  dockerApp: FastifyInstance | undefined;
   containers: ContainerService;
   runner: ProcessRunner;
   tokens: TokenRepository;
@@ -87,7 +94,14 @@ export async function openDaemon(config: DaemonConfig, logger: Logger): Promise<
       ...config.policy,
       allowMountSources: [...(config.policy?.allowMountSources ?? []), ...(config.allowMountSources ?? [])],
     },
-    { stateDir: config.stateDir, others: [config.runtimeRoot, ...(config.socket ? [config.socket] : [])] },
+    {
+      stateDir: config.stateDir,
+      others: [
+        config.runtimeRoot,
+        ...(config.socket ? [config.socket] : []),
+        ...(config.dockerSocket ? [config.dockerSocket] : []),
+      ],
+    },
   );
   const containers = new ContainerService({
     repository: new ContainerRepository(db),
@@ -138,10 +152,16 @@ export async function openDaemon(config: DaemonConfig, logger: Logger): Promise<
       });
       apps.push(tcpApp);
     }
+    let dockerApp: FastifyInstance | undefined;
+    if (config.docker) {
+      dockerApp = await buildDockerApp({ containers, security: security('unix') });
+      apps.push(dockerApp);
+    }
     const openedAudit = audit;
     return {
       app,
       tcpApp,
+      dockerApp,
       containers,
       runner,
       tokens,
