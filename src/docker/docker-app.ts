@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { arch, cpus, hostname, release, totalmem } from 'node:os';
 import { PassThrough } from 'node:stream';
 import type { Socket } from 'node:net';
-import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify';
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { ContainerService } from '../lifecycle/container-service.js';
 import { LogService } from '../lifecycle/log-service.js';
 import type { Container } from '../schemas/container.js';
@@ -73,14 +73,11 @@ export async function buildDockerApp(deps: DockerAppDeps): Promise<FastifyInstan
   });
   app.setErrorHandler((error, _request, reply) => {
     const { status, message } = dockerErrorFor(error);
-    return reply.code(status).type('application/json').send({ message });
+    return sendDockerError(reply, status, message);
   });
   app.setNotFoundHandler((request, reply) => {
     const path = request.url.split('?')[0];
-    return reply
-      .code(501)
-      .type('application/json')
-      .send({ message: notImplemented(`${request.method} ${path}`).message });
+    return sendDockerError(reply, 501, notImplemented(`${request.method} ${path}`).message);
   });
   app.addHook('onRequest', async (request) => {
     const version = versionOf.get(request.raw);
@@ -170,7 +167,6 @@ export async function buildDockerApp(deps: DockerAppDeps): Promise<FastifyInstan
   // ---- images: not available until managed bundles exist
   for (const [method, url] of [
     ['GET', '/images/json'],
-    ['GET', '/images/:name/json'],
     ['POST', '/images/create'],
     ['POST', '/images/load'],
     ['DELETE', '/images/:name'],
@@ -182,6 +178,20 @@ export async function buildDockerApp(deps: DockerAppDeps): Promise<FastifyInstan
       handler: async () => {
         throw notImplemented(`${method} ${url.replace(':name', '{name}')}`, IMAGES_MISSING);
       },
+    });
+  }
+
+  // `docker inspect NAME` asks for an image when no container has the name; with no images at all, the true
+  // answer is that there is no such image (and the CLI then says "No such object").
+  // The same holds for the other object kinds it tries in turn: runcd has no networks, volumes or plugins.
+  for (const [url, kind] of [
+    ['/images/:name/json', 'image'],
+    ['/networks/:name', 'network'],
+    ['/volumes/:name', 'volume'],
+    ['/plugins/:name/json', 'plugin'],
+  ] as const) {
+    app.get(url, async (request) => {
+      throw new DockerError(404, `No such ${kind}: ${(request.params as { name: string }).name}`);
     });
   }
 
@@ -471,6 +481,14 @@ export async function buildDockerApp(deps: DockerAppDeps): Promise<FastifyInstan
   });
 
   return app;
+}
+
+/** Exactly `application/json`: the docker CLI shows the raw body instead of the message for anything else. */
+function sendDockerError(reply: FastifyReply, status: number, message: string): FastifyReply {
+  return reply
+    .code(status)
+    .header('content-type', 'application/json')
+    .send(Buffer.from(JSON.stringify({ message })));
 }
 
 async function runExec(
