@@ -3,7 +3,8 @@ import { PassThrough, type Duplex } from 'node:stream';
 import Docker from 'dockerode';
 import t from 'tap';
 import { dockerIdOf } from '../../src/docker/docker-ids.js';
-import { DaemonProcess, makeSandbox } from '../helpers/sandbox.js';
+import { issueToken } from '../../src/security/tokens.js';
+import { DaemonProcess, makeSandbox, startInProcess } from '../helpers/sandbox.js';
 
 /** Splits Docker's multiplexed stream into stdout and stderr text, as dockerode's users do. */
 async function demultiplex(
@@ -129,4 +130,24 @@ t.test('dockerode drives runcd containers through --docker-socket', async (t) =>
     statusCode: 501,
     message: /POST \/containers\/create/,
   });
+});
+
+t.test('with --require-token the Docker socket wants a token too, with the same scopes', async (t) => {
+  const sandbox = makeSandbox(t, 'dauth');
+  const daemon = await startInProcess(t, sandbox, { docker: true, requireToken: true });
+  const socketPath = join(sandbox.dir, 'docker.sock');
+  await daemon.dockerApp!.listen({ path: socketPath });
+  const reader = issueToken(daemon.tokens, 'reader', 'read');
+  const admin = issueToken(daemon.tokens, 'admin', 'admin');
+  const as = (secret?: string) =>
+    new Docker({ socketPath, ...(secret ? { headers: { Authorization: `Bearer ${secret}` } } : {}) });
+
+  t.match(await failure(as().listContainers()), { statusCode: 401, message: /bearer token is required/ });
+  t.match(await failure(as('rcd_wrong').listContainers()), { statusCode: 401, message: /not valid/ });
+  t.same(await as(reader).listContainers(), [], 'a read token lists');
+  t.match(await failure(as(reader).getContainer('x').remove()), {
+    statusCode: 403,
+    message: /scope "read"; DELETE \/containers\/:id needs "admin"/,
+  });
+  t.match(await failure(as(admin).getContainer('x').remove()), { statusCode: 404 }, 'admin gets past auth');
 });
