@@ -14,11 +14,15 @@ import {
   validatorCompiler,
   type ZodTypeProvider,
 } from 'fastify-type-provider-zod';
+import bundleRoutes from '../routes/bundles.js';
+import containerResourceRoutes from '../routes/container-resources.js';
 import containerRoutes from '../routes/containers.js';
 import eventRoutes from '../routes/events.js';
 import systemRoutes from '../routes/system.js';
 import type { Socket } from 'node:net';
 import { DomainError, problemFor, problemHeaders, toProblem, type Problem } from './errors.js';
+import type { BundleService } from './bundles/bundle-service.js';
+import type { ContainerResourceService } from './bundles/container-resources.js';
 import type { ContainerService } from './lifecycle/container-service.js';
 import { LogService } from './lifecycle/log-service.js';
 import { DEFAULT_BODY_LIMIT } from './security/limits.js';
@@ -27,6 +31,8 @@ import { RUNCD_VERSION } from './version.js';
 
 export interface AppDeps {
   containers: ContainerService;
+  bundles: BundleService;
+  resources: ContainerResourceService;
   security: SecurityOptions;
   logger?: FastifyServerOptions['loggerInstance'];
   /** TLS for a TCP listener (`https.createServer` options). */
@@ -115,6 +121,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
       },
       tags: [
         { name: 'containers', description: 'Container lifecycle' },
+        { name: 'bundles', description: 'Bundles runcd generates and owns (config.json + rootfs)' },
         { name: 'events', description: 'Lifecycle event stream' },
         { name: 'system', description: 'Daemon health and documentation' },
       ],
@@ -124,7 +131,13 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   });
   await app.register(fastifySwaggerUi, { routePrefix: '/docs' });
   await app.register(systemRoutes);
-  await app.register(containerRoutes, { containers: deps.containers, logs: new LogService(deps.containers) });
+  await app.register(containerRoutes, {
+    containers: deps.containers,
+    logs: new LogService(deps.containers),
+    bundles: deps.bundles,
+  });
+  await app.register(containerResourceRoutes, { resources: deps.resources });
+  await app.register(bundleRoutes, { bundles: deps.bundles });
   await app.register(eventRoutes, { events: deps.containers.events });
   return app;
 }
@@ -151,7 +164,7 @@ function problemForError(error: FastifyError | Error, bodyLimit: number): Proble
       code === 'body_too_large'
         ? `request body is larger than ${bodyLimit} bytes, the limit of this route`
         : code === 'unsupported_media_type'
-          ? 'request bodies must be JSON: send Content-Type: application/json'
+          ? 'request bodies must be JSON (Content-Type: application/json), or a tarball for PUT /bundles/ID/rootfs'
           : error.message;
     return problemFor(status, code, httpTitle(status), detail);
   }

@@ -4,6 +4,9 @@ import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { buildApp } from './app.js';
 import type { Config } from './config.js';
+import { BundleService } from './bundles/bundle-service.js';
+import { ContainerResourceService } from './bundles/container-resources.js';
+import { DEFAULT_INIT_BINARY, DEFAULT_MAX_ROOTFS_BYTES } from './config.js';
 import { BundleInspector } from './lifecycle/bundle-inspector.js';
 import { BundlePolicy, type BundlePolicyRules } from './lifecycle/bundle-policy.js';
 import { ContainerService } from './lifecycle/container-service.js';
@@ -18,6 +21,7 @@ import { RateLimiter } from './security/rate-limiter.js';
 import { assessRuntime, type RuntimeSecurityReport } from './security/runtime-advisories.js';
 import type { SecurityOptions } from './security/security-plugin.js';
 import { TokenAuthenticator } from './security/tokens.js';
+import { BundleRepository } from './store/bundle-repository.js';
 import { ContainerRepository } from './store/container-repository.js';
 import { EventRepository } from './store/event-repository.js';
 import { TombstoneRepository } from './store/tombstone-repository.js';
@@ -26,6 +30,12 @@ import { openDatabase, type Db } from './store/database.js';
 import { TokenRepository } from './store/token-repository.js';
 
 export interface DaemonConfig extends Pick<Config, 'stateDir' | 'runtimeRoot' | 'bundleRoots'> {
+  /** `--import-root`: directories `rootfs.path` may copy from (none: only uploads). */
+  importRoots?: string[];
+  /** `--max-rootfs-bytes`. */
+  maxRootfsBytes?: number;
+  /** tini's static build, for `init: true`. */
+  initBinary?: string;
   /** Absolute paths: resolve them with resolveBinary first. */
   runtimeBinary: string;
   conmonBinary: string;
@@ -57,6 +67,7 @@ export interface Daemon {
   /** The Docker Engine API app, when configured: same services and token rules as the unix socket. */
   dockerApp: FastifyInstance | undefined;
   containers: ContainerService;
+  bundles: BundleService;
   runner: ProcessRunner;
   tokens: TokenRepository;
   policy: BundlePolicy;
@@ -89,6 +100,7 @@ export async function openDaemon(config: DaemonConfig, logger: Logger): Promise<
     runc,
     runner,
   });
+  const initBinary = config.initBinary ?? DEFAULT_INIT_BINARY;
   const policy = new BundlePolicy(
     {
       ...config.policy,
@@ -102,20 +114,39 @@ export async function openDaemon(config: DaemonConfig, logger: Logger): Promise<
         ...(config.dockerSocket ? [config.dockerSocket] : []),
       ],
     },
+    { initBinary },
   );
-  const containers = new ContainerService({
+  const bundleRepository = new BundleRepository(db);
+  const containers: ContainerService = new ContainerService({
     repository: new ContainerRepository(db),
     tombstones: new TombstoneRepository(db),
     events: new EventBus(new EventRepository(db)),
     runc,
     conmon,
-    bundles: new BundleInspector(config.bundleRoots, policy),
+    // Called only on creates, long after managedBundles below exists: the inspector asks the bundle service
+    // which rootfs a private bundle shares, and the bundle service needs this container service.
+    bundles: new BundleInspector(config.bundleRoots, policy, (dir): string | undefined =>
+      managedBundles.sharedRootfsOf(dir),
+    ),
     logger: logger.child({ component: 'lifecycle' }),
   });
+  const managedBundles = new BundleService({
+    repository: bundleRepository,
+    containers,
+    runc,
+    policy,
+    bundleRoot: config.bundleRoots[0]!,
+    importRoots: config.importRoots ?? [],
+    maxRootfsBytes: config.maxRootfsBytes ?? DEFAULT_MAX_ROOTFS_BYTES,
+    initBinary,
+    logger: logger.child({ component: 'bundles' }),
+  });
+  const resources = new ContainerResourceService(containers, managedBundles, runc, conmon);
   let audit: AuditLog | undefined;
   const apps: FastifyInstance[] = [];
   try {
     await containers.init();
+    await managedBundles.init();
     const runtimeSecurity = assessRuntime(await collectRuntimeFacts(config.runtimeBinary, runner));
     audit = new AuditLog(join(config.stateDir, 'audit.log'), logger.child({ component: 'audit' }));
     const tokens = new TokenRepository(db);
@@ -129,12 +160,20 @@ export async function openDaemon(config: DaemonConfig, logger: Logger): Promise<
       rateLimiter,
       audit,
     });
-    const app = await buildApp({ containers, logger, security: security('unix') });
+    const app = await buildApp({
+      containers,
+      bundles: managedBundles,
+      resources,
+      logger,
+      security: security('unix'),
+    });
     apps.push(app);
     let tcpApp: FastifyInstance | undefined;
     if (config.tcp) {
       tcpApp = await buildApp({
         containers,
+        bundles: managedBundles,
+        resources,
         logger,
         security: security('tcp'),
         ...(config.tls
@@ -163,6 +202,7 @@ export async function openDaemon(config: DaemonConfig, logger: Logger): Promise<
       tcpApp,
       dockerApp,
       containers,
+      bundles: managedBundles,
       runner,
       tokens,
       policy,
@@ -170,6 +210,7 @@ export async function openDaemon(config: DaemonConfig, logger: Logger): Promise<
       runtimeSecurity,
       async close() {
         for (const each of apps) await each.close();
+        await managedBundles.close();
         containers.close();
         openedAudit.close();
         db.close();
@@ -177,6 +218,7 @@ export async function openDaemon(config: DaemonConfig, logger: Logger): Promise<
     };
   } catch (error) {
     for (const each of apps) await each.close();
+    await managedBundles.close();
     containers.close();
     audit?.close();
     db.close();

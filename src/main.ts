@@ -74,6 +74,8 @@ async function main(): Promise<void> {
       rateLimitPerSecond: config.rateLimit,
       processLimits: { maxConcurrent: config.maxRuntimeProcesses, maxQueued: config.maxRuntimeProcesses * 8 },
       runtimeTimeoutMs: config.runtimeTimeoutSeconds * 1000,
+      importRoots: config.importRoots,
+      maxRootfsBytes: config.maxRootfsBytes,
     };
     socketGid = config.socketGroup ? resolveGroup(config.socketGroup) : (process.getgid?.() ?? 0);
     if (config.socket) socketWarnings = await prepareSocketPath(config.socket, socketGid);

@@ -53,6 +53,8 @@ export interface CreateContainerInput {
   restartPolicy?: RestartPolicy | undefined;
   stopSignal?: Signal | undefined;
   stopTimeout?: number | undefined;
+  /** For a bundle runcd wrote: the digest of the config.json it wrote; a config changed since is refused. */
+  expectedConfigDigest?: string | undefined;
 }
 
 export interface ContainerFilter {
@@ -163,6 +165,13 @@ export class ContainerService {
 
   async create(input: CreateContainerInput): Promise<Container> {
     const bundle = await this.deps.bundles.inspect(input.bundle);
+    if (input.expectedConfigDigest !== undefined && bundle.configDigest !== input.expectedConfigDigest) {
+      throw new ConflictError(
+        'bundle_config_modified',
+        `config.json of bundle "${input.bundle}" was changed after runcd wrote it (${input.expectedConfigDigest}, now ${bundle.configDigest}); recreate the bundle, or pass a bundle of your own by path`,
+        input.id,
+      );
+    }
     return this.locks.run(input.id, async () => {
       if (this.view.has(input.id)) {
         throw new ConflictError('container_exists', `container "${input.id}" already exists`, input.id);
