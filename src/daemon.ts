@@ -193,7 +193,7 @@ export async function openDaemon(config: DaemonConfig, logger: Logger): Promise<
     }
     let dockerApp: FastifyInstance | undefined;
     if (config.docker) {
-      dockerApp = await buildDockerApp({ containers, security: security('unix') });
+      dockerApp = await buildDockerApp({ containers, bundles: managedBundles, security: security('unix') });
       apps.push(dockerApp);
     }
     const openedAudit = audit;

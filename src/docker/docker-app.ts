@@ -3,6 +3,7 @@ import { arch, cpus, hostname, release, totalmem } from 'node:os';
 import { PassThrough } from 'node:stream';
 import type { Socket } from 'node:net';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import type { BundleService } from '../bundles/bundle-service.js';
 import type { ContainerService } from '../lifecycle/container-service.js';
 import { LogService } from '../lifecycle/log-service.js';
 import type { Container } from '../schemas/container.js';
@@ -16,6 +17,7 @@ import { DockerError, dockerErrorFor, notImplemented } from './docker-errors.js'
 import { dockerIdOf, resolveContainer } from './docker-ids.js';
 import { frame, openRawStream } from './docker-stream.js';
 import { routeUpgradeRequestsAsRequests } from './upgrade-requests.js';
+import { createFromImage, registerImageRoutes } from './docker-images.js';
 import { ExecSessions, type ExecSession } from './exec-sessions.js';
 
 /**
@@ -30,10 +32,12 @@ const MIN_MINOR = 41;
 const MAX_MINOR = 50;
 
 const IMAGES_MISSING =
-  'images are runcd managed bundles, which this build does not have yet (the bundles work of issue 5); create containers with the native API (POST /containers on the runcd socket) and drive them with docker';
+  'images are runcd managed bundles, and this Docker listener was built without the bundle service; create containers with the native API (POST /containers on the runcd socket) and drive them with docker';
 
 export interface DockerAppDeps {
   containers: ContainerService;
+  /** Managed bundles serve as images; without them, image endpoints and create answer 501. */
+  bundles?: BundleService | undefined;
   security: SecurityOptions;
 }
 
@@ -164,36 +168,48 @@ export async function buildDockerApp(deps: DockerAppDeps): Promise<FastifyInstan
     };
   });
 
-  // ---- images: not available until managed bundles exist
-  for (const [method, url] of [
-    ['GET', '/images/json'],
-    ['POST', '/images/create'],
-    ['POST', '/images/load'],
-    ['DELETE', '/images/:name'],
-    ['POST', '/containers/create'],
-  ] as const) {
-    app.route({
-      method,
-      url,
-      handler: async () => {
-        throw notImplemented(`${method} ${url.replace(':name', '{name}')}`, IMAGES_MISSING);
-      },
+  // ---- images: runcd's managed bundles under a name
+  const bundles = deps.bundles;
+  /** Containers made with `docker run --rm` / AutoRemove: deleted by runcd once they die. */
+  const autoRemove = new Set<string>();
+  if (bundles) {
+    await registerImageRoutes(app, bundles);
+    app.post('/containers/create', async (request, reply) => {
+      const name = first((request.query as Query).name);
+      const created = await createFromImage(bundles, name, (request.body ?? {}) as never);
+      if (created.autoRemove) autoRemove.add(created.id);
+      return reply.code(201).send({ Id: dockerIdOf(created.id), Warnings: [] });
     });
-  }
-
-  // `docker inspect NAME` asks for an image when no container has the name; with no images at all, the true
-  // answer is that there is no such image (and the CLI then says "No such object").
-  // The same holds for the other object kinds it tries in turn: runcd has no networks, volumes or plugins.
-  for (const [url, kind] of [
-    ['/images/:name/json', 'image'],
-    ['/networks/:name', 'network'],
-    ['/volumes/:name', 'volume'],
-    ['/plugins/:name/json', 'plugin'],
-  ] as const) {
-    app.get(url, async (request) => {
-      throw new DockerError(404, `No such ${kind}: ${(request.params as { name: string }).name}`);
+    const unsubscribe = containers.events.subscribe((event) => {
+      if (event.type === 'delete') autoRemove.delete(event.id);
+      if (event.type !== 'die' || !autoRemove.has(event.id)) return;
+      autoRemove.delete(event.id);
+      // After the lifecycle's own handling of the exit (the die event is published from inside it).
+      setImmediate(() => void containers.delete(event.id, { force: true }).catch(() => undefined));
     });
+    app.addHook('onClose', async () => unsubscribe());
+  } else {
+    for (const [method, url] of [
+      ['GET', '/images/json'],
+      ['POST', '/images/create'],
+      ['DELETE', '/images/:name'],
+      ['POST', '/containers/create'],
+    ] as const) {
+      app.route({
+        method,
+        url,
+        handler: async () => {
+          throw notImplemented(`${method} ${url.replace(':name', '{name}')}`, IMAGES_MISSING);
+        },
+      });
+    }
   }
+  app.post('/images/load', async () => {
+    throw notImplemented(
+      'POST /images/load (docker load)',
+      'bring images in with docker import of a rootfs tarball',
+    );
+  });
 
   // ---- containers
   app.get('/containers/json', async (request) => {
@@ -354,7 +370,43 @@ export async function buildDockerApp(deps: DockerAppDeps): Promise<FastifyInstan
     return reply.type('application/vnd.docker.multiplexed-stream').send(body);
   });
 
-  for (const endpoint of ['attach', 'resize', 'export', 'changes', 'stats', 'update', 'rename', 'archive']) {
+  // Output only (no stdin): enough for a foreground `docker run` / `docker start -a` to print what the container
+  // writes. The CLI attaches before it starts the container, so the stream waits for the start first.
+  app.post('/containers/:id/attach', async (request, reply) => {
+    const id = resolveContainer(containers, idParam(request));
+    const query = request.query as Query;
+    if (queryBool(query.stdin)) {
+      throw notImplemented(
+        'attaching stdin (docker run -i, docker attach)',
+        'runcd containers have no stdin',
+      );
+    }
+    const stdout = queryBool(query.stdout);
+    const stderr = queryBool(query.stderr);
+    const follow = queryBool(query.stream);
+    const upgrade = /\bupgrade\b/i.test(request.headers.connection ?? '');
+    reply.hijack();
+    const socket = request.raw.socket;
+    openRawStream(socket, upgrade, 'application/vnd.docker.multiplexed-stream');
+    const aborter = new AbortController();
+    socket.on('close', () => aborter.abort());
+    if (follow && containers.get(id).status === 'created') await startOf(containers, id, aborter.signal);
+    if (stdout || stderr) {
+      await logs
+        .stream(
+          id,
+          { follow, stream: stdout && stderr ? 'all' : stdout ? 'stdout' : 'stderr' },
+          (entry) => {
+            if (socket.writable) socket.write(frame(entry.stream, Buffer.from(`${entry.line}\n`)));
+          },
+          aborter.signal,
+        )
+        .catch(() => undefined);
+    }
+    endSocket(socket);
+  });
+
+  for (const endpoint of ['resize', 'export', 'changes', 'stats', 'update', 'rename', 'archive']) {
     app.all(`/containers/:id/${endpoint}`, async (request) => {
       throw notImplemented(`${request.method} /containers/{id}/${endpoint}`);
     });
@@ -507,6 +559,25 @@ async function runExec(
     emit('stderr', Buffer.from(`runcd: exec failed: ${message}\n`));
     execs.finished(session, /not found|no such file/i.test(message) ? 127 : 126);
   }
+}
+
+/** Resolves once the container has started (or stopped, or been deleted), or the caller went away. */
+function startOf(containers: ContainerService, id: string, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      unsubscribe();
+      resolve();
+    };
+    const unsubscribe = containers.events.subscribe((event) => {
+      if (event.id === id && ['start', 'die', 'delete'].includes(event.type)) done();
+    });
+    signal.addEventListener('abort', done, { once: true });
+    try {
+      if (containers.get(id).status !== 'created') done();
+    } catch {
+      done();
+    }
+  });
 }
 
 function endSocket(socket: Socket): void {
