@@ -17,7 +17,7 @@ import { DockerError, dockerErrorFor, notImplemented } from './docker-errors.js'
 import { dockerIdOf, resolveContainer } from './docker-ids.js';
 import { frame, openRawStream } from './docker-stream.js';
 import { routeUpgradeRequestsAsRequests } from './upgrade-requests.js';
-import { createFromImage, registerImageRoutes } from './docker-images.js';
+import { createFromImage, imageOfBundle, registerImageRoutes } from './docker-images.js';
 import { ExecSessions, type ExecSession } from './exec-sessions.js';
 
 /**
@@ -211,6 +211,19 @@ export async function buildDockerApp(deps: DockerAppDeps): Promise<FastifyInstan
     );
   });
 
+  // `docker inspect NAME` tries each object kind in turn; runcd has no networks, volumes or plugins (nor images
+  // without bundles), so the true answer is that there is no such one (and the CLI then says "No such object").
+  for (const [url, kind] of [
+    ...(bundles ? [] : ([['/images/:name/json', 'image']] as const)),
+    ['/networks/:name', 'network'],
+    ['/volumes/:name', 'volume'],
+    ['/plugins/:name/json', 'plugin'],
+  ] as const) {
+    app.get(url, async (request) => {
+      throw new DockerError(404, `No such ${kind}: ${(request.params as { name: string }).name}`);
+    });
+  }
+
   // ---- containers
   app.get('/containers/json', async (request) => {
     const query = request.query as Query;
@@ -221,13 +234,17 @@ export async function buildDockerApp(deps: DockerAppDeps): Promise<FastifyInstan
     list.sort((a, b) => b.created.localeCompare(a.created));
     const limit = query.limit === undefined ? undefined : Number(first(query.limit));
     if (limit !== undefined && Number.isInteger(limit) && limit > 0) list = list.slice(0, limit);
-    return Promise.all(list.map(async (container) => summaryOf(container, await commandOf(container))));
+    return Promise.all(
+      list.map(async (container) =>
+        summaryOf(container, await commandOf(container), imageOfBundle(deps.bundles, container.bundle)),
+      ),
+    );
   });
 
   app.get('/containers/:id/json', async (request) => {
     const id = resolveContainer(containers, idParam(request));
     const container = containers.get(id);
-    return inspectOf(container, await commandOf(container));
+    return inspectOf(container, await commandOf(container), imageOfBundle(deps.bundles, container.bundle));
   });
 
   app.post('/containers/:id/start', async (request, reply) => {
@@ -659,11 +676,11 @@ function statusText(container: Container): string {
   }
 }
 
-function summaryOf(container: Container, command: string[]): Record<string, unknown> {
+function summaryOf(container: Container, command: string[], image: string): Record<string, unknown> {
   return {
     Id: dockerIdOf(container.id),
     Names: [`/${container.id}`],
-    Image: container.bundle,
+    Image: image,
     ImageID: '',
     Command: command.join(' '),
     Created: unixSeconds(container.created),
@@ -679,7 +696,7 @@ function summaryOf(container: Container, command: string[]): Record<string, unkn
 
 const ZERO_TIME = '0001-01-01T00:00:00Z';
 
-function inspectOf(container: Container, command: string[]): Record<string, unknown> {
+function inspectOf(container: Container, command: string[], image: string): Record<string, unknown> {
   const state = dockerState(container);
   return {
     Id: dockerIdOf(container.id),
@@ -699,7 +716,7 @@ function inspectOf(container: Container, command: string[]): Record<string, unkn
       StartedAt: container.startedAt ?? ZERO_TIME,
       FinishedAt: container.finishedAt ?? ZERO_TIME,
     },
-    Image: container.bundle,
+    Image: image,
     ResolvConfPath: '',
     HostnamePath: '',
     HostsPath: '',
@@ -732,7 +749,7 @@ function inspectOf(container: Container, command: string[]): Record<string, unkn
       StdinOnce: false,
       Env: [],
       Cmd: command,
-      Image: container.bundle,
+      Image: image,
       WorkingDir: '',
       Entrypoint: null,
       Labels: container.labels,

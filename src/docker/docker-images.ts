@@ -271,3 +271,13 @@ export async function createFromImage(
   }
   return { id, autoRemove: host.AutoRemove === true };
 }
+
+/** The image a container was made from (`docker ps` IMAGE column), or its bundle path when it has none. */
+export function imageOfBundle(bundles: BundleService | undefined, bundlePath: string): string {
+  if (!bundles) return bundlePath;
+  const all = bundles.list();
+  const own = all.find((bundle) => bundle.path === bundlePath);
+  const source =
+    own?.rootfs.source === 'shared' ? all.find((bundle) => bundle.id === own.rootfs.origin) : own;
+  return source?.labels[IMAGE_LABEL] ?? bundlePath;
+}

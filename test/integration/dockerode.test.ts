@@ -1,8 +1,10 @@
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { PassThrough, type Duplex } from 'node:stream';
 import Docker from 'dockerode';
 import t from 'tap';
 import { dockerIdOf } from '../../src/docker/docker-ids.js';
+import { makeBusyboxRootfs, tarball } from '../helpers/rootfs.js';
 import { issueToken } from '../../src/security/tokens.js';
 import { DaemonProcess, makeSandbox, startInProcess } from '../helpers/sandbox.js';
 
@@ -127,9 +129,34 @@ t.test('dockerode drives runcd containers through --docker-socket', async (t) =>
   t.match(await failure(container.inspect()), { statusCode: 404, message: /No such container/ });
   t.match(await failure(docker.getContainer('0000').inspect()), { statusCode: 404 });
   t.match(await failure(docker.createContainer({ Image: 'bb', Cmd: ['true'] })), {
-    statusCode: 501,
-    message: /POST \/containers\/create/,
+    statusCode: 404,
+    message: /No such image: bb/,
   });
+
+  // docker import, then create, start and wait on a container of that image.
+  const archive = join(sandbox.dir, 'busybox.tar');
+  writeFileSync(archive, tarball(makeBusyboxRootfs(sandbox.dir)));
+  const importing = (await docker.importImage(archive, { repo: 'bb' })) as NodeJS.ReadableStream;
+  let progress = '';
+  for await (const chunk of importing) progress += String(chunk);
+  t.match(progress, /"status":"sha256:[0-9a-f]{64}"/);
+  t.match(await docker.listImages(), [{ RepoTags: ['bb:latest'] }]);
+  const made = await docker.createContainer({
+    name: sandbox.id('from-image'),
+    Image: 'bb',
+    Cmd: ['sh', '-c', 'echo made; exit 7'],
+    Labels: { origin: 'dockerode' },
+    HostConfig: { Memory: 64 * 1024 * 1024, PidsLimit: 32 },
+  });
+  const exited = made.wait({ condition: 'next-exit' });
+  await made.start();
+  t.match(await exited, { StatusCode: 7 });
+  const madeLogs = (await made.logs({ stdout: true, stderr: true })) as unknown as Buffer;
+  t.equal(madeLogs.subarray(8).toString(), 'made\n');
+  t.match(await made.inspect(), { Config: { Image: 'bb:latest', Labels: { origin: 'dockerode' } } });
+  await made.remove();
+  await docker.getImage('bb').remove();
+  t.same(await docker.listImages(), []);
 });
 
 t.test('with --require-token the Docker socket wants a token too, with the same scopes', async (t) => {
