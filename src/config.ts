@@ -6,6 +6,8 @@ import { CLEAN_PATH } from './runtime/process-runner.js';
 
 export interface Config {
   socket: string | undefined;
+  /** `--docker-socket PATH`: a second unix socket speaking the Docker Engine API (same mode and token rules). */
+  dockerSocket: string | undefined;
   tcp: { host: string; port: number } | undefined;
   stateDir: string;
   runtimeRoot: string;
@@ -45,6 +47,7 @@ export class ConfigError extends Error {
 
 const FLAGS = {
   socket: { type: 'string' },
+  'docker-socket': { type: 'string' },
   tcp: { type: 'string' },
   'state-dir': { type: 'string' },
   'runtime-root': { type: 'string' },
@@ -71,6 +74,7 @@ const FLAGS = {
 export const USAGE = `usage: runcd [flags]   (each flag is also settable as RUNCD_<NAME>, e.g. RUNCD_STATE_DIR)
        runcd token create --name NAME --scope read|operate|admin | token list | token revoke NAME
   --socket PATH        unix socket to listen on (default /run/runcd/runcd.sock; "" disables it)
+  --docker-socket PATH also answer the Docker Engine API on this unix socket (docker CLI, dockerode)
   --socket-group GROUP group allowed to use the socket (mode 0660; default root's group)
   --require-token      require a bearer token on the unix socket too
   --tcp HOST:PORT      also listen on TCP; tokens are always required there, and any address but
@@ -112,6 +116,7 @@ export function parseCommandLine(argv: string[], env: NodeJS.ProcessEnv): Parsed
   const socketValue = pick(values.socket, 'SOCKET');
   const socket =
     socketValue === undefined ? '/run/runcd/runcd.sock' : socketValue === '' ? undefined : socketValue;
+  const dockerSocket = pick(values['docker-socket'], 'DOCKER_SOCKET') || undefined;
   const tcpValue = pick(values.tcp, 'TCP');
   const tcp = tcpValue ? parseTcp(tcpValue) : undefined;
   if (!socket && !tcp) throw new ConfigError('nothing to listen on: give --socket or --tcp');
@@ -139,6 +144,7 @@ export function parseCommandLine(argv: string[], env: NodeJS.ProcessEnv): Parsed
     kind: 'run',
     config: {
       socket: socket ? absolute(socket, '--socket') : undefined,
+      dockerSocket: dockerSocket ? absolute(dockerSocket, '--docker-socket') : undefined,
       tcp,
       stateDir,
       runtimeRoot: absolute(

@@ -10,6 +10,7 @@ import { DEFAULT_INIT_BINARY, DEFAULT_MAX_ROOTFS_BYTES } from './config.js';
 import { BundleInspector } from './lifecycle/bundle-inspector.js';
 import { BundlePolicy, type BundlePolicyRules } from './lifecycle/bundle-policy.js';
 import { ContainerService } from './lifecycle/container-service.js';
+import { buildDockerApp } from './docker/docker-app.js';
 import { Conmon } from './runtime/conmon.js';
 import { ProcessRunner, type ProcessLimits } from './runtime/process-runner.js';
 import { Runc } from './runtime/runc.js';
@@ -40,10 +41,14 @@ export interface DaemonConfig extends Pick<Config, 'stateDir' | 'runtimeRoot' | 
   conmonBinary: string;
   /** The unix socket path (protected from bind mounts); the listener itself is main.ts's. */
   socket?: string | undefined;
+  /** The Docker API socket, protected from bind mounts like the main one. */
+  dockerSocket?: string | undefined;
   /** Require a token on the unix socket too (TCP always requires one). */
   requireToken?: boolean;
   /** Builds a second app for a TCP listener; with `tls`, it serves HTTPS (mutual TLS with `clientCa`). */
   tcp?: { host: string; port: number } | undefined;
+  /** Builds a third app speaking the Docker Engine API, for `--docker-socket` (main.ts listens). */
+  docker?: boolean | undefined;
   tls?: { cert: Buffer; key: Buffer; clientCa?: Buffer | undefined } | undefined;
   policy?: Partial<BundlePolicyRules>;
   /** `--allow-mount-source` directories, added to the policy's. */
@@ -59,6 +64,8 @@ export interface Daemon {
   app: FastifyInstance;
   /** The app for the TCP listener, when configured: same services, its own transport rules. */
   tcpApp: FastifyInstance | undefined;
+  /** The Docker Engine API app, when configured: same services and token rules as the unix socket. */
+  dockerApp: FastifyInstance | undefined;
   containers: ContainerService;
   bundles: BundleService;
   runner: ProcessRunner;
@@ -99,7 +106,14 @@ export async function openDaemon(config: DaemonConfig, logger: Logger): Promise<
       ...config.policy,
       allowMountSources: [...(config.policy?.allowMountSources ?? []), ...(config.allowMountSources ?? [])],
     },
-    { stateDir: config.stateDir, others: [config.runtimeRoot, ...(config.socket ? [config.socket] : [])] },
+    {
+      stateDir: config.stateDir,
+      others: [
+        config.runtimeRoot,
+        ...(config.socket ? [config.socket] : []),
+        ...(config.dockerSocket ? [config.dockerSocket] : []),
+      ],
+    },
     { initBinary },
   );
   const bundleRepository = new BundleRepository(db);
@@ -177,10 +191,16 @@ export async function openDaemon(config: DaemonConfig, logger: Logger): Promise<
       });
       apps.push(tcpApp);
     }
+    let dockerApp: FastifyInstance | undefined;
+    if (config.docker) {
+      dockerApp = await buildDockerApp({ containers, bundles: managedBundles, security: security('unix') });
+      apps.push(dockerApp);
+    }
     const openedAudit = audit;
     return {
       app,
       tcpApp,
+      dockerApp,
       containers,
       bundles: managedBundles,
       runner,

@@ -60,6 +60,8 @@ async function main(): Promise<void> {
       runtimeBinary: resolveBinary(config.runtime, 'runtime'),
       conmonBinary: resolveBinary(config.conmon, 'conmon'),
       socket: config.socket,
+      dockerSocket: config.dockerSocket,
+      docker: config.dockerSocket !== undefined,
       requireToken: config.requireToken,
       tcp: config.tcp,
       tls: config.tls && {
@@ -77,6 +79,9 @@ async function main(): Promise<void> {
     };
     socketGid = config.socketGroup ? resolveGroup(config.socketGroup) : (process.getgid?.() ?? 0);
     if (config.socket) socketWarnings = await prepareSocketPath(config.socket, socketGid);
+    if (config.dockerSocket) {
+      socketWarnings.push(...(await prepareSocketPath(config.dockerSocket, socketGid)));
+    }
   } catch (error) {
     if (
       error instanceof ConfigError ||
@@ -118,6 +123,12 @@ async function main(): Promise<void> {
       await listenPrivately(() => daemon.app.listen({ path: socket }));
       await secureSocket(socket, socketGid);
     }
+    if (config.dockerSocket && daemon.dockerApp) {
+      const dockerSocket = config.dockerSocket;
+      const dockerApp = daemon.dockerApp;
+      await listenPrivately(() => dockerApp.listen({ path: dockerSocket }));
+      await secureSocket(dockerSocket, socketGid);
+    }
     if (config.tcp && daemon.tcpApp) {
       await daemon.tcpApp.listen({ host: config.tcp.host, port: config.tcp.port });
       if (daemon.tokens.all().length === 0) {
@@ -135,6 +146,7 @@ async function main(): Promise<void> {
   logger.info(
     {
       socket: config.socket,
+      dockerSocket: config.dockerSocket,
       tcp: config.tcp,
       tls: config.tls ? { mutual: config.tls.clientCa !== undefined } : undefined,
       requireToken: config.requireToken || undefined,

@@ -221,7 +221,12 @@ export class ContainerService {
     });
   }
 
-  async exec(id: string, request: ExecBody): Promise<ExecResult> {
+  /** With `onOutput`, output is streamed to the caller as it comes (and the result's stdout/stderr are empty). */
+  async exec(
+    id: string,
+    request: ExecBody,
+    onOutput?: (stream: 'stdout' | 'stderr', chunk: Buffer) => void,
+  ): Promise<ExecResult> {
     const record = this.require(id);
     if (record.status === 'stopped') {
       throw new ConflictError('container_stopped', 'cannot exec into a stopped container', id);
@@ -239,6 +244,7 @@ export class ContainerService {
       result = await this.deps.runc.exec(id, process, {
         timeoutMs: request.timeoutSeconds !== undefined ? request.timeoutSeconds * 1000 : undefined,
         outputLimitBytes: this.deps.execOutputLimitBytes ?? DEFAULT_EXEC_OUTPUT_LIMIT,
+        onOutput,
       });
     } catch (error) {
       throw this.translate(error, id, 'exec');

@@ -292,7 +292,12 @@ export class Runc {
   async exec(
     id: string,
     process: OciProcess,
-    options: { timeoutMs?: number; outputLimitBytes: number },
+    options: {
+      timeoutMs?: number | undefined;
+      outputLimitBytes: number;
+      /** Streaming callers (the Docker API's exec) get each chunk as the process writes it, uncapped. */
+      onOutput?: ((stream: 'stdout' | 'stderr', chunk: Buffer) => void) | undefined;
+    },
   ): Promise<ExecOutcome> {
     const dir = await mkdtemp(join(this.scratchDir, 'exec-'));
     const processFile = join(dir, 'process.json');
@@ -323,8 +328,14 @@ export class Runc {
     }
     const stdout = new CappedBuffer(options.outputLimitBytes);
     const stderr = new CappedBuffer(options.outputLimitBytes);
-    child.stdout?.on('data', (chunk: Buffer) => stdout.push(chunk));
-    child.stderr?.on('data', (chunk: Buffer) => stderr.push(chunk));
+    const onOutput = options.onOutput;
+    if (onOutput) {
+      child.stdout?.on('data', (chunk: Buffer) => onOutput('stdout', chunk));
+      child.stderr?.on('data', (chunk: Buffer) => onOutput('stderr', chunk));
+    } else {
+      child.stdout?.on('data', (chunk: Buffer) => stdout.push(chunk));
+      child.stderr?.on('data', (chunk: Buffer) => stderr.push(chunk));
+    }
 
     let timedOut = false;
     const timer = setTimeout(() => {
