@@ -15,6 +15,8 @@ import {
   validatorCompiler,
   type ZodTypeProvider,
 } from 'fastify-type-provider-zod';
+import bundleRoutes from '../routes/bundles.js';
+import containerResourceRoutes from '../routes/container-resources.js';
 import containerRoutes from '../routes/containers.js';
 import eventRoutes from '../routes/events.js';
 import systemRoutes from '../routes/system.js';
@@ -28,6 +30,8 @@ import {
   toProblem,
   type Problem,
 } from './errors.js';
+import type { BundleService } from './bundles/bundle-service.js';
+import type { ContainerResourceService } from './bundles/container-resources.js';
 import type { ContainerService } from './lifecycle/container-service.js';
 import { LogService } from './lifecycle/log-service.js';
 import httpObservability, { requestIdFor } from './observability/http-observability.js';
@@ -46,6 +50,8 @@ declare module 'fastify' {
 
 export interface AppDeps {
   containers: ContainerService;
+  bundles: BundleService;
+  resources: ContainerResourceService;
   security: SecurityOptions;
   /** Behind GET /readyz, /info and /metrics; one of each per daemon, shared by its listeners. */
   system: { status: SystemStatus; metrics: DaemonMetrics };
@@ -147,6 +153,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
       },
       tags: [
         { name: 'containers', description: 'Container lifecycle' },
+        { name: 'bundles', description: 'Bundles runcd generates and owns (config.json + rootfs)' },
         { name: 'events', description: 'Lifecycle event stream' },
         { name: 'system', description: 'Daemon health and documentation' },
       ],
@@ -156,7 +163,13 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   });
   await app.register(fastifySwaggerUi, { routePrefix: '/docs' });
   await app.register(systemRoutes, deps.system);
-  await app.register(containerRoutes, { containers: deps.containers, logs: new LogService(deps.containers) });
+  await app.register(containerRoutes, {
+    containers: deps.containers,
+    logs: new LogService(deps.containers),
+    bundles: deps.bundles,
+  });
+  await app.register(containerResourceRoutes, { resources: deps.resources });
+  await app.register(bundleRoutes, { bundles: deps.bundles });
   await app.register(eventRoutes, { events: deps.containers.events });
   return app;
 }
@@ -183,7 +196,7 @@ function problemForError(error: FastifyError | Error, bodyLimit: number): Proble
       code === 'body_too_large'
         ? `request body is larger than ${bodyLimit} bytes, the limit of this route`
         : code === 'unsupported_media_type'
-          ? 'request bodies must be JSON: send Content-Type: application/json'
+          ? 'request bodies must be JSON (Content-Type: application/json), or a tarball for PUT /bundles/ID/rootfs'
           : error.message;
     return problemFor(status, code, httpTitle(status), detail);
   }

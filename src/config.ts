@@ -6,6 +6,8 @@ import { CLEAN_PATH } from './runtime/process-runner.js';
 
 export interface Config {
   socket: string | undefined;
+  /** `--docker-socket PATH`: a second unix socket speaking the Docker Engine API (same mode and token rules). */
+  dockerSocket: string | undefined;
   tcp: { host: string; port: number } | undefined;
   stateDir: string;
   runtimeRoot: string;
@@ -28,7 +30,16 @@ export interface Config {
   maxRuntimeProcesses: number;
   /** Deadline of each runtime command. */
   runtimeTimeoutSeconds: number;
+  /** Directories a managed bundle's rootfs may be copied from. */
+  importRoots: string[];
+  /** Bytes of regular files in one managed rootfs (import or upload). */
+  maxRootfsBytes: number;
 }
+
+/** 1 GiB: a Debian or Alpine userland with room to spare; raise it for bigger images. */
+export const DEFAULT_MAX_ROOTFS_BYTES = 1024 ** 3;
+/** Debian's `tini` package: a static build, so it runs inside any rootfs. */
+export const DEFAULT_INIT_BINARY = '/usr/bin/tini-static';
 
 export class ConfigError extends Error {
   override name = 'ConfigError';
@@ -36,6 +47,7 @@ export class ConfigError extends Error {
 
 const FLAGS = {
   socket: { type: 'string' },
+  'docker-socket': { type: 'string' },
   tcp: { type: 'string' },
   'state-dir': { type: 'string' },
   'runtime-root': { type: 'string' },
@@ -53,6 +65,8 @@ const FLAGS = {
   'rate-limit': { type: 'string' },
   'max-runtime-processes': { type: 'string' },
   'runtime-timeout': { type: 'string' },
+  'import-root': { type: 'string', multiple: true },
+  'max-rootfs-bytes': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
   version: { type: 'boolean' },
 } as const;
@@ -60,6 +74,7 @@ const FLAGS = {
 export const USAGE = `usage: runcd [flags]   (each flag is also settable as RUNCD_<NAME>, e.g. RUNCD_STATE_DIR)
        runcd token create --name NAME --scope read|operate|admin | token list | token revoke NAME
   --socket PATH        unix socket to listen on (default /run/runcd/runcd.sock; "" disables it)
+  --docker-socket PATH also answer the Docker Engine API on this unix socket (docker CLI, dockerode)
   --socket-group GROUP group allowed to use the socket (mode 0660; default root's group)
   --require-token      require a bearer token on the unix socket too
   --tcp HOST:PORT      also listen on TCP; tokens are always required there, and any address but
@@ -76,6 +91,9 @@ export const USAGE = `usage: runcd [flags]   (each flag is also settable as RUNC
   --rate-limit N       requests per second per token, bursts of 2N (default 20; 0 disables)
   --max-runtime-processes N  runtime processes at once, 8N more may wait (default 8)
   --runtime-timeout S  seconds before a runtime command's process group is killed (default 60)
+  --import-root DIR    directory managed bundles may copy a rootfs from (POST /bundles rootfs.path);
+                       repeatable, ":"-separated in env (default none: tarball uploads only)
+  --max-rootfs-bytes N largest managed rootfs, in bytes or with K, M, G suffix (default 1G)
   --runtime PATH       OCI runtime binary (default runc from PATH; crun works too)
   --conmon PATH        conmon binary (default conmon from PATH)
   --log-level LEVEL    fatal, error, warn, info, debug, trace (default info)`;
@@ -98,6 +116,7 @@ export function parseCommandLine(argv: string[], env: NodeJS.ProcessEnv): Parsed
   const socketValue = pick(values.socket, 'SOCKET');
   const socket =
     socketValue === undefined ? '/run/runcd/runcd.sock' : socketValue === '' ? undefined : socketValue;
+  const dockerSocket = pick(values['docker-socket'], 'DOCKER_SOCKET') || undefined;
   const tcpValue = pick(values.tcp, 'TCP');
   const tcp = tcpValue ? parseTcp(tcpValue) : undefined;
   if (!socket && !tcp) throw new ConfigError('nothing to listen on: give --socket or --tcp');
@@ -125,6 +144,7 @@ export function parseCommandLine(argv: string[], env: NodeJS.ProcessEnv): Parsed
     kind: 'run',
     config: {
       socket: socket ? absolute(socket, '--socket') : undefined,
+      dockerSocket: dockerSocket ? absolute(dockerSocket, '--docker-socket') : undefined,
       tcp,
       stateDir,
       runtimeRoot: absolute(
@@ -157,8 +177,33 @@ export function parseCommandLine(argv: string[], env: NodeJS.ProcessEnv): Parsed
         60,
         1,
       ),
+      importRoots: (values['import-root'] ?? env.RUNCD_IMPORT_ROOT?.split(':').filter(Boolean) ?? []).map(
+        (dir) => absolute(dir, '--import-root'),
+      ),
+      maxRootfsBytes: byteSize(pick(values['max-rootfs-bytes'], 'MAX_ROOTFS_BYTES'), '--max-rootfs-bytes'),
     },
   };
+}
+
+const SIZE_SUFFIXES: Readonly<Record<string, number>> = {
+  '': 1,
+  K: 1024,
+  M: 1024 ** 2,
+  G: 1024 ** 3,
+  T: 1024 ** 4,
+};
+
+/** `1073741824`, `512M`, `2G` (binary units); at least 1 MiB. */
+export function byteSize(value: string | undefined, flag: string): number {
+  if (value === undefined || value === '') return DEFAULT_MAX_ROOTFS_BYTES;
+  const match = /^(\d+)([KMGT]?)i?B?$/i.exec(value.trim());
+  const bytes = match ? Number(match[1]) * SIZE_SUFFIXES[match[2]!.toUpperCase()]! : NaN;
+  if (!Number.isSafeInteger(bytes) || bytes < 1024 ** 2) {
+    throw new ConfigError(
+      `${flag} must be a size of at least 1M (bytes, or with K, M, G, T); got "${value}"`,
+    );
+  }
+  return bytes;
 }
 
 function parseTls(

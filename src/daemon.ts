@@ -4,9 +4,13 @@ import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { buildApp } from './app.js';
 import type { Config } from './config.js';
+import { BundleService } from './bundles/bundle-service.js';
+import { ContainerResourceService } from './bundles/container-resources.js';
+import { DEFAULT_INIT_BINARY, DEFAULT_MAX_ROOTFS_BYTES } from './config.js';
 import { BundleInspector } from './lifecycle/bundle-inspector.js';
 import { BundlePolicy, type BundlePolicyRules } from './lifecycle/bundle-policy.js';
 import { ContainerService } from './lifecycle/container-service.js';
+import { buildDockerApp } from './docker/docker-app.js';
 import { Conmon } from './runtime/conmon.js';
 import { ProcessRunner, type ProcessLimits } from './runtime/process-runner.js';
 import { Runc } from './runtime/runc.js';
@@ -17,6 +21,7 @@ import { RateLimiter } from './security/rate-limiter.js';
 import { assessRuntime, type RuntimeSecurityReport } from './security/runtime-advisories.js';
 import type { SecurityOptions } from './security/security-plugin.js';
 import { TokenAuthenticator } from './security/tokens.js';
+import { BundleRepository } from './store/bundle-repository.js';
 import { ContainerRepository } from './store/container-repository.js';
 import { EventRepository } from './store/event-repository.js';
 import { TombstoneRepository } from './store/tombstone-repository.js';
@@ -28,15 +33,25 @@ import { SystemStatus } from './observability/system-status.js';
 import { TokenRepository } from './store/token-repository.js';
 
 export interface DaemonConfig extends Pick<Config, 'stateDir' | 'runtimeRoot' | 'bundleRoots'> {
+  /** `--import-root`: directories `rootfs.path` may copy from (none: only uploads). */
+  importRoots?: string[];
+  /** `--max-rootfs-bytes`. */
+  maxRootfsBytes?: number;
+  /** tini's static build, for `init: true`. */
+  initBinary?: string;
   /** Absolute paths: resolve them with resolveBinary first. */
   runtimeBinary: string;
   conmonBinary: string;
   /** The unix socket path (protected from bind mounts); the listener itself is main.ts's. */
   socket?: string | undefined;
+  /** The Docker API socket, protected from bind mounts like the main one. */
+  dockerSocket?: string | undefined;
   /** Require a token on the unix socket too (TCP always requires one). */
   requireToken?: boolean;
   /** Builds a second app for a TCP listener; with `tls`, it serves HTTPS (mutual TLS with `clientCa`). */
   tcp?: { host: string; port: number } | undefined;
+  /** Builds a third app speaking the Docker Engine API, for `--docker-socket` (main.ts listens). */
+  docker?: boolean | undefined;
   tls?: { cert: Buffer; key: Buffer; clientCa?: Buffer | undefined } | undefined;
   policy?: Partial<BundlePolicyRules>;
   /** `--allow-mount-source` directories, added to the policy's. */
@@ -52,7 +67,10 @@ export interface Daemon {
   app: FastifyInstance;
   /** The app for the TCP listener, when configured: same services, its own transport rules. */
   tcpApp: FastifyInstance | undefined;
+  /** The Docker Engine API app, when configured: same services and token rules as the unix socket. */
+  dockerApp: FastifyInstance | undefined;
   containers: ContainerService;
+  bundles: BundleService;
   runner: ProcessRunner;
   tokens: TokenRepository;
   policy: BundlePolicy;
@@ -101,28 +119,55 @@ export async function openDaemon(config: DaemonConfig, logger: Logger): Promise<
     runc,
     runner,
   });
+  const initBinary = config.initBinary ?? DEFAULT_INIT_BINARY;
   const policy = new BundlePolicy(
     {
       ...config.policy,
       allowMountSources: [...(config.policy?.allowMountSources ?? []), ...(config.allowMountSources ?? [])],
     },
-    { stateDir: config.stateDir, others: [config.runtimeRoot, ...(config.socket ? [config.socket] : [])] },
+    {
+      stateDir: config.stateDir,
+      others: [
+        config.runtimeRoot,
+        ...(config.socket ? [config.socket] : []),
+        ...(config.dockerSocket ? [config.dockerSocket] : []),
+      ],
+    },
+    { initBinary },
   );
-  const containers = new ContainerService({
+  const bundleRepository = new BundleRepository(db);
+  const containers: ContainerService = new ContainerService({
     repository: new ContainerRepository(db),
     tombstones: new TombstoneRepository(db),
     events: new EventBus(new EventRepository(db)),
     runc,
     conmon,
-    bundles: new BundleInspector(config.bundleRoots, policy),
+    // Called only on creates, long after managedBundles below exists: the inspector asks the bundle service
+    // which rootfs a private bundle shares, and the bundle service needs this container service.
+    bundles: new BundleInspector(config.bundleRoots, policy, (dir): string | undefined =>
+      managedBundles.sharedRootfsOf(dir),
+    ),
     logger: logger.child({ component: 'lifecycle' }),
   });
+  const managedBundles = new BundleService({
+    repository: bundleRepository,
+    containers,
+    runc,
+    policy,
+    bundleRoot: config.bundleRoots[0]!,
+    importRoots: config.importRoots ?? [],
+    maxRootfsBytes: config.maxRootfsBytes ?? DEFAULT_MAX_ROOTFS_BYTES,
+    initBinary,
+    logger: logger.child({ component: 'bundles' }),
+  });
+  const resources = new ContainerResourceService(containers, managedBundles, runc, conmon);
   let audit: AuditLog | undefined;
   const apps: FastifyInstance[] = [];
   // Before init: reconciling at startup already runs the runtime and may publish events.
   const metrics = new DaemonMetrics({ runner, events: containers.events, containers });
   try {
     await containers.init();
+    await managedBundles.init();
     const runtimeSecurity = assessRuntime(await collectRuntimeFacts(config.runtimeBinary, runner));
     const status = new SystemStatus({
       readinessStore: new ReadinessRepository(db),
@@ -146,12 +191,21 @@ export async function openDaemon(config: DaemonConfig, logger: Logger): Promise<
       rateLimiter,
       audit,
     });
-    const app = await buildApp({ containers, logger, system, security: security('unix') });
+    const app = await buildApp({
+      containers,
+      bundles: managedBundles,
+      resources,
+      logger,
+      system,
+      security: security('unix'),
+    });
     apps.push(app);
     let tcpApp: FastifyInstance | undefined;
     if (config.tcp) {
       tcpApp = await buildApp({
         containers,
+        bundles: managedBundles,
+        resources,
         logger,
         system,
         security: security('tcp'),
@@ -170,11 +224,18 @@ export async function openDaemon(config: DaemonConfig, logger: Logger): Promise<
       });
       apps.push(tcpApp);
     }
+    let dockerApp: FastifyInstance | undefined;
+    if (config.docker) {
+      dockerApp = await buildDockerApp({ containers, bundles: managedBundles, security: security('unix') });
+      apps.push(dockerApp);
+    }
     const openedAudit = audit;
     return {
       app,
       tcpApp,
+      dockerApp,
       containers,
+      bundles: managedBundles,
       runner,
       tokens,
       policy,
@@ -184,6 +245,7 @@ export async function openDaemon(config: DaemonConfig, logger: Logger): Promise<
       status,
       async close(options = {}) {
         const cutConnections = await closeApps(apps, options.graceMs ?? DEFAULT_SHUTDOWN_GRACE_MS, logger);
+        await managedBundles.close();
         containers.close();
         metrics.close();
         openedAudit.close();
@@ -193,6 +255,7 @@ export async function openDaemon(config: DaemonConfig, logger: Logger): Promise<
     };
   } catch (error) {
     for (const each of apps) await each.close();
+    await managedBundles.close();
     containers.close();
     metrics.close();
     audit?.close();

@@ -58,6 +58,12 @@ export class RuntimeFailureError extends DomainError {
   readonly title = 'Runtime Failure';
 }
 
+/** A body (an uploaded rootfs) larger than runcd accepts. */
+export class ContentTooLargeError extends DomainError {
+  readonly status = 413;
+  readonly title = 'Content Too Large';
+}
+
 export class TimeoutError extends DomainError {
   readonly status = 504;
   readonly title = 'Gateway Timeout';

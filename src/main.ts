@@ -50,6 +50,8 @@ async function main(): Promise<void> {
       runtimeBinary: resolveBinary(config.runtime, 'runtime'),
       conmonBinary: resolveBinary(config.conmon, 'conmon'),
       socket: config.socket,
+      dockerSocket: config.dockerSocket,
+      docker: config.dockerSocket !== undefined,
       requireToken: config.requireToken,
       tcp: config.tcp,
       tls: config.tls && {
@@ -62,9 +64,14 @@ async function main(): Promise<void> {
       rateLimitPerSecond: config.rateLimit,
       processLimits: { maxConcurrent: config.maxRuntimeProcesses, maxQueued: config.maxRuntimeProcesses * 8 },
       runtimeTimeoutMs: config.runtimeTimeoutSeconds * 1000,
+      importRoots: config.importRoots,
+      maxRootfsBytes: config.maxRootfsBytes,
     };
     socketGid = config.socketGroup ? resolveGroup(config.socketGroup) : (process.getgid?.() ?? 0);
     if (config.socket) socketWarnings = await prepareSocketPath(config.socket, socketGid);
+    if (config.dockerSocket) {
+      socketWarnings.push(...(await prepareSocketPath(config.dockerSocket, socketGid)));
+    }
   } catch (error) {
     if (
       error instanceof ConfigError ||
@@ -102,6 +109,12 @@ async function main(): Promise<void> {
       await listenPrivately(() => daemon.app.listen({ path: socket }));
       await secureSocket(socket, socketGid);
     }
+    if (config.dockerSocket && daemon.dockerApp) {
+      const dockerSocket = config.dockerSocket;
+      const dockerApp = daemon.dockerApp;
+      await listenPrivately(() => dockerApp.listen({ path: dockerSocket }));
+      await secureSocket(dockerSocket, socketGid);
+    }
     if (config.tcp && daemon.tcpApp) {
       await daemon.tcpApp.listen({ host: config.tcp.host, port: config.tcp.port });
       if (daemon.tokens.all().length === 0) {
@@ -119,6 +132,7 @@ async function main(): Promise<void> {
   logger.info(
     {
       socket: config.socket,
+      dockerSocket: config.dockerSocket,
       tcp: config.tcp,
       tls: config.tls ? { mutual: config.tls.clientCa !== undefined } : undefined,
       requireToken: config.requireToken || undefined,

@@ -1,12 +1,17 @@
 import pino from 'pino';
 import { buildApp } from './app.js';
+import { BundleService } from './bundles/bundle-service.js';
+import { ContainerResourceService } from './bundles/container-resources.js';
+import { DEFAULT_INIT_BINARY, DEFAULT_MAX_ROOTFS_BYTES } from './config.js';
 import { BundleInspector } from './lifecycle/bundle-inspector.js';
+import { BundlePolicy } from './lifecycle/bundle-policy.js';
 import { ContainerService } from './lifecycle/container-service.js';
 import { Conmon } from './runtime/conmon.js';
 import { ProcessRunner } from './runtime/process-runner.js';
 import { Runc } from './runtime/runc.js';
 import { RateLimiter } from './security/rate-limiter.js';
 import { TokenAuthenticator } from './security/tokens.js';
+import { BundleRepository } from './store/bundle-repository.js';
 import { ContainerRepository } from './store/container-repository.js';
 import { EventRepository } from './store/event-repository.js';
 import { TombstoneRepository } from './store/tombstone-repository.js';
@@ -51,8 +56,22 @@ export async function generateOpenApiDocument(): Promise<unknown> {
     metrics,
     runtimeSecurity: { runtime: 'runc', version: null, package: null, advisories: [], warnings: [] },
   });
+  const policy = new BundlePolicy();
+  const bundles = new BundleService({
+    repository: new BundleRepository(db),
+    containers,
+    runc,
+    policy,
+    bundleRoot: '/nonexistent',
+    importRoots: [],
+    maxRootfsBytes: DEFAULT_MAX_ROOTFS_BYTES,
+    initBinary: DEFAULT_INIT_BINARY,
+    logger: pino({ level: 'silent' }),
+  });
   const app = await buildApp({
     containers,
+    bundles,
+    resources: new ContainerResourceService(containers, bundles, runc, conmon),
     system: { status, metrics },
     security: {
       listener: 'unix',

@@ -42,6 +42,30 @@ export const REQUEST_EXAMPLES: Readonly<Record<string, Record<string, NamedExamp
       },
     },
   },
+  createBundle: {
+    upload: {
+      summary: 'A bundle whose rootfs is uploaded next (PUT /bundles/ID/rootfs)',
+      value: {
+        id: 'web',
+        rootfs: { upload: true },
+        process: { args: ['sh', '-c', 'echo started; exec sleep 999999'], env: ['MODE=demo'] },
+        init: true,
+        resources: { memoryBytes: 67108864, pidsLimit: 64 },
+        labels: { app: 'web' },
+      },
+    },
+    import: {
+      summary: 'A rootfs copied from a directory under --import-root',
+      value: { id: 'tools', rootfs: { path: '/srv/rootfs/busybox' }, process: { args: ['sleep', '999999'] } },
+    },
+  },
+  updateContainerResources: {
+    pids: { summary: 'runc update --pids-limit 200', value: { pidsLimit: 200 } },
+    all: {
+      summary: 'Memory, CPUs and pids at once',
+      value: { memoryBytes: 134217728, cpus: 0.5, pidsLimit: 128 },
+    },
+  },
   execInContainer: {
     ps: { summary: 'runc exec ID ps', value: { args: ['ps'] } },
     detailed: {
@@ -123,7 +147,7 @@ const COMMON_PROBLEMS: Readonly<Record<number, Record<string, NamedExample>>> = 
         415,
         'unsupported_media_type',
         'Unsupported Media Type',
-        'request bodies must be JSON: send Content-Type: application/json',
+        'request bodies must be JSON (Content-Type: application/json), or a tarball for PUT /bundles/ID/rootfs',
       ),
     },
   },
@@ -202,6 +226,28 @@ const INVALID_SIGNAL: NamedExample = {
     'querystring.signal: unknown signal "KILLX": use a name such as SIGTERM, TERM or KILL, or a number from 1 to 31',
   ),
 };
+const INVALID_BUNDLE_ID: NamedExample = {
+  summary: 'A bundle id that is not a plain name',
+  value: problem(
+    400,
+    'invalid_container_id',
+    'Bad Request',
+    'params.id: bundle id must be 1-64 characters of A-Z a-z 0-9 _ . -, starting with a letter or digit',
+  ),
+};
+const BUNDLE_NOT_FOUND: NamedExample = {
+  summary: 'No managed bundle with this id',
+  value: problem(404, 'bundle_id_not_found', 'Not Found', 'bundle "web" does not exist'),
+};
+const BUNDLE_IN_USE: NamedExample = {
+  summary: 'A container still uses the bundle',
+  value: problem(
+    409,
+    'bundle_in_use',
+    'Conflict',
+    'cannot delete it: bundle "web" is used by container "web-1"; delete it first',
+  ),
+};
 const conflict = (code: string, detail: string): NamedExample => ({
   summary: detail,
   value: problem(409, code, 'Conflict', detail, ID),
@@ -253,7 +299,7 @@ const OPERATION_PROBLEMS: Readonly<Record<string, Record<number, Record<string, 
           400,
           'invalid_body',
           'Bad Request',
-          'body.bundle: Invalid input: expected string, received undefined',
+          'body: give exactly one of bundle (a path), bundleId, or spec with rootfsFrom',
         ),
       },
       invalid_json: INVALID_JSON,
@@ -279,6 +325,125 @@ const OPERATION_PROBLEMS: Readonly<Record<string, Record<number, Record<string, 
       },
     },
     409: { container_exists: conflict('container_exists', `container "${ID}" already exists`) },
+  },
+  createBundle: {
+    400: {
+      rootfs_not_found: {
+        summary: 'rootfs.path does not exist',
+        value: problem(
+          400,
+          'rootfs_not_found',
+          'Bad Request',
+          'rootfs.path "/srv/rootfs/nginx" does not exist',
+        ),
+      },
+      invalid_body: {
+        summary: 'A body field that does not validate',
+        value: problem(
+          400,
+          'invalid_body',
+          'Bad Request',
+          'body.process.args: Invalid input: expected array, received undefined',
+        ),
+      },
+      invalid_json: INVALID_JSON,
+    },
+    403: {
+      policy_capability: {
+        summary: 'The generated config.json is refused by the bundle policy',
+        value: problem(
+          403,
+          'policy_capability',
+          'Forbidden',
+          'config.json in bundle "/var/lib/runcd/bundles/web" is refused by policy: process.capabilities.bounding: CAP_SYS_ADMIN is not allowed',
+        ),
+      },
+    },
+    409: {
+      bundle_exists: {
+        summary: 'A bundle with this id exists',
+        value: problem(409, 'bundle_exists', 'Conflict', 'bundle "web" already exists'),
+      },
+    },
+  },
+  getBundle: {
+    400: { invalid_container_id: INVALID_BUNDLE_ID },
+    404: { bundle_id_not_found: BUNDLE_NOT_FOUND },
+  },
+  deleteBundle: {
+    400: { invalid_container_id: INVALID_BUNDLE_ID },
+    404: { bundle_id_not_found: BUNDLE_NOT_FOUND },
+    409: { bundle_in_use: BUNDLE_IN_USE },
+  },
+  uploadBundleRootfs: {
+    400: {
+      invalid_container_id: INVALID_BUNDLE_ID,
+      rootfs_unsafe_path: {
+        summary: 'An archive entry that would land outside the rootfs',
+        value: problem(400, 'rootfs_unsafe_path', 'Bad Request', 'entry "../../etc/passwd" contains ".."'),
+      },
+      rootfs_not_a_tarball: {
+        summary: 'A body that is not a tarball',
+        value: problem(
+          400,
+          'rootfs_not_a_tarball',
+          'Bad Request',
+          'send the rootfs as a tar archive: Content-Type: application/x-tar or application/gzip or application/x-gzip',
+        ),
+      },
+    },
+    404: { bundle_id_not_found: BUNDLE_NOT_FOUND },
+    409: {
+      bundle_in_use: BUNDLE_IN_USE,
+      bundle_rootfs_shared: {
+        summary: "A private bundle runs on another bundle's rootfs",
+        value: problem(
+          409,
+          'bundle_rootfs_shared',
+          'Conflict',
+          'bundle "private-3f1c9e0a2b4d" uses the rootfs of bundle "web"; upload to that one',
+        ),
+      },
+    },
+    413: {
+      rootfs_too_large: {
+        summary: 'The archive is over the rootfs quota',
+        value: problem(
+          413,
+          'rootfs_too_large',
+          'Content Too Large',
+          'the archive (3221225472 bytes) is larger than 2164260864 bytes, twice the rootfs quota (--max-rootfs-bytes 1073741824) plus 16 MiB',
+        ),
+      },
+    },
+  },
+  updateContainerResources: {
+    400: {
+      invalid_resources: {
+        summary: 'More CPUs than the host has',
+        value: problem(
+          400,
+          'invalid_resources',
+          'Bad Request',
+          'resources.cpus is 64, but this host has 2 CPUs',
+        ),
+      },
+      invalid_body: {
+        summary: 'An empty body',
+        value: problem(
+          400,
+          'invalid_body',
+          'Bad Request',
+          'body: give at least one of memoryBytes, cpus, pidsLimit',
+        ),
+      },
+    },
+    409: {
+      container_not_running: conflict(
+        'container_not_running',
+        'cannot change the resources of a container that is stopped',
+      ),
+    },
   },
   listContainers: {
     400: {
@@ -400,10 +565,10 @@ const STATUS_TITLES: Readonly<Record<number, string>> = {
   400: 'Bad Request: the id, query or body does not validate, or the bundle is unusable',
   401: 'Unauthorized: no token, or a token that is not valid',
   403: "Forbidden: the token's scope, the bundle policy or the transport refuses it",
-  404: 'Not Found: no container with this id',
-  409: "Conflict: the container's state does not allow it",
+  404: 'Not Found: no container (or bundle) with this id',
+  409: "Conflict: the container's (or bundle's) state does not allow it",
   413: 'Content Too Large: the body is over the route limit',
-  415: 'Unsupported Media Type: bodies must be JSON',
+  415: 'Unsupported Media Type: bodies must be JSON (a tarball for a rootfs upload)',
   422: 'Unprocessable Content: the runtime refused the bundle',
   429: 'Too Many Requests: the token is over its rate',
   503: 'Service Unavailable: too many runtime processes; retry after Retry-After seconds',
@@ -414,14 +579,16 @@ const STATUS_TITLES: Readonly<Record<number, string>> = {
 export function problemExamples(
   operationId: string,
   status: number,
-  operation: { hasIdParam: boolean; hasBody: boolean; hasQuery: boolean },
+  operation: { hasIdParam: boolean; hasBody: boolean; hasJsonBody: boolean; hasQuery: boolean },
 ): Record<string, NamedExample> {
   const examples: Record<string, NamedExample> = { ...OPERATION_PROBLEMS[operationId]?.[status] };
+  const own = Object.keys(examples).length > 0;
   if (status === 400) {
-    if (operation.hasIdParam) examples.invalid_container_id = INVALID_ID;
-    if (operation.hasBody) examples.invalid_json ??= INVALID_JSON;
+    if (operation.hasIdParam) examples.invalid_container_id ??= INVALID_ID;
+    if (operation.hasBody && operation.hasJsonBody) examples.invalid_json ??= INVALID_JSON;
   }
-  Object.assign(examples, COMMON_PROBLEMS[status]);
+  // A 404 of the operation's own (a bundle) replaces the container one.
+  if (!(status === 404 && own)) Object.assign(examples, COMMON_PROBLEMS[status]);
   if (Object.keys(examples).length === 0 && status === 400 && operation.hasQuery) {
     examples.invalid_query = invalidQuery('querystring: a parameter does not validate');
   }
@@ -485,6 +652,7 @@ export function attachExamples<T>(document: T): T {
           operation.parameters?.some((parameter) => parameter.in === 'path' && parameter.name === 'id') ??
           false,
         hasBody: operation.requestBody !== undefined,
+        hasJsonBody: jsonBody !== undefined,
         hasQuery: operation.parameters?.some((parameter) => parameter.in === 'query') ?? false,
       };
       for (const [statusText, response] of Object.entries(operation.responses ?? {})) {

@@ -3,6 +3,7 @@ import { constants } from 'node:fs';
 import { lstat, open, realpath, stat } from 'node:fs/promises';
 import { isAbsolute, join, resolve, sep } from 'node:path';
 import { InvalidInputError } from '../errors.js';
+import { clampRlimits, hostRlimits } from '../runtime/host-limits.js';
 import type { OciProcess, OciSpec } from '../runtime/oci.js';
 import { BundlePolicy } from './bundle-policy.js';
 import { findMisspelledFields } from './oci-field-spelling.js';
@@ -28,6 +29,8 @@ export class BundleInspector {
   constructor(
     private readonly bundleRoots: readonly string[],
     readonly policy: BundlePolicy = new BundlePolicy(),
+    /** For a private bundle runcd made: the other bundle's rootfs its root.path may name (none otherwise). */
+    private readonly sharedRootfsOf: (bundleDir: string) => string | undefined = () => undefined,
   ) {}
 
   /** The policy's rules for a process runcd builds for exec. */
@@ -119,7 +122,13 @@ export class BundleInspector {
     if (typeof rootPath !== 'string' || rootPath === '') {
       throw invalid('bundle_invalid_config', `config.json in bundle "${bundlePath}" has no root.path`);
     }
-    const checked = await this.policy.apply(spec, real, bundlePath);
+    const checked = await this.policy.apply(spec, real, bundlePath, {
+      sharedRootfs: this.sharedRootfsOf(real),
+    });
+    // More than the host's hard limit would fail the create with `error setting rlimit type 7`.
+    if (checked.spec.process?.rlimits) {
+      checked.spec.process.rlimits = clampRlimits(checked.spec.process.rlimits, hostRlimits());
+    }
     const rootfs = checked.rootfs;
     const rootfsInfo = await stat(rootfs).catch(() => undefined);
     if (!rootfsInfo?.isDirectory()) {

@@ -91,6 +91,17 @@ const DEFAULT_READONLY_PATHS = ['/proc/bus', '/proc/fs', '/proc/irq', '/proc/sys
 const KERNEL_AND_RUNTIME_TREES = ['/proc', '/sys', '/dev', '/run'];
 const KERNEL_TREES_FOR_CWD = ['/proc', '/sys', '/dev'];
 
+/** What runcd itself put in a config it generated, and so trusts. */
+export interface RuncdProvided {
+  /** Host path of the init binary (tini), which may be bind-mounted read-only into any container. */
+  initBinary?: string | undefined;
+}
+
+export interface ApplyOptions {
+  /** A private bundle's root.path may name this other bundle's rootfs (an absolute path runcd chose). */
+  sharedRootfs?: string | undefined;
+}
+
 export interface ProtectedPaths {
   /** runcd's state dir: database, tokens, audit log, exit files. Never mountable (bundle roots inside it are). */
   stateDir?: string;
@@ -146,7 +157,11 @@ export class BundlePolicy {
   private readonly stateDir: string | undefined;
   private realMountSources: Promise<string[]> | undefined;
 
-  constructor(rules: Partial<BundlePolicyRules> = {}, protectedPaths: ProtectedPaths = {}) {
+  constructor(
+    rules: Partial<BundlePolicyRules> = {},
+    protectedPaths: ProtectedPaths = {},
+    private readonly provided: RuncdProvided = {},
+  ) {
     this.rules = { ...DEFAULT_POLICY_RULES, ...withoutUndefined(rules) };
     this.stateDir = protectedPaths.stateDir ? resolve(protectedPaths.stateDir) : undefined;
     this.protectedPaths = (protectedPaths.others ?? []).map((path) => resolve(path));
@@ -184,7 +199,12 @@ export class BundlePolicy {
    * returns the config runc will run. Structural errors are a 400 (`bundle_invalid_config`); refusals a 403
    * whose detail names each offending field.
    */
-  async apply(input: OciSpec, bundleDir: string, bundleLabel: string): Promise<PolicyOutcome> {
+  async apply(
+    input: OciSpec,
+    bundleDir: string,
+    bundleLabel: string,
+    options: ApplyOptions = {},
+  ): Promise<PolicyOutcome> {
     const spec = structuredClone(input);
     const violations: Violation[] = [];
     const invalid = (field: string, message: string) =>
@@ -193,7 +213,7 @@ export class BundlePolicy {
       violations.push({ status: 403, code, field, message });
 
     this.checkHooks(spec, invalid, deny);
-    const rootfs = await this.checkRoot(spec, bundleDir, invalid, deny);
+    const rootfs = await this.checkRoot(spec, bundleDir, invalid, deny, options.sharedRootfs);
     await this.checkMounts(spec, bundleDir, invalid, deny);
     const linux = spec.linux;
     if (linux !== undefined && !isObject(linux)) invalid('linux', 'must be an object');
@@ -243,12 +263,19 @@ export class BundlePolicy {
     }
   }
 
-  private async checkRoot(spec: OciSpec, bundleDir: string, invalid: Report, deny: Deny): Promise<string> {
+  private async checkRoot(
+    spec: OciSpec,
+    bundleDir: string,
+    invalid: Report,
+    deny: Deny,
+    sharedRootfs: string | undefined,
+  ): Promise<string> {
     const rootPath: unknown = spec.root?.path;
     if (typeof rootPath !== 'string' || rootPath === '') {
       invalid('root.path', 'is missing');
       return bundleDir;
     }
+    if (sharedRootfs !== undefined && rootPath === sharedRootfs) return sharedRootfs;
     const target = resolve(bundleDir, rootPath);
     if (this.rules.allowRootfsOutsideBundle) {
       const real = await realpath(target).catch(() => target);
@@ -312,6 +339,7 @@ export class BundlePolicy {
           invalid(`${field}.source`, 'a bind mount needs a source');
           continue;
         }
+        if (this.isProvidedInit(source, options ?? [])) continue;
         const checked = await this.checkMountSource(source, bundleDir);
         if ('problem' in checked) {
           if (checked.status === 400) invalid(`${field}.source`, checked.problem);
@@ -367,6 +395,13 @@ export class BundlePolicy {
       problem: `${shown} is outside the allowed mount sources; start runcd with --allow-mount-source DIR to allow it`,
       status: 403,
     };
+  }
+
+  /** runcd's own init binary, mounted read-only (a writable mount would let one container change another's PID 1). */
+  private isProvidedInit(source: string, options: string[]): boolean {
+    return (
+      this.provided.initBinary !== undefined && source === this.provided.initBinary && options.includes('ro')
+    );
   }
 
   /** Why a host path may never be bind-mounted, whatever the allowlist says; undefined when it may be. */

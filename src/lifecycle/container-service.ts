@@ -53,6 +53,8 @@ export interface CreateContainerInput {
   restartPolicy?: RestartPolicy | undefined;
   stopSignal?: Signal | undefined;
   stopTimeout?: number | undefined;
+  /** For a bundle runcd wrote: the digest of the config.json it wrote; a config changed since is refused. */
+  expectedConfigDigest?: string | undefined;
 }
 
 export interface ContainerFilter {
@@ -163,6 +165,13 @@ export class ContainerService {
 
   async create(input: CreateContainerInput): Promise<Container> {
     const bundle = await this.deps.bundles.inspect(input.bundle);
+    if (input.expectedConfigDigest !== undefined && bundle.configDigest !== input.expectedConfigDigest) {
+      throw new ConflictError(
+        'bundle_config_modified',
+        `config.json of bundle "${input.bundle}" was changed after runcd wrote it (${input.expectedConfigDigest}, now ${bundle.configDigest}); recreate the bundle, or pass a bundle of your own by path`,
+        input.id,
+      );
+    }
     return this.locks.run(input.id, async () => {
       if (this.view.has(input.id)) {
         throw new ConflictError('container_exists', `container "${input.id}" already exists`, input.id);
@@ -212,7 +221,12 @@ export class ContainerService {
     });
   }
 
-  async exec(id: string, request: ExecBody): Promise<ExecResult> {
+  /** With `onOutput`, output is streamed to the caller as it comes (and the result's stdout/stderr are empty). */
+  async exec(
+    id: string,
+    request: ExecBody,
+    onOutput?: (stream: 'stdout' | 'stderr', chunk: Buffer) => void,
+  ): Promise<ExecResult> {
     const record = this.require(id);
     if (record.status === 'stopped') {
       throw new ConflictError('container_stopped', 'cannot exec into a stopped container', id);
@@ -230,6 +244,7 @@ export class ContainerService {
       result = await this.deps.runc.exec(id, process, {
         timeoutMs: request.timeoutSeconds !== undefined ? request.timeoutSeconds * 1000 : undefined,
         outputLimitBytes: this.deps.execOutputLimitBytes ?? DEFAULT_EXEC_OUTPUT_LIMIT,
+        onOutput,
       });
     } catch (error) {
       throw this.translate(error, id, 'exec');

@@ -1,7 +1,7 @@
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { killProcessGroup, type ProcessRunner } from './process-runner.js';
-import type { OciProcess } from './oci.js';
+import type { OciProcess, OciSpec } from './oci.js';
 
 /**
  * One method per runtime command, each: build argv, run, decode, return a typed value or throw a RuntimeError
@@ -119,6 +119,23 @@ export function parseStatsEvent(line: string): RuntimeStats {
   };
 }
 
+/** What `runc update` may change; each field present becomes one flag (runc and crun share these flags). */
+export interface ResourceUpdate {
+  memoryBytes?: number | undefined;
+  cpuQuotaMicros?: number | undefined;
+  cpuPeriodMicros?: number | undefined;
+  pidsLimit?: number | undefined;
+}
+
+export function resourceUpdateArgs(resources: ResourceUpdate): string[] {
+  const args: string[] = [];
+  if (resources.memoryBytes !== undefined) args.push('--memory', String(resources.memoryBytes));
+  if (resources.cpuPeriodMicros !== undefined) args.push('--cpu-period', String(resources.cpuPeriodMicros));
+  if (resources.cpuQuotaMicros !== undefined) args.push('--cpu-quota', String(resources.cpuQuotaMicros));
+  if (resources.pidsLimit !== undefined) args.push('--pids-limit', String(resources.pidsLimit));
+  return args;
+}
+
 export interface ExecOutcome {
   exitCode: number;
   stdout: string;
@@ -161,6 +178,25 @@ export class Runc {
   /** Global flags, also handed to conmon as `--runtime-arg`s so its `runc create` sees the same root. */
   globalArgs(): string[] {
     return [`--root=${this.root}`, '--log-format=json'];
+  }
+
+  /**
+   * The runtime's own default config.json (`runc spec`), the starting point of every config runcd generates.
+   * runc writes it into a directory (and refuses one that already has a config.json), so a fresh one is used.
+   */
+  async spec(): Promise<OciSpec> {
+    const dir = await mkdtemp(join(this.scratchDir, 'spec-'));
+    try {
+      await this.invoke('spec', ['--bundle', dir]);
+      return JSON.parse(await readFile(join(dir, 'config.json'), 'utf8')) as OciSpec;
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  }
+
+  /** Changes a live container's cgroup limits (`runc update`); only the limits given are touched. */
+  async update(id: string, resources: ResourceUpdate): Promise<void> {
+    await this.invoke('update', [...resourceUpdateArgs(resources), id]);
   }
 
   async version(): Promise<string> {
@@ -256,7 +292,12 @@ export class Runc {
   async exec(
     id: string,
     process: OciProcess,
-    options: { timeoutMs?: number; outputLimitBytes: number },
+    options: {
+      timeoutMs?: number | undefined;
+      outputLimitBytes: number;
+      /** Streaming callers (the Docker API's exec) get each chunk as the process writes it, uncapped. */
+      onOutput?: ((stream: 'stdout' | 'stderr', chunk: Buffer) => void) | undefined;
+    },
   ): Promise<ExecOutcome> {
     const dir = await mkdtemp(join(this.scratchDir, 'exec-'));
     const processFile = join(dir, 'process.json');
@@ -287,8 +328,14 @@ export class Runc {
     }
     const stdout = new CappedBuffer(options.outputLimitBytes);
     const stderr = new CappedBuffer(options.outputLimitBytes);
-    child.stdout?.on('data', (chunk: Buffer) => stdout.push(chunk));
-    child.stderr?.on('data', (chunk: Buffer) => stderr.push(chunk));
+    const onOutput = options.onOutput;
+    if (onOutput) {
+      child.stdout?.on('data', (chunk: Buffer) => onOutput('stdout', chunk));
+      child.stderr?.on('data', (chunk: Buffer) => onOutput('stderr', chunk));
+    } else {
+      child.stdout?.on('data', (chunk: Buffer) => stdout.push(chunk));
+      child.stderr?.on('data', (chunk: Buffer) => stderr.push(chunk));
+    }
 
     let timedOut = false;
     const timer = setTimeout(() => {

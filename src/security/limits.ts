@@ -6,6 +6,7 @@ export const DEFAULT_BODY_LIMIT = 16 * 1024;
 
 export const ROUTE_BODY_LIMITS: Readonly<Record<string, number>> = {
   'POST /containers': 256 * 1024,
+  'POST /bundles': 256 * 1024,
 };
 
 /** Token-bucket defaults per token: a steady rate with room for a short burst. */

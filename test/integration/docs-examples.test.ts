@@ -4,6 +4,7 @@ import t from 'tap';
 import type { z } from 'zod';
 import { generateOpenApiDocument } from '../../src/openapi.js';
 import { ProblemSchema } from '../../src/schemas/common.js';
+import { CreateBundleBody, UpdateResourcesBody } from '../../src/schemas/bundle.js';
 import { CreateContainerBody, ExecBody } from '../../src/schemas/container.js';
 import { issueToken } from '../../src/security/tokens.js';
 import { makeSandbox, REPO_ROOT, startInProcess } from '../helpers/sandbox.js';
@@ -22,11 +23,15 @@ interface Operation {
   responses: Record<string, { content?: Record<string, { examples?: Record<string, { $ref: string }> }> }>;
 }
 
-/** Every operation that takes a body, with the schema its examples must pass. */
+/** Every operation that takes a JSON body, with the schema its examples must pass. */
 const BODY_SCHEMAS: Record<string, z.ZodType> = {
   createContainer: CreateContainerBody,
   execInContainer: ExecBody,
+  createBundle: CreateBundleBody,
+  updateContainerResources: UpdateResourcesBody,
 };
+/** Operations whose body is a byte stream (a tarball): no JSON examples, but a binary schema per media type. */
+const BINARY_BODIES = ['uploadBundleRootfs'];
 
 /** Built from the validation context (`invalid_${context}`) by app.ts rather than written out. */
 const VALIDATION_CODES = ['invalid_body', 'invalid_query'];
@@ -61,7 +66,13 @@ t.test('every request body and every error response has examples that fit their 
   for (const [path, methods] of Object.entries(spec.paths)) {
     for (const [method, operation] of Object.entries(methods)) {
       const where = `${method.toUpperCase()} ${path}`;
-      if (operation.requestBody) {
+      if (operation.requestBody && BINARY_BODIES.includes(operation.operationId)) {
+        const media = Object.entries(operation.requestBody.content) as Array<[string, { schema?: unknown }]>;
+        t.ok(media.length > 0, `${where}: the media types it takes`);
+        for (const [type, content] of media) {
+          t.match(content.schema, { type: 'string', format: 'binary' }, `${where}: ${type} is a byte stream`);
+        }
+      } else if (operation.requestBody) {
         const schema = BODY_SCHEMAS[operation.operationId];
         t.ok(schema, `${where}: a body schema to check its examples against`);
         const examples = Object.values(operation.requestBody.content['application/json']?.examples ?? {});

@@ -118,3 +118,19 @@ t.test('a missing runtime names the apt package to install', async (t) => {
   t.throws(() => resolveBinary('/nonexistent/runc', 'runtime'), /apt-get install -y runc/);
   t.throws(() => resolveBinary('/nonexistent/conmon', 'conmon'), /apt-get install -y conmon/);
 });
+
+t.test('--import-root and --max-rootfs-bytes', async (t) => {
+  t.same(run([]).importRoots, [], 'no import root unless given');
+  t.equal(run([]).maxRootfsBytes, 1024 ** 3, '1 GiB by default');
+  t.same(run(['--import-root', '/srv/images', '--import-root', '/srv/more']).importRoots, [
+    '/srv/images',
+    '/srv/more',
+  ]);
+  t.same(run([], { RUNCD_IMPORT_ROOT: '/a:/b' }).importRoots, ['/a', '/b']);
+  t.equal(run(['--max-rootfs-bytes', '512M']).maxRootfsBytes, 512 * 1024 ** 2);
+  t.equal(run(['--max-rootfs-bytes', '2GiB']).maxRootfsBytes, 2 * 1024 ** 3);
+  t.equal(run([], { RUNCD_MAX_ROOTFS_BYTES: '10485760' }).maxRootfsBytes, 10485760);
+  t.throws(() => run(['--import-root', 'relative']), /--import-root must be an absolute path/);
+  t.throws(() => run(['--max-rootfs-bytes', 'lots']), /--max-rootfs-bytes must be a size of at least 1M/);
+  t.throws(() => run(['--max-rootfs-bytes', '1000']), /at least 1M/);
+});

@@ -157,6 +157,14 @@ t.test('every route the API serves has a deliberate scope', async (t) => {
     'POST /containers': 'admin',
     'POST /containers/:id/exec': 'admin',
     'DELETE /containers/:id': 'admin',
+    // Managed bundles: reading them is `read`; making, filling and deleting them decides what runs: `admin`.
+    'GET /bundles': 'read',
+    'GET /bundles/:id': 'read',
+    'POST /bundles': 'admin',
+    'PUT /bundles/:id/rootfs': 'admin',
+    'DELETE /bundles/:id': 'admin',
+    // Limits decide how much of the host a container may take, not just whether it runs.
+    'PATCH /containers/:id/resources': 'admin',
   };
   const spec = (await generateOpenApiDocument()) as { paths: Record<string, Record<string, unknown>> };
   const actual: Record<string, string> = {};
