@@ -68,6 +68,11 @@ const MIGRATIONS: readonly string[] = [
      PRIMARY KEY (container_id, bundle_id)
    ) STRICT;
    CREATE INDEX bundle_containers_bundle ON bundle_containers (bundle_id)`,
+  // GET /readyz proves the store takes writes by rewriting this one row (a real, synced write, not a lock probe).
+  `CREATE TABLE readiness_probe (
+     id         INTEGER PRIMARY KEY CHECK (id = 1),
+     checked_at TEXT NOT NULL
+   ) STRICT`,
 ];
 
 export function openDatabase(path: string): Db {
