@@ -4,7 +4,7 @@ import { z } from 'zod';
 import type { EventBus } from '../src/lifecycle/event-bus.js';
 import { ProblemSchema } from '../src/schemas/common.js';
 import { ContainerEvent, EventsQuery } from '../src/schemas/events.js';
-import { abortOnClose, asStreamedBody, wantsEventStream } from './streaming.js';
+import { abortOnClose, wantsEventStream } from './streaming.js';
 
 export interface EventRoutesOptions {
   events: EventBus;
@@ -75,10 +75,16 @@ const eventRoutes: FastifyPluginAsyncZod<EventRoutesOptions> = async (app, { eve
         else untilTimer = setTimeout(finish, remaining);
       }
       abortOnClose(reply.raw).signal.addEventListener('abort', finish, { once: true });
-      return reply
-        .type(sse ? 'text/event-stream' : 'application/x-ndjson')
-        .header('cache-control', 'no-cache')
-        .send(asStreamedBody(body));
+      // Headers go out now, not with the first event: a client that subscribes and then acts (kill, stop...)
+      // knows from the response headers that nothing it causes can be missed.
+      reply.hijack();
+      reply.raw.writeHead(200, {
+        'content-type': sse ? 'text/event-stream' : 'application/x-ndjson',
+        'cache-control': 'no-cache',
+        'x-request-id': request.id,
+      });
+      reply.raw.flushHeaders();
+      body.pipe(reply.raw);
     },
   );
 };
