@@ -34,6 +34,8 @@ const USAGE = `usage: npm run bench -- [flags]
   --idle-seconds N     B5 idle CPU window (default 10)
   --no-podman          skip Podman even when it is installed
   --cpu-prof           run each runcd under node --cpu-prof (profiles next to the results)
+  --baseline DIR       B1/B2 also drive a second runcd built in checkout DIR (its bin/runcd.js), interleaved,
+                       as "runcd-baseline": how an optimization is measured on a busy machine
   --out DIR            where the .md and .json go (default bench/results)`;
 
 interface Options {
@@ -51,6 +53,7 @@ interface Options {
   idleSeconds: number;
   podman: boolean;
   cpuProf: boolean;
+  baseline: string | undefined;
   out: string;
 }
 
@@ -70,6 +73,7 @@ function parseOptions(argv: string[]): Options {
       'idle-seconds': { type: 'string' },
       'no-podman': { type: 'boolean', default: false },
       'cpu-prof': { type: 'boolean', default: false },
+      baseline: { type: 'string' },
       out: { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
     },
@@ -105,6 +109,7 @@ function parseOptions(argv: string[]): Options {
     // Podman takes a while to set up and CI does not install it: the smoke run leaves it out.
     podman: !values['no-podman'] && !smoke && which('podman') !== undefined,
     cpuProf: values['cpu-prof'],
+    baseline: values.baseline,
     out: values.out ?? join(REPO_ROOT, 'bench', 'results'),
   };
 }
@@ -140,8 +145,8 @@ async function main(): Promise<number> {
   process.once('SIGINT', interrupted);
   process.once('SIGTERM', interrupted);
 
-  const startDaemon = async (name: string, runtime?: string) => {
-    const daemon = new RuncdDaemon(workspace, name, { runtime, nodeArgs });
+  const startDaemon = async (name: string, runtime?: string, checkout?: string) => {
+    const daemon = new RuncdDaemon(workspace, name, { runtime, nodeArgs, checkout });
     daemons.push(daemon);
     await daemon.start();
     return daemon;
@@ -199,12 +204,19 @@ async function main(): Promise<number> {
           new RuncCliDriver(workspace, bundles),
         ];
         if (podman) drivers.push(new PodmanDriver(podman));
+        const checks = [() => runcdLeftovers(daemon)];
+        if (options.baseline) {
+          const baseline = await startDaemon('baseline', undefined, options.baseline);
+          drivers.push(new RuncdDriver(baseline, bundles, 'runcd-baseline'));
+          checks.push(() => runcdLeftovers(baseline));
+          notes.push(`runcd-baseline is the runcd built in ${options.baseline}.`);
+        }
         const { b1, b2 } = await benchLifecycle(drivers, {
           iterations: options.iterations,
           warmup: options.warmup,
         });
         sections.push(b1, b2);
-        leftovers.push(...(await runcdLeftovers(daemon)));
+        for (const check of checks) leftovers.push(...(await check()));
         if (podman) leftovers.push(...(await podman.containers()).map((name) => `podman still has ${name}`));
       });
     }

@@ -84,6 +84,12 @@ function lifecycleSection(drivers: readonly LifecycleDriver[], samples: Samples)
     bound: '<= 1.15x',
     met: runcd.median / runc.median <= 1.15,
   });
+  const baseline = samples.get('runcd-baseline.total');
+  if (baseline.length > 0) {
+    const change = runcd.median / samples.summary('runcd-baseline.total').median;
+    result.data.runcdOverBaseline = change;
+    result.notes.push(`runcd / runcd-baseline: ${ratio(change)}`);
+  }
   const podman = samples.get('podman.total');
   if (podman.length > 0) {
     const speedup = samples.summary('podman.total').median / runcd.median;

@@ -25,7 +25,7 @@ export class RuncdDaemon {
   constructor(
     private readonly workspace: Workspace,
     readonly name: string,
-    private readonly options: { runtime?: string; nodeArgs?: string[] } = {},
+    private readonly options: { runtime?: string; nodeArgs?: string[]; checkout?: string } = {},
   ) {
     this.dir = workspace.path(`runcd-${name}`);
     this.socket = join(this.dir, 'runcd.sock');
@@ -42,7 +42,7 @@ export class RuncdDaemon {
   async start(): Promise<void> {
     const argv = [
       ...(this.options.nodeArgs ?? []),
-      join(REPO_ROOT, 'bin', 'runcd.js'),
+      join(this.options.checkout ?? REPO_ROOT, 'bin', 'runcd.js'),
       '--socket',
       this.socket,
       '--state-dir',
@@ -150,11 +150,10 @@ export class RuncdDaemon {
 }
 
 export class RuncdDriver implements LifecycleDriver {
-  readonly name = 'runcd';
-
   constructor(
     private readonly daemon: RuncdDaemon,
     private readonly bundles: Record<BundleKind, string>,
+    readonly name = 'runcd',
   ) {}
 
   async create(id: string, kind: BundleKind = 'sleep'): Promise<void> {

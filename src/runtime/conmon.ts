@@ -118,7 +118,7 @@ export class Conmon {
       `--log=${files.runtimeLog}`,
     ];
     const started = performance.now();
-    const child = this.options.runner.spawn(this.binary, argv, {
+    const { child } = this.options.runner.spawn(this.binary, argv, {
       env: { _OCI_SYNCPIPE: '3' },
       stdio: ['ignore', 'ignore', 'pipe', 'pipe'],
     });

@@ -1,4 +1,5 @@
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { constants as osConstants } from 'node:os';
 import { join } from 'node:path';
 import { ProcessRunner } from './process-runner.js';
 import type { OciProcess } from './oci.js';
@@ -217,7 +218,7 @@ export class Runc {
     onStats: (stats: RuntimeStats) => void,
   ): { done: Promise<void>; stop: () => void } {
     const argv = [...this.globalArgs(), 'events', '--interval', `${intervalSeconds}s`, id];
-    const child = this.runner.spawn(this.binary, argv, { stdio: ['ignore', 'pipe', 'ignore'] });
+    const { child, exit } = this.runner.spawn(this.binary, argv, { stdio: ['ignore', 'pipe', 'ignore'] });
     let buffer = '';
     child.stdout?.setEncoding('utf8');
     child.stdout?.on('data', (chunk: string) => {
@@ -234,7 +235,10 @@ export class Runc {
       }
     });
     return {
-      done: child.then(() => undefined),
+      done: exit.then(
+        () => undefined,
+        () => undefined,
+      ),
       stop: () => {
         child.kill('SIGKILL');
       },
@@ -268,7 +272,7 @@ export class Runc {
       id,
     ];
     const started = performance.now();
-    const child = this.runner.spawn(this.binary, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
+    const { child, exit } = this.runner.spawn(this.binary, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
     const stdout = new CappedBuffer(options.outputLimitBytes);
     const stderr = new CappedBuffer(options.outputLimitBytes);
     child.stdout?.on('data', (chunk: Buffer) => stdout.push(chunk));
@@ -285,14 +289,10 @@ export class Runc {
       }, options.timeoutMs);
     }
     try {
-      const result = await child;
+      const result = await exit;
       const durationMs = performance.now() - started;
       const exitCode =
-        typeof result.exitCode === 'number'
-          ? result.exitCode
-          : result.signal
-            ? 128 + signalNumber(result)
-            : -1;
+        result.exitCode !== null ? result.exitCode : result.signal ? 128 + signalNumber(result.signal) : -1;
       this.runner.recordInvocation({ binary: this.binary, argv, exitCode, durationMs, timedOut });
       const runcLog = await readFile(logFile, 'utf8').catch(() => '');
       const runcMessage = extractRuntimeMessage(runcLog);
@@ -333,9 +333,8 @@ export class Runc {
   }
 }
 
-function signalNumber(result: { signal?: string | undefined }): number {
-  const table: Record<string, number> = { SIGKILL: 9, SIGTERM: 15, SIGINT: 2, SIGHUP: 1 };
-  return table[result.signal ?? ''] ?? 0;
+function signalNumber(signal: NodeJS.Signals): number {
+  return osConstants.signals[signal] ?? 0;
 }
 
 async function killExecProcess(pidFile: string, runcPid: number | undefined): Promise<void> {
