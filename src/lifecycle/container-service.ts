@@ -100,6 +100,8 @@ export class ContainerService {
   private readonly watcher: ExitWatcher;
   private readonly restarts: RestartScheduler;
   private readonly owner = userInfo().username;
+  /** runc's `ociVersion` (its spec version), asked once at init so creates need no `runc state`. */
+  private runtimeSpecVersion: string | undefined;
   private closed = false;
 
   constructor(private readonly deps: ContainerServiceDeps) {
@@ -114,6 +116,7 @@ export class ContainerService {
   /** Loads the store, reconciles it with the runtime, then starts watching for exits. */
   async init(): Promise<void> {
     await this.deps.conmon.prepare();
+    this.runtimeSpecVersion = await this.deps.runc.specVersion();
     this.deps.tombstones.pruneRemovedBefore(new Date(Date.now() - TOMBSTONE_RETENTION_MS).toISOString());
     for (const record of this.deps.repository.all()) this.view.set(record.id, record);
     await this.reconcile();
@@ -519,16 +522,20 @@ export class ContainerService {
     this.deps.logger.info({ containerId: id }, 'container started');
   }
 
-  /** conmon + `runc create` for the record's bundle; fills in pid and runc's own state fields. */
+  /**
+   * conmon + `runc create` for the record's bundle. Everything `runc state` would add is known without asking it
+   * (a `runc state` here cost a whole runc process per create): conmon reports the init pid, runc's ociVersion is
+   * its spec version, `created` is when runc create ran, and the owner is runcd's user.
+   */
   private async createInstance(record: ContainerRecord): Promise<void> {
+    const created = new Date().toISOString();
     const { pid } = await this.deps.conmon.create(record.id, record.bundle);
-    const state = await this.deps.runc.state(record.id);
     Object.assign(record, {
       status: 'created',
-      pid: state.pid || pid,
-      created: state.created,
-      ociVersion: state.ociVersion,
-      owner: state.owner || this.owner,
+      pid,
+      created,
+      ociVersion: this.runtimeSpecVersion ?? record.ociVersion,
+      owner: this.owner,
       exitCode: null,
       oomKilled: false,
       startedAt: null,

@@ -164,6 +164,15 @@ export class Runc {
     return result.stdout.split('\n')[0]?.trim() ?? '';
   }
 
+  /**
+   * The OCI runtime-spec version the runtime implements: what `runc state` reports as `ociVersion` for every
+   * container, whatever its bundle says (`runc --version` prints it as `spec: 1.0.2-dev`, crun as `spec: 1.0.0`).
+   */
+  async specVersion(): Promise<string | undefined> {
+    const result = await this.runner.run(this.binary, ['--version'], { timeoutMs: 10_000 });
+    return /^spec: (\S+)$/m.exec(result.stdout)?.[1];
+  }
+
   async state(id: string): Promise<RuntimeState> {
     const stdout = await this.invoke('state', [id]);
     return JSON.parse(stdout) as RuntimeState;
