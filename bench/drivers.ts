@@ -1,3 +1,5 @@
+import { readFileSync } from 'node:fs';
+
 /**
  * The same container lifecycle through three front ends: runcd's REST API, the runc CLI itself and Podman's
  * libpod REST API. Every step throws when the front end answers anything but success, so a benchmark can never
@@ -17,6 +19,8 @@ export interface LifecycleDriver {
   create(id: string, kind?: BundleKind): Promise<void>;
   start(id: string): Promise<void>;
   state(id: string): Promise<void>;
+  /** The host pid of the container's init. */
+  pid(id: string): Promise<number>;
   list(): Promise<number>;
   /** Runs `true` in the container and checks its exit code. */
   exec(id: string): Promise<void>;
@@ -33,6 +37,20 @@ export interface LifecycleDriver {
 
 export class BenchError extends Error {
   override name = 'BenchError';
+}
+
+/**
+ * Resolves once process `pid` has a SIGTERM handler (bit 15 of SigCgt in /proc/PID/status): the graceful
+ * bundle's shell is then past its `trap`, and a stop cannot race its start-up (as PID 1 it would ignore SIGTERM).
+ */
+export async function untilHandlesSigterm(pid: number, timeoutMs = 10_000): Promise<void> {
+  const deadline = performance.now() + timeoutMs;
+  for (;;) {
+    const caught = /^SigCgt:\s+([0-9a-f]+)$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? '0';
+    if ((BigInt(`0x${caught}`) >> 14n) & 1n) return;
+    if (performance.now() > deadline) throw new BenchError(`pid ${pid} never installed a SIGTERM handler`);
+    await new Promise((resolve) => setTimeout(resolve, 1));
+  }
 }
 
 /** The steps of one full lifecycle (B1), in order. */

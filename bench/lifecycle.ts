@@ -1,4 +1,4 @@
-import { runLifecycle, type LifecycleDriver } from './drivers.js';
+import { runLifecycle, untilHandlesSigterm, type LifecycleDriver } from './drivers.js';
 import { section, type Section } from './report.js';
 import { RAW_WAIT_POLL_MS } from './runc-driver.js';
 import { ms, ratio, Samples, timed } from './stats.js';
@@ -34,6 +34,7 @@ export async function benchLifecycle(
       const id = `b2-${driver.name}-${iteration}`;
       await driver.create(id, 'graceful');
       await driver.start(id);
+      await untilHandlesSigterm(await driver.pid(id));
       const [count, listMs] = await timed(() => driver.list());
       if (count !== 1) throw new Error(`${driver.name}: list showed ${count} containers, expected 1`);
       samples.add(`${driver.name}.list`, listMs);

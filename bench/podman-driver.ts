@@ -149,6 +149,13 @@ export class PodmanDriver implements LifecycleDriver {
     await this.service.expect('GET', `/containers/${id}/json`, 200);
   }
 
+  async pid(id: string): Promise<number> {
+    const inspect = JSON.parse(await this.service.expect('GET', `/containers/${id}/json`, 200)) as {
+      State: { Pid: number };
+    };
+    return inspect.State.Pid;
+  }
+
   async list(): Promise<number> {
     return (JSON.parse(await this.service.expect('GET', '/containers/json?all=true', 200)) as unknown[])
       .length;

@@ -70,6 +70,12 @@ export class RuncCliDriver implements LifecycleDriver {
     JSON.parse(await this.runc('state', id));
   }
 
+  async pid(id: string): Promise<number> {
+    const pid = this.pids.get(id);
+    if (pid === undefined) throw new BenchError(`no pid for ${id}`);
+    return pid;
+  }
+
   async list(): Promise<number> {
     return (
       (JSON.parse((await this.runc('list', '--format', 'json')).trim() || 'null') as unknown[] | null) ?? []

@@ -168,6 +168,10 @@ export class RuncdDriver implements LifecycleDriver {
     await this.daemon.expect('GET', `/containers/${id}`, 200);
   }
 
+  async pid(id: string): Promise<number> {
+    return (JSON.parse(await this.daemon.expect('GET', `/containers/${id}`, 200)) as { pid: number }).pid;
+  }
+
   async list(): Promise<number> {
     return (JSON.parse(await this.daemon.expect('GET', '/containers', 200)) as unknown[]).length;
   }

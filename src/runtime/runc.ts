@@ -1,4 +1,5 @@
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import { constants as osConstants } from 'node:os';
 import { join } from 'node:path';
 import { ProcessRunner } from './process-runner.js';
@@ -264,11 +265,12 @@ export class Runc {
     process: OciProcess,
     options: { timeoutMs?: number; outputLimitBytes: number },
   ): Promise<ExecOutcome> {
-    const dir = await mkdtemp(join(this.scratchDir, 'exec-'));
+    // Small scratch files in runcd's own state dir: synchronous, like conmon.ts's (see there for why).
+    const dir = mkdtempSync(join(this.scratchDir, 'exec-'));
     const processFile = join(dir, 'process.json');
     const pidFile = join(dir, 'pid');
     const logFile = join(dir, 'runc.log');
-    await writeFile(processFile, JSON.stringify(process), { mode: 0o600 });
+    writeFileSync(processFile, JSON.stringify(process), { mode: 0o600 });
     const argv = [
       `--root=${this.root}`,
       '--log-format=json',
@@ -303,7 +305,7 @@ export class Runc {
       const exitCode =
         result.exitCode !== null ? result.exitCode : result.signal ? 128 + signalNumber(result.signal) : -1;
       this.runner.recordInvocation({ binary: this.binary, argv, exitCode, durationMs, timedOut });
-      const runcLog = await readFile(logFile, 'utf8').catch(() => '');
+      const runcLog = readLog(logFile);
       const runcMessage = extractRuntimeMessage(runcLog);
       if (exitCode === 255 && runcMessage) {
         throw new RuntimeError(classifyRuntimeMessage(runcMessage), runcMessage, 'exec', exitCode);
@@ -317,7 +319,7 @@ export class Runc {
       };
     } finally {
       if (timer) clearTimeout(timer);
-      await rm(dir, { recursive: true, force: true });
+      rmSync(dir, { recursive: true, force: true });
     }
   }
 
@@ -339,6 +341,14 @@ export class Runc {
       throw new RuntimeError(classifyRuntimeMessage(message), message, command, result.exitCode);
     }
     return result.stdout;
+  }
+}
+
+function readLog(path: string): string {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch {
+    return '';
   }
 }
 
