@@ -5,7 +5,6 @@ import {
   hasZodFastifySchemaValidationErrors,
   jsonSchemaTransform,
   jsonSchemaTransformObject,
-  serializerCompiler,
   validatorCompiler,
   type ZodTypeProvider,
 } from 'fastify-type-provider-zod';
@@ -15,6 +14,7 @@ import systemRoutes from '../routes/system.js';
 import { DomainError, problemFor, toProblem, type Problem } from './errors.js';
 import type { ContainerService } from './lifecycle/container-service.js';
 import { LogService } from './lifecycle/log-service.js';
+import { responseSerializerCompiler } from './response-serializer.js';
 import { RUNCD_VERSION } from './version.js';
 
 export interface AppDeps {
@@ -46,7 +46,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   // Only JSON bodies are accepted; anything else (text/plain included) is a 415 rather than a confusing 400.
   app.removeContentTypeParser('text/plain');
   app.setValidatorCompiler(validatorCompiler);
-  app.setSerializerCompiler(serializerCompiler);
+  app.setSerializerCompiler(responseSerializerCompiler);
   app.setErrorHandler((error, request, reply) => {
     const problem = problemForError(error as FastifyError);
     if (problem.status >= 500) request.log.error({ err: error }, 'request failed');
