@@ -11,7 +11,8 @@ start=1
 node_major=$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)
 [ "$node_major" -ge 20 ] || { echo "setup.sh: Node.js 20 or newer is required (found: $(node --version 2>/dev/null || echo none))" >&2; exit 1; }
 
-packages=(runc conmon busybox-static)
+# openssl: the tests make a throwaway CA for mutual TLS. tini: its static build is the init of `init: true`.
+packages=(runc conmon busybox-static tini openssl)
 missing=()
 for pkg in "${packages[@]}"; do dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg"); done
 if [ ${#missing[@]} -gt 0 ]; then

@@ -1,14 +1,15 @@
 import { PassThrough } from 'node:stream';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
+import type { BundleService } from '../src/bundles/bundle-service.js';
 import type { ContainerService } from '../src/lifecycle/container-service.js';
 import type { LogService } from '../src/lifecycle/log-service.js';
+import { CreateContainerRequest } from '../src/schemas/bundle.js';
 import { ContainerIdParams, ProblemSchema, QueryBoolean } from '../src/schemas/common.js';
 import {
   Container,
   ContainerProcess,
   ContainerStats,
-  CreateContainerBody,
   DeleteContainerQuery,
   ExecBody,
   ExecResult,
@@ -27,25 +28,31 @@ import { abortOnClose, asStreamedBody, wantsNdjson } from './streaming.js';
 export interface ContainerRoutesOptions {
   containers: ContainerService;
   logs: LogService;
+  /** Creates go through it: it resolves the managed-bundle forms of the body to a bundle path. */
+  bundles: BundleService;
 }
 
 const errors = (...statuses: number[]) =>
   Object.fromEntries(statuses.map((status) => [status, ProblemSchema]));
 
-const containerRoutes: FastifyPluginAsyncZod<ContainerRoutesOptions> = async (app, { containers, logs }) => {
+const containerRoutes: FastifyPluginAsyncZod<ContainerRoutesOptions> = async (
+  app,
+  { containers, logs, bundles },
+) => {
   app.post(
     '/containers',
     {
       schema: {
         operationId: 'createContainer',
         tags: ['containers'],
-        summary: 'Create a container from a bundle (runc create; with start: true, runc run)',
-        body: CreateContainerBody,
-        response: { 201: Container, ...errors(400, 409, 422) },
+        summary:
+          'Create a container from a bundle path, a managed bundle (bundleId) or a private one (spec + rootfsFrom) (runc create; with start: true, runc run)',
+        body: CreateContainerRequest,
+        response: { 201: Container, ...errors(400, 403, 404, 409, 422) },
       },
     },
     async (request, reply) => {
-      const container = await containers.create(request.body);
+      const container = await bundles.createContainer(request.body);
       return reply.code(201).header('location', `/containers/${container.id}`).send(container);
     },
   );
@@ -336,6 +343,9 @@ const containerRoutes: FastifyPluginAsyncZod<ContainerRoutesOptions> = async (ap
           (stats) => body.write(JSON.stringify(stats) + '\n'),
           abort.signal,
         )
+        // The response is already streaming: a failure (the container stopped in between, the exec pool is
+        // full) can only end it, and must never become an unhandled rejection that takes the daemon down.
+        .catch((error: unknown) => request.log.warn({ err: error }, 'stats stream ended early'))
         .finally(() => body.end());
       return reply.type('application/x-ndjson').send(asStreamedBody(body));
     },

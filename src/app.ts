@@ -1,6 +1,11 @@
 import fastifySwagger from '@fastify/swagger';
 import fastifySwaggerUi from '@fastify/swagger-ui';
-import Fastify, { type FastifyError, type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import Fastify, {
+  type FastifyError,
+  type FastifyInstance,
+  type FastifyReply,
+  type FastifyServerOptions,
+} from 'fastify';
 import {
   hasZodFastifySchemaValidationErrors,
   jsonSchemaTransform,
@@ -8,18 +13,36 @@ import {
   validatorCompiler,
   type ZodTypeProvider,
 } from 'fastify-type-provider-zod';
+import bundleRoutes from '../routes/bundles.js';
+import containerResourceRoutes from '../routes/container-resources.js';
 import containerRoutes from '../routes/containers.js';
 import eventRoutes from '../routes/events.js';
 import systemRoutes from '../routes/system.js';
-import { DomainError, problemFor, toProblem, type Problem } from './errors.js';
+import type { Socket } from 'node:net';
+import { DomainError, problemFor, problemHeaders, toProblem, type Problem } from './errors.js';
+import type { BundleService } from './bundles/bundle-service.js';
+import type { ContainerResourceService } from './bundles/container-resources.js';
 import type { ContainerService } from './lifecycle/container-service.js';
 import { LogService } from './lifecycle/log-service.js';
 import { responseSerializerCompiler } from './response-serializer.js';
+import { DEFAULT_BODY_LIMIT } from './security/limits.js';
+import securityPlugin, { type SecurityOptions } from './security/security-plugin.js';
 import { RUNCD_VERSION } from './version.js';
 
 export interface AppDeps {
   containers: ContainerService;
+  bundles: BundleService;
+  resources: ContainerResourceService;
+  security: SecurityOptions;
   logger?: FastifyServerOptions['loggerInstance'];
+  /** TLS for a TCP listener (`https.createServer` options). */
+  https?: {
+    cert: Buffer;
+    key: Buffer;
+    ca?: Buffer | undefined;
+    requestCert: boolean;
+    rejectUnauthorized: boolean;
+  };
 }
 
 export const PROBLEM_CONTENT_TYPE = 'application/problem+json';
@@ -30,17 +53,29 @@ const FASTIFY_ERROR_CODES: Readonly<Record<string, string>> = {
   FST_ERR_CTP_BODY_TOO_LARGE: 'body_too_large',
   FST_ERR_CTP_INVALID_MEDIA_TYPE: 'unsupported_media_type',
   FST_ERR_CTP_INVALID_CONTENT_LENGTH: 'invalid_content_length',
+  FST_ERR_BAD_URL: 'invalid_url',
+  FST_ERR_MAX_PARAM_LENGTH: 'invalid_url',
 };
 
 /** Builds the HTTP application without listening, so tests drive it with inject() and main.ts only listens. */
 export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   const app = Fastify({
     ...(deps.logger ? { loggerInstance: deps.logger } : { logger: false }),
+    ...(deps.https ? { https: deps.https } : {}),
     genReqId: () => crypto.randomUUID(),
     requestIdHeader: 'x-request-id',
-    bodyLimit: 256 * 1024,
-    // `/containers/` and `/containers` are the same resource to a curl user.
-    routerOptions: { ignoreTrailingSlash: true },
+    // Larger limits for the few routes that need them come from the security plugin's table.
+    bodyLimit: DEFAULT_BODY_LIMIT,
+    // `/containers/` and `/containers` are the same resource to a curl user. Long parameters reach the schema,
+    // which says what is wrong with them, instead of the router's terse refusal.
+    routerOptions: { ignoreTrailingSlash: true, maxParamLength: 2048 },
+    // Errors the router raises before any route is chosen (a bad %-escape): problem+json like the rest.
+    frameworkErrors: (error, _request, reply: FastifyReply) => {
+      const problem = problemForError(error, DEFAULT_BODY_LIMIT);
+      void reply.code(problem.status).type(PROBLEM_CONTENT_TYPE).send(problem);
+    },
+    // Even a request that is not HTTP at all gets a problem+json answer, never fastify's own format.
+    clientErrorHandler: answerMalformedRequest,
   }).withTypeProvider<ZodTypeProvider>();
 
   // Only JSON bodies are accepted; anything else (text/plain included) is a 415 rather than a confusing 400.
@@ -48,8 +83,9 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(responseSerializerCompiler);
   app.setErrorHandler((error, request, reply) => {
-    const problem = problemForError(error as FastifyError);
+    const problem = problemForError(error as FastifyError, request.routeOptions.bodyLimit);
     if (problem.status >= 500) request.log.error({ err: error }, 'request failed');
+    if (error instanceof DomainError) reply.headers(problemHeaders(error));
     return reply.code(problem.status).type(PROBLEM_CONTENT_TYPE).send(problem);
   });
   app.setNotFoundHandler((request, reply) =>
@@ -62,6 +98,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     reply.header('x-request-id', request.id);
   });
 
+  // Before every route, so its route hooks (body limits) and request hooks cover them all.
+  await app.register(securityPlugin, deps.security);
   await app.register(fastifySwagger, {
     openapi: {
       openapi: '3.1.0',
@@ -71,8 +109,19 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
         description:
           'The OCI container lifecycle (runc create/start/state/list/exec/kill/delete) over HTTP. Errors are RFC 9457 problem+json.',
       },
+      components: {
+        securitySchemes: {
+          bearerAuth: {
+            type: 'http',
+            scheme: 'bearer',
+            description:
+              'A token from `runcd token create --scope read|operate|admin`. Required on TCP; on the unix socket only with --require-token.',
+          },
+        },
+      },
       tags: [
         { name: 'containers', description: 'Container lifecycle' },
+        { name: 'bundles', description: 'Bundles runcd generates and owns (config.json + rootfs)' },
         { name: 'events', description: 'Lifecycle event stream' },
         { name: 'system', description: 'Daemon health and documentation' },
       ],
@@ -82,12 +131,18 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   });
   await app.register(fastifySwaggerUi, { routePrefix: '/docs' });
   await app.register(systemRoutes);
-  await app.register(containerRoutes, { containers: deps.containers, logs: new LogService(deps.containers) });
+  await app.register(containerRoutes, {
+    containers: deps.containers,
+    logs: new LogService(deps.containers),
+    bundles: deps.bundles,
+  });
+  await app.register(containerResourceRoutes, { resources: deps.resources });
+  await app.register(bundleRoutes, { bundles: deps.bundles });
   await app.register(eventRoutes, { events: deps.containers.events });
   return app;
 }
 
-function problemForError(error: FastifyError | Error): Problem {
+function problemForError(error: FastifyError | Error, bodyLimit: number): Problem {
   if (error instanceof DomainError) return toProblem(error);
   if (hasZodFastifySchemaValidationErrors(error)) {
     const first = error.validation[0];
@@ -105,9 +160,32 @@ function problemForError(error: FastifyError | Error): Problem {
   const status = fastifyError.statusCode;
   if (status !== undefined && status >= 400 && status < 500) {
     const code = FASTIFY_ERROR_CODES[fastifyError.code] ?? 'bad_request';
-    return problemFor(status, code, httpTitle(status), error.message);
+    const detail =
+      code === 'body_too_large'
+        ? `request body is larger than ${bodyLimit} bytes, the limit of this route`
+        : code === 'unsupported_media_type'
+          ? 'request bodies must be JSON (Content-Type: application/json), or a tarball for PUT /bundles/ID/rootfs'
+          : error.message;
+    return problemFor(status, code, httpTitle(status), detail);
   }
   return problemFor(500, 'internal_error', 'Internal Server Error', 'internal error; see the daemon log');
+}
+
+function answerMalformedRequest(error: Error & { code?: string }, socket: Socket): void {
+  if (!socket.writable) return;
+  const status = error.code === 'HPE_HEADER_OVERFLOW' ? 431 : 400;
+  const title = httpTitle(status);
+  const body = JSON.stringify(
+    problemFor(
+      status,
+      'malformed_request',
+      title,
+      `the request is not valid HTTP (${error.code ?? error.message})`,
+    ),
+  );
+  socket.end(
+    `HTTP/1.1 ${status} ${title}\r\ncontent-type: ${PROBLEM_CONTENT_TYPE}\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+  );
 }
 
 function validationCode(context: string, field: string): string {
@@ -125,6 +203,7 @@ function httpTitle(status: number): string {
     406: 'Not Acceptable',
     413: 'Content Too Large',
     415: 'Unsupported Media Type',
+    431: 'Request Header Fields Too Large',
   };
   return titles[status] ?? 'Client Error';
 }

@@ -6,6 +6,8 @@ import { CLEAN_PATH } from './runtime/process-runner.js';
 
 export interface Config {
   socket: string | undefined;
+  /** `--docker-socket PATH`: a second unix socket speaking the Docker Engine API (same mode and token rules). */
+  dockerSocket: string | undefined;
   tcp: { host: string; port: number } | undefined;
   stateDir: string;
   runtimeRoot: string;
@@ -13,7 +15,31 @@ export interface Config {
   runtime: string;
   conmon: string;
   logLevel: string;
+  /** Require a bearer token on the unix socket too (TCP always does). */
+  requireToken: boolean;
+  /** Group (name or gid) that may use the unix socket; root's group when unset. */
+  socketGroup: string | undefined;
+  /** TLS for the TCP listener; mutual TLS with `clientCa`. Paths. */
+  tls: { cert: string; key: string; clientCa: string | undefined } | undefined;
+  /** `--policy FILE`: relaxations of the bundle policy. */
+  policyFile: string | undefined;
+  allowMountSources: string[];
+  /** Requests per second per token (burst: twice that); 0 disables. */
+  rateLimit: number;
+  /** Runtime processes at once; up to 8 times as many wait before requests get 503. */
+  maxRuntimeProcesses: number;
+  /** Deadline of each runtime command. */
+  runtimeTimeoutSeconds: number;
+  /** Directories a managed bundle's rootfs may be copied from. */
+  importRoots: string[];
+  /** Bytes of regular files in one managed rootfs (import or upload). */
+  maxRootfsBytes: number;
 }
+
+/** 1 GiB: a Debian or Alpine userland with room to spare; raise it for bigger images. */
+export const DEFAULT_MAX_ROOTFS_BYTES = 1024 ** 3;
+/** Debian's `tini` package: a static build, so it runs inside any rootfs. */
+export const DEFAULT_INIT_BINARY = '/usr/bin/tini-static';
 
 export class ConfigError extends Error {
   override name = 'ConfigError';
@@ -21,6 +47,7 @@ export class ConfigError extends Error {
 
 const FLAGS = {
   socket: { type: 'string' },
+  'docker-socket': { type: 'string' },
   tcp: { type: 'string' },
   'state-dir': { type: 'string' },
   'runtime-root': { type: 'string' },
@@ -28,17 +55,45 @@ const FLAGS = {
   runtime: { type: 'string' },
   conmon: { type: 'string' },
   'log-level': { type: 'string' },
+  'require-token': { type: 'boolean' },
+  'socket-group': { type: 'string' },
+  'tls-cert': { type: 'string' },
+  'tls-key': { type: 'string' },
+  'tls-client-ca': { type: 'string' },
+  policy: { type: 'string' },
+  'allow-mount-source': { type: 'string', multiple: true },
+  'rate-limit': { type: 'string' },
+  'max-runtime-processes': { type: 'string' },
+  'runtime-timeout': { type: 'string' },
+  'import-root': { type: 'string', multiple: true },
+  'max-rootfs-bytes': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
   version: { type: 'boolean' },
 } as const;
 
 export const USAGE = `usage: runcd [flags]   (each flag is also settable as RUNCD_<NAME>, e.g. RUNCD_STATE_DIR)
+       runcd token create --name NAME --scope read|operate|admin | token list | token revoke NAME
   --socket PATH        unix socket to listen on (default /run/runcd/runcd.sock; "" disables it)
-  --tcp HOST:PORT      also listen on TCP (loopback addresses only; off by default)
-  --state-dir DIR      database, container logs and exit files (default /var/lib/runcd)
+  --docker-socket PATH also answer the Docker Engine API on this unix socket (docker CLI, dockerode)
+  --socket-group GROUP group allowed to use the socket (mode 0660; default root's group)
+  --require-token      require a bearer token on the unix socket too
+  --tcp HOST:PORT      also listen on TCP; tokens are always required there, and any address but
+                       loopback needs --tls-cert and --tls-key
+  --tls-cert FILE      PEM certificate for the TCP listener
+  --tls-key FILE       PEM private key for the TCP listener
+  --tls-client-ca FILE PEM CA: clients must present a certificate it signed (mutual TLS)
+  --state-dir DIR      database, tokens, audit log, container logs and exit files (default /var/lib/runcd)
   --runtime-root DIR   passed to every runtime call as --root (default /run/runcd/runc)
   --bundle-root DIR    bundles must resolve inside one of these; repeatable, or ":"-separated in the
                        environment (default /var/lib/runcd/bundles)
+  --policy FILE        JSON relaxing the bundle policy for trusted callers (see README, Security)
+  --allow-mount-source DIR  host directory bind mounts may come from; repeatable, ":"-separated in env
+  --rate-limit N       requests per second per token, bursts of 2N (default 20; 0 disables)
+  --max-runtime-processes N  runtime processes at once, 8N more may wait (default 8)
+  --runtime-timeout S  seconds before a runtime command's process group is killed (default 60)
+  --import-root DIR    directory managed bundles may copy a rootfs from (POST /bundles rootfs.path);
+                       repeatable, ":"-separated in env (default none: tarball uploads only)
+  --max-rootfs-bytes N largest managed rootfs, in bytes or with K, M, G suffix (default 1G)
   --runtime PATH       OCI runtime binary (default runc from PATH; crun works too)
   --conmon PATH        conmon binary (default conmon from PATH)
   --log-level LEVEL    fatal, error, warn, info, debug, trace (default info)`;
@@ -61,9 +116,23 @@ export function parseCommandLine(argv: string[], env: NodeJS.ProcessEnv): Parsed
   const socketValue = pick(values.socket, 'SOCKET');
   const socket =
     socketValue === undefined ? '/run/runcd/runcd.sock' : socketValue === '' ? undefined : socketValue;
+  const dockerSocket = pick(values['docker-socket'], 'DOCKER_SOCKET') || undefined;
   const tcpValue = pick(values.tcp, 'TCP');
   const tcp = tcpValue ? parseTcp(tcpValue) : undefined;
   if (!socket && !tcp) throw new ConfigError('nothing to listen on: give --socket or --tcp');
+  const tls = parseTls(
+    pick(values['tls-cert'], 'TLS_CERT'),
+    pick(values['tls-key'], 'TLS_KEY'),
+    pick(values['tls-client-ca'], 'TLS_CLIENT_CA'),
+  );
+  if (tls && !tcp)
+    throw new ConfigError('--tls-cert and --tls-key only apply to --tcp; give --tcp HOST:PORT');
+  if (tcp && !tls && !isLoopback(tcp.host)) {
+    throw new ConfigError(
+      `refusing --tcp ${tcpValue} without TLS: anyone who can reach that address could read the bearer tokens off the wire and run any program as root on this host; give --tls-cert and --tls-key (and --tls-client-ca for mutual TLS), or listen on 127.0.0.1`,
+    );
+  }
+  const policyFile = pick(values.policy, 'POLICY');
   const stateDir = absolute(pick(values['state-dir'], 'STATE_DIR') ?? '/var/lib/runcd', '--state-dir');
   const bundleRoots = values['bundle-root'] ??
     env.RUNCD_BUNDLE_ROOT?.split(':').filter(Boolean) ?? [join(stateDir, 'bundles')];
@@ -75,6 +144,7 @@ export function parseCommandLine(argv: string[], env: NodeJS.ProcessEnv): Parsed
     kind: 'run',
     config: {
       socket: socket ? absolute(socket, '--socket') : undefined,
+      dockerSocket: dockerSocket ? absolute(dockerSocket, '--docker-socket') : undefined,
       tcp,
       stateDir,
       runtimeRoot: absolute(
@@ -85,8 +155,88 @@ export function parseCommandLine(argv: string[], env: NodeJS.ProcessEnv): Parsed
       runtime: pick(values.runtime, 'RUNTIME') ?? 'runc',
       conmon: pick(values.conmon, 'CONMON') ?? 'conmon',
       logLevel,
+      requireToken: values['require-token'] ?? envBoolean(env.RUNCD_REQUIRE_TOKEN, '--require-token'),
+      socketGroup: pick(values['socket-group'], 'SOCKET_GROUP') || undefined,
+      tls,
+      policyFile: policyFile ? absolute(policyFile, '--policy') : undefined,
+      allowMountSources: (
+        values['allow-mount-source'] ??
+        env.RUNCD_ALLOW_MOUNT_SOURCE?.split(':').filter(Boolean) ??
+        []
+      ).map((dir) => absolute(dir, '--allow-mount-source')),
+      rateLimit: number(pick(values['rate-limit'], 'RATE_LIMIT'), '--rate-limit', 20, 0),
+      maxRuntimeProcesses: number(
+        pick(values['max-runtime-processes'], 'MAX_RUNTIME_PROCESSES'),
+        '--max-runtime-processes',
+        8,
+        1,
+      ),
+      runtimeTimeoutSeconds: number(
+        pick(values['runtime-timeout'], 'RUNTIME_TIMEOUT'),
+        '--runtime-timeout',
+        60,
+        1,
+      ),
+      importRoots: (values['import-root'] ?? env.RUNCD_IMPORT_ROOT?.split(':').filter(Boolean) ?? []).map(
+        (dir) => absolute(dir, '--import-root'),
+      ),
+      maxRootfsBytes: byteSize(pick(values['max-rootfs-bytes'], 'MAX_ROOTFS_BYTES'), '--max-rootfs-bytes'),
     },
   };
+}
+
+const SIZE_SUFFIXES: Readonly<Record<string, number>> = {
+  '': 1,
+  K: 1024,
+  M: 1024 ** 2,
+  G: 1024 ** 3,
+  T: 1024 ** 4,
+};
+
+/** `1073741824`, `512M`, `2G` (binary units); at least 1 MiB. */
+export function byteSize(value: string | undefined, flag: string): number {
+  if (value === undefined || value === '') return DEFAULT_MAX_ROOTFS_BYTES;
+  const match = /^(\d+)([KMGT]?)i?B?$/i.exec(value.trim());
+  const bytes = match ? Number(match[1]) * SIZE_SUFFIXES[match[2]!.toUpperCase()]! : NaN;
+  if (!Number.isSafeInteger(bytes) || bytes < 1024 ** 2) {
+    throw new ConfigError(
+      `${flag} must be a size of at least 1M (bytes, or with K, M, G, T); got "${value}"`,
+    );
+  }
+  return bytes;
+}
+
+function parseTls(
+  cert: string | undefined,
+  key: string | undefined,
+  clientCa: string | undefined,
+): Config['tls'] {
+  if (!cert && !key && !clientCa) return undefined;
+  if (!cert || !key) throw new ConfigError('--tls-cert and --tls-key go together; give both');
+  return {
+    cert: absolute(cert, '--tls-cert'),
+    key: absolute(key, '--tls-key'),
+    clientCa: clientCa ? absolute(clientCa, '--tls-client-ca') : undefined,
+  };
+}
+
+export function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || (isIP(host) === 4 && host.startsWith('127.'));
+}
+
+function envBoolean(value: string | undefined, flag: string): boolean {
+  if (value === undefined || value === '' || value === '0' || value === 'false') return false;
+  if (value === '1' || value === 'true') return true;
+  throw new ConfigError(`${flag} (from the environment) must be true, false, 1 or 0; got "${value}"`);
+}
+
+function number(value: string | undefined, flag: string, fallback: number, minimum: number): number {
+  if (value === undefined || value === '') return fallback;
+  const parsed = Number(value);
+  if (!Number.isInteger(parsed) || parsed < minimum || parsed > 1_000_000) {
+    throw new ConfigError(`${flag} must be a whole number from ${minimum}; got "${value}"`);
+  }
+  return parsed;
 }
 
 function parseTcp(value: string): { host: string; port: number } {
@@ -95,12 +245,6 @@ function parseTcp(value: string): { host: string; port: number } {
   const host = (match[1] ?? match[2])!;
   const port = Number(match[3]);
   if (port < 1 || port > 65535) throw new ConfigError(`--tcp port must be 1-65535; got ${port}`);
-  const loopback = host === 'localhost' || host === '::1' || (isIP(host) === 4 && host.startsWith('127.'));
-  if (!loopback) {
-    throw new ConfigError(
-      `--tcp ${value}: only loopback addresses are accepted, because the API runs containers as root and has no authentication on TCP yet`,
-    );
-  }
   return { host, port };
 }
 

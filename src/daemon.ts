@@ -4,27 +4,75 @@ import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { buildApp } from './app.js';
 import type { Config } from './config.js';
+import { BundleService } from './bundles/bundle-service.js';
+import { ContainerResourceService } from './bundles/container-resources.js';
+import { DEFAULT_INIT_BINARY, DEFAULT_MAX_ROOTFS_BYTES } from './config.js';
 import { BundleInspector } from './lifecycle/bundle-inspector.js';
+import { BundlePolicy, type BundlePolicyRules } from './lifecycle/bundle-policy.js';
 import { ContainerService } from './lifecycle/container-service.js';
+import { buildDockerApp } from './docker/docker-app.js';
 import { Conmon } from './runtime/conmon.js';
-import { ProcessRunner } from './runtime/process-runner.js';
+import { ProcessRunner, type ProcessLimits } from './runtime/process-runner.js';
 import { Runc } from './runtime/runc.js';
+import { collectRuntimeFacts } from './runtime/runtime-info.js';
+import { AuditLog } from './security/audit-log.js';
+import { DEFAULT_RATE_LIMIT_PER_SECOND, RATE_LIMIT_BURST_FACTOR } from './security/limits.js';
+import { RateLimiter } from './security/rate-limiter.js';
+import { assessRuntime, type RuntimeSecurityReport } from './security/runtime-advisories.js';
+import type { SecurityOptions } from './security/security-plugin.js';
+import { TokenAuthenticator } from './security/tokens.js';
+import { BundleRepository } from './store/bundle-repository.js';
 import { ContainerRepository } from './store/container-repository.js';
 import { EventRepository } from './store/event-repository.js';
 import { TombstoneRepository } from './store/tombstone-repository.js';
 import { EventBus } from './lifecycle/event-bus.js';
 import { openDatabase, type Db } from './store/database.js';
+import { TokenRepository } from './store/token-repository.js';
 
 export interface DaemonConfig extends Pick<Config, 'stateDir' | 'runtimeRoot' | 'bundleRoots'> {
+  /** `--import-root`: directories `rootfs.path` may copy from (none: only uploads). */
+  importRoots?: string[];
+  /** `--max-rootfs-bytes`. */
+  maxRootfsBytes?: number;
+  /** tini's static build, for `init: true`. */
+  initBinary?: string;
   /** Absolute paths: resolve them with resolveBinary first. */
   runtimeBinary: string;
   conmonBinary: string;
+  /** The unix socket path (protected from bind mounts); the listener itself is main.ts's. */
+  socket?: string | undefined;
+  /** The Docker API socket, protected from bind mounts like the main one. */
+  dockerSocket?: string | undefined;
+  /** Require a token on the unix socket too (TCP always requires one). */
+  requireToken?: boolean;
+  /** Builds a second app for a TCP listener; with `tls`, it serves HTTPS (mutual TLS with `clientCa`). */
+  tcp?: { host: string; port: number } | undefined;
+  /** Builds a third app speaking the Docker Engine API, for `--docker-socket` (main.ts listens). */
+  docker?: boolean | undefined;
+  tls?: { cert: Buffer; key: Buffer; clientCa?: Buffer | undefined } | undefined;
+  policy?: Partial<BundlePolicyRules>;
+  /** `--allow-mount-source` directories, added to the policy's. */
+  allowMountSources?: string[];
+  /** Requests per second per token; 0 disables the limit. */
+  rateLimitPerSecond?: number;
+  processLimits?: Partial<ProcessLimits>;
+  runtimeTimeoutMs?: number;
 }
 
 export interface Daemon {
+  /** The app for the unix socket (and for inject() in tests). */
   app: FastifyInstance;
+  /** The app for the TCP listener, when configured: same services, its own transport rules. */
+  tcpApp: FastifyInstance | undefined;
+  /** The Docker Engine API app, when configured: same services and token rules as the unix socket. */
+  dockerApp: FastifyInstance | undefined;
   containers: ContainerService;
+  bundles: BundleService;
   runner: ProcessRunner;
+  tokens: TokenRepository;
+  policy: BundlePolicy;
+  auditLogPath: string;
+  runtimeSecurity: RuntimeSecurityReport;
   close(): Promise<void>;
 }
 
@@ -37,8 +85,14 @@ export async function openDaemon(config: DaemonConfig, logger: Logger): Promise<
   for (const root of config.bundleRoots) await mkdir(root, { recursive: true, mode: 0o755 });
 
   const db: Db = openDatabase(join(config.stateDir, 'runcd.db'));
-  const runner = new ProcessRunner();
-  const runc = new Runc({ binary: config.runtimeBinary, root: config.runtimeRoot, scratchDir, runner });
+  const runner = new ProcessRunner(config.processLimits);
+  const runc = new Runc({
+    binary: config.runtimeBinary,
+    root: config.runtimeRoot,
+    scratchDir,
+    runner,
+    ...(config.runtimeTimeoutMs ? { commandTimeoutMs: config.runtimeTimeoutMs } : {}),
+  });
   const conmon = new Conmon({
     binary: config.conmonBinary,
     runtimeBinary: config.runtimeBinary,
@@ -46,30 +100,128 @@ export async function openDaemon(config: DaemonConfig, logger: Logger): Promise<
     runc,
     runner,
   });
-  const containers = new ContainerService({
+  const initBinary = config.initBinary ?? DEFAULT_INIT_BINARY;
+  const policy = new BundlePolicy(
+    {
+      ...config.policy,
+      allowMountSources: [...(config.policy?.allowMountSources ?? []), ...(config.allowMountSources ?? [])],
+    },
+    {
+      stateDir: config.stateDir,
+      others: [
+        config.runtimeRoot,
+        ...(config.socket ? [config.socket] : []),
+        ...(config.dockerSocket ? [config.dockerSocket] : []),
+      ],
+    },
+    { initBinary },
+  );
+  const bundleRepository = new BundleRepository(db);
+  const containers: ContainerService = new ContainerService({
     repository: new ContainerRepository(db),
     tombstones: new TombstoneRepository(db),
     events: new EventBus(new EventRepository(db)),
     runc,
     conmon,
-    bundles: new BundleInspector(config.bundleRoots),
+    // Called only on creates, long after managedBundles below exists: the inspector asks the bundle service
+    // which rootfs a private bundle shares, and the bundle service needs this container service.
+    bundles: new BundleInspector(config.bundleRoots, policy, (dir): string | undefined =>
+      managedBundles.sharedRootfsOf(dir),
+    ),
     logger: logger.child({ component: 'lifecycle' }),
   });
+  const managedBundles = new BundleService({
+    repository: bundleRepository,
+    containers,
+    runc,
+    policy,
+    bundleRoot: config.bundleRoots[0]!,
+    importRoots: config.importRoots ?? [],
+    maxRootfsBytes: config.maxRootfsBytes ?? DEFAULT_MAX_ROOTFS_BYTES,
+    initBinary,
+    logger: logger.child({ component: 'bundles' }),
+  });
+  const resources = new ContainerResourceService(containers, managedBundles, runc, conmon);
+  let audit: AuditLog | undefined;
+  const apps: FastifyInstance[] = [];
   try {
     await containers.init();
+    await managedBundles.init();
+    const runtimeSecurity = assessRuntime(await collectRuntimeFacts(config.runtimeBinary, runner));
+    audit = new AuditLog(join(config.stateDir, 'audit.log'), logger.child({ component: 'audit' }));
+    const tokens = new TokenRepository(db);
+    const rate = config.rateLimitPerSecond ?? DEFAULT_RATE_LIMIT_PER_SECOND;
+    // One limiter shared by both listeners: a token's budget is the same whichever way it comes in.
+    const rateLimiter = new RateLimiter(rate, rate * RATE_LIMIT_BURST_FACTOR);
+    const security = (listener: SecurityOptions['listener']): SecurityOptions => ({
+      listener,
+      requireToken: config.requireToken ?? false,
+      authenticator: new TokenAuthenticator(tokens),
+      rateLimiter,
+      audit,
+    });
+    const app = await buildApp({
+      containers,
+      bundles: managedBundles,
+      resources,
+      logger,
+      security: security('unix'),
+    });
+    apps.push(app);
+    let tcpApp: FastifyInstance | undefined;
+    if (config.tcp) {
+      tcpApp = await buildApp({
+        containers,
+        bundles: managedBundles,
+        resources,
+        logger,
+        security: security('tcp'),
+        ...(config.tls
+          ? {
+              https: {
+                cert: config.tls.cert,
+                key: config.tls.key,
+                ca: config.tls.clientCa,
+                // With a client CA, a client without a certificate it signed never completes the handshake.
+                requestCert: config.tls.clientCa !== undefined,
+                rejectUnauthorized: config.tls.clientCa !== undefined,
+              },
+            }
+          : {}),
+      });
+      apps.push(tcpApp);
+    }
+    let dockerApp: FastifyInstance | undefined;
+    if (config.docker) {
+      dockerApp = await buildDockerApp({ containers, bundles: managedBundles, security: security('unix') });
+      apps.push(dockerApp);
+    }
+    const openedAudit = audit;
+    return {
+      app,
+      tcpApp,
+      dockerApp,
+      containers,
+      bundles: managedBundles,
+      runner,
+      tokens,
+      policy,
+      auditLogPath: openedAudit.path,
+      runtimeSecurity,
+      async close() {
+        for (const each of apps) await each.close();
+        await managedBundles.close();
+        containers.close();
+        openedAudit.close();
+        db.close();
+      },
+    };
   } catch (error) {
+    for (const each of apps) await each.close();
+    await managedBundles.close();
+    containers.close();
+    audit?.close();
     db.close();
     throw error;
   }
-  const app = await buildApp({ containers, logger });
-  return {
-    app,
-    containers,
-    runner,
-    async close() {
-      await app.close();
-      containers.close();
-      db.close();
-    },
-  };
 }

@@ -58,9 +58,63 @@ export class RuntimeFailureError extends DomainError {
   readonly title = 'Runtime Failure';
 }
 
+/** A body (an uploaded rootfs) larger than runcd accepts. */
+export class ContentTooLargeError extends DomainError {
+  readonly status = 413;
+  readonly title = 'Content Too Large';
+}
+
 export class TimeoutError extends DomainError {
   readonly status = 504;
   readonly title = 'Gateway Timeout';
+}
+
+/** No credentials, or credentials that match no live token. `challenge` becomes the WWW-Authenticate header. */
+export class UnauthorizedError extends DomainError {
+  readonly status = 401;
+  readonly title = 'Unauthorized';
+  constructor(
+    code: string,
+    message: string,
+    readonly challenge: string,
+  ) {
+    super(code, message);
+  }
+}
+
+/** Authenticated, but the token's scope is too small for the route (RFC 6750 `insufficient_scope`). */
+export class InsufficientScopeError extends DomainError {
+  readonly status = 403;
+  readonly title = 'Forbidden';
+  readonly challenge: string;
+  constructor(message: string, requiredScope: string) {
+    super('insufficient_scope', message);
+    this.challenge = `Bearer realm="runcd", error="insufficient_scope", scope="${requiredScope}"`;
+  }
+}
+
+/** The caller is over its request budget; `retryAfterSeconds` becomes the Retry-After header. */
+export class RateLimitedError extends DomainError {
+  readonly status = 429;
+  readonly title = 'Too Many Requests';
+  constructor(
+    message: string,
+    readonly retryAfterSeconds: number,
+  ) {
+    super('rate_limited', message);
+  }
+}
+
+/** Too many runtime processes are running and queued; the caller should retry after `retryAfterSeconds`. */
+export class RuntimeBusyError extends DomainError {
+  readonly status = 503;
+  readonly title = 'Service Unavailable';
+  constructor(
+    message: string,
+    readonly retryAfterSeconds: number,
+  ) {
+    super('runtime_busy', message);
+  }
 }
 
 export function containerNotFound(id: string): NotFoundError {
@@ -79,6 +133,18 @@ export function toProblem(error: DomainError): Problem {
   };
   if (error.containerId !== undefined) problem.containerId = error.containerId;
   return problem;
+}
+
+/** The HTTP headers that belong with an error's problem document (RFC 6750 challenges, Retry-After). */
+export function problemHeaders(error: DomainError): Record<string, string> {
+  const headers: Record<string, string> = {};
+  if (error instanceof UnauthorizedError || error instanceof InsufficientScopeError) {
+    headers['www-authenticate'] = error.challenge;
+  }
+  if (error instanceof RateLimitedError || error instanceof RuntimeBusyError) {
+    headers['retry-after'] = String(error.retryAfterSeconds);
+  }
+  return headers;
 }
 
 export function problemFor(status: number, code: string, title: string, detail: string): Problem {

@@ -1,17 +1,45 @@
-import { connect } from 'node:net';
-import { chmod, mkdir, rm, stat } from 'node:fs/promises';
-import { dirname } from 'node:path';
+import { readFile } from 'node:fs/promises';
 import pino from 'pino';
+import { runTokenCommand } from './cli/token-command.js';
 import { ConfigError, USAGE, parseCommandLine, resolveBinary, type Config } from './config.js';
-import { openDaemon } from './daemon.js';
+import { openDaemon, type DaemonConfig } from './daemon.js';
+import { closeInheritedDescriptors } from './runtime/process-runner.js';
+import { loadPolicyFile, PolicyFileError } from './lifecycle/bundle-policy.js';
+import {
+  listenPrivately,
+  prepareSocketPath,
+  resolveGroup,
+  secureSocket,
+  SocketSetupError,
+} from './security/unix-socket.js';
 import { RUNCD_VERSION } from './version.js';
 
+/** Log paths that could ever hold a secret; pino replaces them wherever they appear. */
+const REDACTED_LOG_PATHS = [
+  'authorization',
+  'headers.authorization',
+  'req.headers.authorization',
+  'request.headers.authorization',
+  '*.authorization',
+  'token.secret',
+];
+
 async function main(): Promise<void> {
+  const argv = process.argv.slice(2);
+  if (argv[0] === 'token') {
+    process.exitCode = runTokenCommand(argv.slice(1), process.env, {
+      out: (line) => console.log(line),
+      err: (line) => console.error(line),
+    });
+    return;
+  }
+
   let config: Config;
-  let runtimeBinary: string;
-  let conmonBinary: string;
+  let daemonConfig: DaemonConfig;
+  let socketGid: number;
+  let socketWarnings: string[] = [];
   try {
-    const parsed = parseCommandLine(process.argv.slice(2), process.env);
+    const parsed = parseCommandLine(argv, process.env);
     if (parsed.kind === 'help') {
       console.log(USAGE);
       return;
@@ -21,36 +49,109 @@ async function main(): Promise<void> {
       return;
     }
     config = parsed.config;
-    runtimeBinary = resolveBinary(config.runtime, 'runtime');
-    conmonBinary = resolveBinary(config.conmon, 'conmon');
-    if (config.socket) await prepareSocketPath(config.socket);
+    const readTlsFile = (path: string, flag: string) =>
+      readFile(path).catch((error: Error) => {
+        throw new ConfigError(`${flag} ${path}: ${error.message}`);
+      });
+    daemonConfig = {
+      stateDir: config.stateDir,
+      runtimeRoot: config.runtimeRoot,
+      bundleRoots: config.bundleRoots,
+      runtimeBinary: resolveBinary(config.runtime, 'runtime'),
+      conmonBinary: resolveBinary(config.conmon, 'conmon'),
+      socket: config.socket,
+      dockerSocket: config.dockerSocket,
+      docker: config.dockerSocket !== undefined,
+      requireToken: config.requireToken,
+      tcp: config.tcp,
+      tls: config.tls && {
+        cert: await readTlsFile(config.tls.cert, '--tls-cert'),
+        key: await readTlsFile(config.tls.key, '--tls-key'),
+        clientCa: config.tls.clientCa ? await readTlsFile(config.tls.clientCa, '--tls-client-ca') : undefined,
+      },
+      policy: config.policyFile ? await loadPolicyFile(config.policyFile) : {},
+      allowMountSources: config.allowMountSources,
+      rateLimitPerSecond: config.rateLimit,
+      processLimits: { maxConcurrent: config.maxRuntimeProcesses, maxQueued: config.maxRuntimeProcesses * 8 },
+      runtimeTimeoutMs: config.runtimeTimeoutSeconds * 1000,
+      importRoots: config.importRoots,
+      maxRootfsBytes: config.maxRootfsBytes,
+    };
+    socketGid = config.socketGroup ? resolveGroup(config.socketGroup) : (process.getgid?.() ?? 0);
+    if (config.socket) socketWarnings = await prepareSocketPath(config.socket, socketGid);
+    if (config.dockerSocket) {
+      socketWarnings.push(...(await prepareSocketPath(config.dockerSocket, socketGid)));
+    }
   } catch (error) {
-    if (error instanceof ConfigError) {
+    if (
+      error instanceof ConfigError ||
+      error instanceof PolicyFileError ||
+      error instanceof SocketSetupError
+    ) {
       console.error(`runcd: ${error.message}`);
       process.exit(2);
     }
     throw error;
   }
 
-  const logger = pino({ level: config.logLevel, base: { service: 'runcd' } });
-  const daemon = await openDaemon({ ...config, runtimeBinary, conmonBinary }, logger);
-  if (config.socket) {
-    await daemon.app.listen({ path: config.socket });
-    await chmod(config.socket, 0o660);
-  }
-  if (config.tcp) {
-    // listen() on a second address: fastify only listens once, so the TCP listener is its own server.
-    await daemon.app.listen({ host: config.tcp.host, port: config.tcp.port }).catch(async (error: Error) => {
-      logger.fatal({ err: error }, 'cannot listen on tcp');
-      throw error;
-    });
+  const logger = pino({
+    level: config.logLevel,
+    base: { service: 'runcd' },
+    redact: { paths: REDACTED_LOG_PATHS, censor: '[redacted]' },
+  });
+  const inherited = closeInheritedDescriptors();
+  if (inherited.length > 0) logger.info({ fds: inherited }, 'closed inherited file descriptors');
+  const daemon = await openDaemon(daemonConfig, logger);
+  for (const warning of socketWarnings) logger.warn(warning);
+  for (const relaxation of daemon.policy.relaxations()) logger.warn({ relaxation }, 'bundle policy relaxed');
+  const runtime = daemon.runtimeSecurity;
+  logger.info(
+    {
+      runtime: runtime.runtime,
+      version: runtime.version,
+      package: runtime.package,
+      advisories: runtime.advisories,
+    },
+    'runtime version',
+  );
+  for (const warning of runtime.warnings)
+    logger.warn({ runtime: runtime.runtime }, `runtime security: ${warning}`);
+
+  try {
+    if (config.socket) {
+      const socket = config.socket;
+      await listenPrivately(() => daemon.app.listen({ path: socket }));
+      await secureSocket(socket, socketGid);
+    }
+    if (config.dockerSocket && daemon.dockerApp) {
+      const dockerSocket = config.dockerSocket;
+      const dockerApp = daemon.dockerApp;
+      await listenPrivately(() => dockerApp.listen({ path: dockerSocket }));
+      await secureSocket(dockerSocket, socketGid);
+    }
+    if (config.tcp && daemon.tcpApp) {
+      await daemon.tcpApp.listen({ host: config.tcp.host, port: config.tcp.port });
+      if (daemon.tokens.all().length === 0) {
+        logger.warn(
+          'no API tokens exist: every TCP request is refused until one is made with `runcd token create`',
+        );
+      }
+    }
+  } catch (error) {
+    logger.fatal({ err: error }, 'cannot listen');
+    await daemon.close().catch(() => undefined);
+    console.error(`runcd: ${(error as Error).message}`);
+    process.exit(1);
   }
   logger.info(
     {
       socket: config.socket,
+      dockerSocket: config.dockerSocket,
       tcp: config.tcp,
+      tls: config.tls ? { mutual: config.tls.clientCa !== undefined } : undefined,
+      requireToken: config.requireToken || undefined,
       stateDir: config.stateDir,
-      runtime: runtimeBinary,
+      runtime: daemonConfig.runtimeBinary,
       version: RUNCD_VERSION,
     },
     'runcd ready',
@@ -73,24 +174,6 @@ async function main(): Promise<void> {
   };
   process.on('SIGTERM', () => shutdown('SIGTERM'));
   process.on('SIGINT', () => shutdown('SIGINT'));
-}
-
-/** A stale socket from a crashed daemon is removed; a live one means another runcd owns it. */
-async function prepareSocketPath(socket: string): Promise<void> {
-  await mkdir(dirname(socket), { recursive: true, mode: 0o750 });
-  const existing = await stat(socket).catch(() => undefined);
-  if (!existing) return;
-  if (!existing.isSocket()) throw new ConfigError(`--socket ${socket} exists and is not a socket`);
-  const alive = await new Promise<boolean>((resolve) => {
-    const probe = connect(socket);
-    probe.once('connect', () => {
-      probe.destroy();
-      resolve(true);
-    });
-    probe.once('error', () => resolve(false));
-  });
-  if (alive) throw new ConfigError(`another daemon is already listening on ${socket}`);
-  await rm(socket, { force: true });
 }
 
 main().catch((error: unknown) => {

@@ -1,15 +1,23 @@
 import pino from 'pino';
 import { buildApp } from './app.js';
+import { BundleService } from './bundles/bundle-service.js';
+import { ContainerResourceService } from './bundles/container-resources.js';
+import { DEFAULT_INIT_BINARY, DEFAULT_MAX_ROOTFS_BYTES } from './config.js';
 import { BundleInspector } from './lifecycle/bundle-inspector.js';
+import { BundlePolicy } from './lifecycle/bundle-policy.js';
 import { ContainerService } from './lifecycle/container-service.js';
 import { Conmon } from './runtime/conmon.js';
 import { ProcessRunner } from './runtime/process-runner.js';
 import { Runc } from './runtime/runc.js';
+import { RateLimiter } from './security/rate-limiter.js';
+import { TokenAuthenticator } from './security/tokens.js';
+import { BundleRepository } from './store/bundle-repository.js';
 import { ContainerRepository } from './store/container-repository.js';
 import { EventRepository } from './store/event-repository.js';
 import { TombstoneRepository } from './store/tombstone-repository.js';
 import { EventBus } from './lifecycle/event-bus.js';
 import { openDatabase } from './store/database.js';
+import { TokenRepository } from './store/token-repository.js';
 
 /**
  * The OpenAPI document exactly as the server publishes it at /openapi.json. The service behind the app is never
@@ -28,10 +36,40 @@ export async function generateOpenApiDocument(): Promise<unknown> {
     bundles: new BundleInspector([]),
     logger: pino({ level: 'silent' }),
   });
-  const app = await buildApp({ containers });
+  const policy = new BundlePolicy();
+  const bundles = new BundleService({
+    repository: new BundleRepository(db),
+    containers,
+    runc,
+    policy,
+    bundleRoot: '/nonexistent',
+    importRoots: [],
+    maxRootfsBytes: DEFAULT_MAX_ROOTFS_BYTES,
+    initBinary: DEFAULT_INIT_BINARY,
+    logger: pino({ level: 'silent' }),
+  });
+  const conmon = new Conmon({
+    binary: 'conmon',
+    runtimeBinary: 'runc',
+    stateDir: '/nonexistent',
+    runc,
+    runner,
+  });
+  const app = await buildApp({
+    containers,
+    bundles,
+    resources: new ContainerResourceService(containers, bundles, runc, conmon),
+    security: {
+      listener: 'unix',
+      requireToken: false,
+      authenticator: new TokenAuthenticator(new TokenRepository(db)),
+      rateLimiter: new RateLimiter(0, 0),
+    },
+  });
   await app.ready();
   const document = app.swagger();
   await app.close();
+  db.close();
   return document;
 }
 

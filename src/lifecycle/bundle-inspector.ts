@@ -1,25 +1,42 @@
 import { createHash } from 'node:crypto';
-import { lstat, readFile, realpath, stat } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { lstat, open, realpath, stat } from 'node:fs/promises';
 import { isAbsolute, join, resolve, sep } from 'node:path';
 import { InvalidInputError } from '../errors.js';
-import type { OciSpec } from '../runtime/oci.js';
+import { clampRlimits, hostRlimits } from '../runtime/host-limits.js';
+import type { OciProcess, OciSpec } from '../runtime/oci.js';
+import { BundlePolicy } from './bundle-policy.js';
+import { findMisspelledFields } from './oci-field-spelling.js';
 
 export interface InspectedBundle {
   path: string;
   rootfs: string;
+  /** The config runc will run: the caller's, checked by the policy and completed by it. */
   spec: OciSpec;
+  /** `spec` serialized: the exact bytes handed to runc. */
+  runtimeConfig: string;
   configDigest: string;
 }
 
 /**
  * Checks a caller-supplied bundle before anything is spawned: it must lie inside a configured bundle root
- * (after resolving symlinks, and not reached through one), hold a readable config.json and a rootfs, and not ask
- * for what runcd cannot provide. Errors name the bundle and the problem.
+ * (after resolving symlinks, and not reached through one), hold a readable config.json and a rootfs, not ask
+ * for what runcd cannot provide, and pass the bundle policy. Errors name the bundle and the problem.
  */
 export class BundleInspector {
   private resolvedRoots: string[] | undefined;
 
-  constructor(private readonly bundleRoots: readonly string[]) {}
+  constructor(
+    private readonly bundleRoots: readonly string[],
+    readonly policy: BundlePolicy = new BundlePolicy(),
+    /** For a private bundle runcd made: the other bundle's rootfs its root.path may name (none otherwise). */
+    private readonly sharedRootfsOf: (bundleDir: string) => string | undefined = () => undefined,
+  ) {}
+
+  /** The policy's rules for a process runcd builds for exec. */
+  checkExecProcess(process: OciProcess): void {
+    this.policy.checkExecProcess(process);
+  }
 
   async inspect(bundlePath: string): Promise<InspectedBundle> {
     if (!isAbsolute(bundlePath)) {
@@ -61,10 +78,16 @@ export class BundleInspector {
     if (!configInfo.isFile()) {
       throw invalid('bundle_invalid_config', `config.json in bundle "${bundlePath}" is not a regular file`);
     }
-    if (configInfo.size > 1024 * 1024) {
+    if (configInfo.size > MAX_CONFIG_BYTES) {
       throw invalid('bundle_invalid_config', `config.json in bundle "${bundlePath}" is larger than 1 MiB`);
     }
-    const bytes = await readFile(configPath);
+    const bytes = await readConfigBytes(configPath, MAX_CONFIG_BYTES);
+    if (bytes === undefined) {
+      throw invalid(
+        'bundle_invalid_config',
+        `config.json in bundle "${bundlePath}" changed while it was read (it must be a regular file of at most 1 MiB)`,
+      );
+    }
     let spec: OciSpec;
     try {
       spec = JSON.parse(bytes.toString('utf8')) as OciSpec;
@@ -76,6 +99,14 @@ export class BundleInspector {
     }
     if (typeof spec !== 'object' || spec === null || Array.isArray(spec)) {
       throw invalid('bundle_invalid_config', `config.json in bundle "${bundlePath}" is not a JSON object`);
+    }
+    const misspelled = findMisspelledFields(spec);
+    if (misspelled.length > 0) {
+      const fields = misspelled.map((field) => `${field.path} (runc reads it as "${field.canonical}")`);
+      throw invalid(
+        'bundle_invalid_config',
+        `config.json in bundle "${bundlePath}" spells fields differently from the OCI spec: ${fields.join(', ')}`,
+      );
     }
     const process = spec.process;
     if (!process || !Array.isArray(process.args) || process.args.length === 0) {
@@ -91,7 +122,14 @@ export class BundleInspector {
     if (typeof rootPath !== 'string' || rootPath === '') {
       throw invalid('bundle_invalid_config', `config.json in bundle "${bundlePath}" has no root.path`);
     }
-    const rootfs = resolve(real, rootPath);
+    const checked = await this.policy.apply(spec, real, bundlePath, {
+      sharedRootfs: this.sharedRootfsOf(real),
+    });
+    // More than the host's hard limit would fail the create with `error setting rlimit type 7`.
+    if (checked.spec.process?.rlimits) {
+      checked.spec.process.rlimits = clampRlimits(checked.spec.process.rlimits, hostRlimits());
+    }
+    const rootfs = checked.rootfs;
     const rootfsInfo = await stat(rootfs).catch(() => undefined);
     if (!rootfsInfo?.isDirectory()) {
       throw invalid(
@@ -102,7 +140,8 @@ export class BundleInspector {
     return {
       path: real,
       rootfs,
-      spec,
+      spec: checked.spec,
+      runtimeConfig: JSON.stringify(checked.spec, null, 2) + '\n',
       configDigest: 'sha256:' + createHash('sha256').update(bytes).digest('hex'),
     };
   }
@@ -114,6 +153,36 @@ export class BundleInspector {
       );
     }
     return this.resolvedRoots;
+  }
+}
+
+const MAX_CONFIG_BYTES = 1024 * 1024;
+
+/**
+ * Reads config.json without following a symlink and without reading more than `limit` bytes, so swapping the
+ * file for a symlink or a FIFO between the lstat above and this read gets nowhere.
+ */
+async function readConfigBytes(path: string, limit: number): Promise<Buffer | undefined> {
+  let handle;
+  try {
+    handle = await open(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+  } catch {
+    return undefined;
+  }
+  try {
+    const info = await handle.stat();
+    if (!info.isFile() || info.size > limit) return undefined;
+    const buffer = Buffer.alloc(limit + 1);
+    let length = 0;
+    for (;;) {
+      const { bytesRead } = await handle.read(buffer, length, buffer.length - length, null);
+      if (bytesRead === 0) break;
+      length += bytesRead;
+      if (length > limit) return undefined;
+    }
+    return buffer.subarray(0, length);
+  } finally {
+    await handle.close();
   }
 }
 

@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
-import { userInfo } from 'node:os';
 import { join } from 'node:path';
+import { userInfo } from 'node:os';
 import type { Logger } from 'pino';
 import {
   ConflictError,
@@ -53,6 +53,8 @@ export interface CreateContainerInput {
   restartPolicy?: RestartPolicy | undefined;
   stopSignal?: Signal | undefined;
   stopTimeout?: number | undefined;
+  /** For a bundle runcd wrote: the digest of the config.json it wrote; a config changed since is refused. */
+  expectedConfigDigest?: string | undefined;
 }
 
 export interface ContainerFilter {
@@ -166,6 +168,13 @@ export class ContainerService {
 
   async create(input: CreateContainerInput): Promise<Container> {
     const bundle = await this.deps.bundles.inspect(input.bundle);
+    if (input.expectedConfigDigest !== undefined && bundle.configDigest !== input.expectedConfigDigest) {
+      throw new ConflictError(
+        'bundle_config_modified',
+        `config.json of bundle "${input.bundle}" was changed after runcd wrote it (${input.expectedConfigDigest}, now ${bundle.configDigest}); recreate the bundle, or pass a bundle of your own by path`,
+        input.id,
+      );
+    }
     return this.locks.run(input.id, async () => {
       if (this.view.has(input.id)) {
         throw new ConflictError('container_exists', `container "${input.id}" already exists`, input.id);
@@ -194,7 +203,7 @@ export class ContainerService {
       this.deps.tombstones.remove(record.id);
       this.view.set(record.id, record);
       try {
-        await this.createInstance(record);
+        await this.createInstance(record, bundle.runtimeConfig);
         this.processTemplates.set(record.id, bundle.spec.process!);
       } catch (error) {
         await this.discardFailedCreate(record.id);
@@ -215,7 +224,12 @@ export class ContainerService {
     });
   }
 
-  async exec(id: string, request: ExecBody): Promise<ExecResult> {
+  /** With `onOutput`, output is streamed to the caller as it comes (and the result's stdout/stderr are empty). */
+  async exec(
+    id: string,
+    request: ExecBody,
+    onOutput?: (stream: 'stdout' | 'stderr', chunk: Buffer) => void,
+  ): Promise<ExecResult> {
     const record = this.require(id);
     if (record.status === 'stopped') {
       throw new ConflictError('container_stopped', 'cannot exec into a stopped container', id);
@@ -227,11 +241,13 @@ export class ContainerService {
       throw new ConflictError('container_not_running', `container "${id}" is still being created`, id);
     }
     const process = buildExecProcess(await this.processTemplate(record), request);
+    this.deps.bundles.checkExecProcess(process);
     let result: ExecResult;
     try {
       result = await this.deps.runc.exec(id, process, {
         timeoutMs: request.timeoutSeconds !== undefined ? request.timeoutSeconds * 1000 : undefined,
         outputLimitBytes: this.deps.execOutputLimitBytes ?? DEFAULT_EXEC_OUTPUT_LIMIT,
+        onOutput,
       });
     } catch (error) {
       throw this.translate(error, id, 'exec');
@@ -474,7 +490,7 @@ export class ContainerService {
     signal: AbortSignal,
   ): Promise<void> {
     this.requireLive(id);
-    const stream = this.deps.runc.streamStats(id, intervalSeconds, (stats) =>
+    const stream = await this.deps.runc.streamStats(id, intervalSeconds, (stats) =>
       onStats(toContainerStats(id, stats)),
     );
     const stopped = this.waitForCondition(id, 'stopped');
@@ -523,13 +539,14 @@ export class ContainerService {
   }
 
   /**
-   * conmon + `runc create` for the record's bundle. Everything `runc state` would add is known without asking it
-   * (a `runc state` here cost a whole runc process per create): conmon reports the init pid, runc's ociVersion is
-   * its spec version, `created` is when runc create ran, and the owner is runcd's user.
+   * conmon + `runc create` on runcd's checked copy of the record's config (written from `runtimeConfig` on the
+   * first create, reused on restarts). Everything `runc state` would add is known without asking it (a `runc
+   * state` here cost a whole runc process per create): conmon reports the init pid, runc's ociVersion is its spec
+   * version, `created` is when runc create ran, and the owner is runcd's user.
    */
-  private async createInstance(record: ContainerRecord): Promise<void> {
+  private async createInstance(record: ContainerRecord, runtimeConfig?: string): Promise<void> {
     const created = new Date().toISOString();
-    const { pid } = await this.deps.conmon.create(record.id, record.bundle);
+    const { pid } = await this.deps.conmon.create(record.id, runtimeConfig);
     Object.assign(record, {
       status: 'created',
       pid,
@@ -776,7 +793,10 @@ export class ContainerService {
   private async processTemplate(record: ContainerRecord): Promise<OciProcess> {
     const cached = this.processTemplates.get(record.id);
     if (cached) return cached;
-    const spec = JSON.parse(await readFile(join(record.bundle, 'config.json'), 'utf8')) as OciSpec;
+    // runcd's own copy, the one runc ran: the caller's config.json may have changed since it was checked.
+    // Without it (a container adopted from elsewhere) exec gets a bare process: no capabilities at all.
+    const text = await readFile(this.deps.conmon.filesFor(record.id).bundleConfig, 'utf8').catch(() => '{}');
+    const spec = JSON.parse(text) as OciSpec;
     const template = spec.process ?? { user: { uid: 0, gid: 0 }, args: ['sh'], cwd: '/' };
     this.processTemplates.set(record.id, template);
     return template;

@@ -1,8 +1,8 @@
-import { existsSync, mkdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
-import { ProcessRunner } from './process-runner.js';
+import { killProcessGroup, type ProcessRunner } from './process-runner.js';
 import { RuntimeError, classifyRuntimeMessage, extractRuntimeMessage, type Runc } from './runc.js';
 
 /**
@@ -19,6 +19,9 @@ import { RuntimeError, classifyRuntimeMessage, extractRuntimeMessage, type Runc 
 
 export interface ContainerFiles {
   dir: string;
+  /** runcd's own copy of the bundle: the validated config.json is what runc reads (rootfs stays the caller's). */
+  bundleDir: string;
+  bundleConfig: string;
   log: string;
   pidFile: string;
   conmonPidFile: string;
@@ -68,6 +71,8 @@ export class Conmon {
     const dir = join(this.containersDir, id);
     return {
       dir,
+      bundleDir: join(dir, 'bundle'),
+      bundleConfig: join(dir, 'bundle', 'config.json'),
       log: join(dir, 'ctr.log'),
       pidFile: join(dir, 'pidfile'),
       conmonPidFile: join(dir, 'conmon.pid'),
@@ -86,11 +91,27 @@ export class Conmon {
   /**
    * Spawns conmon, which runs `runc create`. Resolves with the container's init pid once conmon reports it on
    * the sync pipe (`{"data": PID}`); a negative value comes with runc's message and becomes a RuntimeError.
+   *
+   * `runtimeConfig` is the already-validated config.json. It is written into a bundle directory only root can
+   * write, and that directory is what runc gets, so what runc reads is byte for byte what was checked: a caller
+   * who rewrites their config.json after the check changes nothing. Without it (a restart), the copy written by
+   * the first create is used again.
    */
-  async create(id: string, bundle: string): Promise<{ pid: number; conmonPid: number }> {
+  async create(id: string, runtimeConfig?: string): Promise<{ pid: number; conmonPid: number }> {
     const files = this.filesFor(id);
     await this.clearExit(id);
-    mkdirSync(files.dir, { recursive: true, mode: 0o700 });
+    mkdirSync(files.bundleDir, { recursive: true, mode: 0o700 });
+    if (runtimeConfig !== undefined) {
+      writeFileSync(files.bundleConfig, runtimeConfig, { mode: 0o600 });
+    } else if (!existsSync(files.bundleConfig)) {
+      throw new RuntimeError(
+        'failed',
+        `runcd's checked copy of config.json for "${id}" is missing`,
+        'create',
+        -1,
+      );
+    }
+    const bundle = files.bundleDir;
     const argv = [
       '--api-version',
       '1',
@@ -123,9 +144,12 @@ export class Conmon {
       `--log=${files.runtimeLog}`,
     ];
     const started = performance.now();
-    const { child } = this.options.runner.spawn(this.binary, argv, {
+    // Only fd 3 (the sync pipe) is passed beyond stdio; conmon hands runc nothing else.
+    const { child, release } = await this.options.runner.spawn(this.binary, argv, {
       env: { _OCI_SYNCPIPE: '3' },
       stdio: ['ignore', 'ignore', 'pipe', 'pipe'],
+      // conmon drops files (an `oom` marker among them) into its working directory: keep them with the container.
+      cwd: files.dir,
     });
     const stderrChunks: Buffer[] = [];
     child.stderr?.on('data', (chunk: Buffer) => stderrChunks.push(chunk));
@@ -136,7 +160,11 @@ export class Conmon {
     } finally {
       syncPipe.destroy();
       child.stderr?.destroy();
+      // The create is over either way: the monitor lives on by design, so it no longer counts as a runtime call.
+      release();
     }
+    // No answer in time: kill conmon's process group (conmon and a runc create it started before daemonizing).
+    if (message === undefined) killProcessGroup(child.pid);
     const conmonPid = Number(readSmallFile(files.conmonPidFile).trim()) || 0;
     const exitCode = message && message.data > 0 ? 0 : 1;
     this.options.runner.recordInvocation({

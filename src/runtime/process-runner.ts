@@ -1,11 +1,16 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { closeSync, readdirSync, readFileSync } from 'node:fs';
+import { execa, type ResultPromise } from 'execa';
+import { RuntimeBusyError } from '../errors.js';
+import { ConcurrencyLimiter } from './concurrency-limiter.js';
+import { currentOperation } from './operation-context.js';
 
 /**
- * The one place runcd spawns processes. Every child gets a clean environment (only PATH), stdin closed, and a
- * timeout after which it is SIGKILLed, so a wedged runtime can never hang a request forever.
- *
- * Built on node:child_process directly: execa cost about 5 ms of main-thread time per spawn here (it registers
- * signal-exit handlers per child and wraps every stream), on a path that spawns runc five times per lifecycle.
+ * The one place runcd spawns processes. Every child gets a clean environment (only PATH and what the caller
+ * names), stdin closed, only the stdio descriptors it asks for (Node opens everything else close-on-exec), its own
+ * process group, and a deadline after which the whole group is SIGKILLed, so a wedged runtime (or anything it
+ * forked) can never hang a request or linger. The number of runtime processes at once is capped, with a bounded
+ * queue behind the cap: when that is full too the caller gets a RuntimeBusyError (503) instead of an
+ * ever-growing backlog.
  */
 
 export const CLEAN_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
@@ -33,92 +38,212 @@ export interface Invocation {
 
 export type InvocationListener = (invocation: Invocation) => void;
 
-/** How a spawned process ended: its exit code, or the signal that killed it. */
-export interface ProcessExit {
-  exitCode: number | null;
-  signal: NodeJS.Signals | null;
+export interface ProcessLimits {
+  /** Short runtime commands (state, start, kill, delete, conmon's create) running at once. */
+  maxConcurrent: number;
+  /** Commands allowed to wait for a slot before new requests are refused with 503. */
+  maxQueued: number;
+  /** Long-lived processes (`runc exec` sessions) running at once; they have their own pool so they can never
+   * starve the commands that would stop them. */
+  maxSessions: number;
+  maxSessionsQueued: number;
+}
+
+export const DEFAULT_PROCESS_LIMITS: ProcessLimits = {
+  maxConcurrent: 8,
+  maxQueued: 64,
+  maxSessions: 32,
+  maxSessionsQueued: 32,
+};
+
+const RETRY_AFTER_SECONDS = 1;
+
+type Stdio = 'ignore' | 'pipe';
+
+export interface SpawnOptions {
+  env?: Record<string, string>;
+  stdio: readonly [Stdio, Stdio, Stdio, ...Stdio[]];
+  /** Counted in the session pool instead of the command pool. */
+  longLived?: boolean;
+  cwd?: string;
 }
 
 export interface SpawnedProcess {
-  readonly child: ChildProcess;
-  /** Settles once the process has exited and its stdio is closed; rejects only when it could not be spawned. */
-  readonly exit: Promise<ProcessExit>;
+  child: ResultPromise<{ reject: false; buffer: false }>;
+  /** Frees the process's slot early (e.g. once conmon has daemonized); called anyway when the child exits. */
+  release: () => void;
 }
-
-type StdioChoice = 'ignore' | 'pipe';
 
 export class ProcessRunner {
   private readonly listeners: InvocationListener[] = [];
+  private readonly commands: ConcurrencyLimiter;
+  private readonly sessions: ConcurrencyLimiter;
   /** Number of processes spawned since start; the security tests assert rejected requests leave it unchanged. */
   spawnCount = 0;
+
+  constructor(limits: Partial<ProcessLimits> = {}) {
+    const effective = { ...DEFAULT_PROCESS_LIMITS, ...limits };
+    this.commands = new ConcurrencyLimiter(effective.maxConcurrent, effective.maxQueued);
+    this.sessions = new ConcurrencyLimiter(effective.maxSessions, effective.maxSessionsQueued);
+  }
+
+  /** Processes running now, per pool (for tests and diagnostics). */
+  get load(): { commands: number; commandsQueued: number; sessions: number; sessionsQueued: number } {
+    return {
+      commands: this.commands.running,
+      commandsQueued: this.commands.queued,
+      sessions: this.sessions.running,
+      sessionsQueued: this.sessions.queued,
+    };
+  }
 
   onInvocation(listener: InvocationListener): void {
     this.listeners.push(listener);
   }
 
   async run(binary: string, argv: readonly string[], options: RunOptions): Promise<RunResult> {
+    const release = await this.acquire(this.commands, 'runtime commands');
     const started = performance.now();
-    const { child, exit } = this.spawn(binary, argv, { env: options.env, stdio: ['ignore', 'pipe', 'pipe'] });
-    const stdout: Buffer[] = [];
-    const stderr: Buffer[] = [];
-    child.stdout?.on('data', (chunk: Buffer) => stdout.push(chunk));
-    child.stderr?.on('data', (chunk: Buffer) => stderr.push(chunk));
     let timedOut = false;
-    const timer = setTimeout(() => {
-      timedOut = true;
-      child.kill('SIGKILL');
-    }, options.timeoutMs);
-    let ended: ProcessExit;
+    let timer: NodeJS.Timeout | undefined;
     try {
-      ended = await exit;
-    } catch (error) {
-      // The binary could not be spawned at all (ENOENT, EACCES): there is no exit code to report.
-      throw new Error(`cannot run ${binary}: ${(error as Error).message}`);
+      this.spawnCount++;
+      const child = execa(binary, argv, {
+        reject: false,
+        stdin: 'ignore',
+        env: { PATH: CLEAN_PATH, ...options.env },
+        extendEnv: false,
+        // A process group of its own, so the deadline can kill whatever the runtime forked, too.
+        detached: true,
+        stripFinalNewline: false,
+        encoding: 'utf8',
+      });
+      timer = setTimeout(() => {
+        timedOut = true;
+        killProcessGroup(child.pid);
+      }, options.timeoutMs);
+      const result = await child;
+      const durationMs = performance.now() - started;
+      const exitCode = typeof result.exitCode === 'number' ? result.exitCode : -1;
+      this.emit({ binary, argv, exitCode, durationMs, timedOut });
+      if (result.failed && result.exitCode === undefined && !timedOut && !result.isTerminated) {
+        // The binary could not be spawned at all (ENOENT, EACCES): there is no exit code to report.
+        throw new Error(`cannot run ${binary}: ${result.originalMessage ?? result.shortMessage}`);
+      }
+      return {
+        exitCode,
+        stdout: String(result.stdout ?? ''),
+        stderr: String(result.stderr ?? ''),
+        timedOut,
+        durationMs,
+      };
     } finally {
-      clearTimeout(timer);
+      if (timer) clearTimeout(timer);
+      release();
     }
-    const durationMs = performance.now() - started;
-    const exitCode = ended.exitCode ?? -1;
-    this.emit({ binary, argv, exitCode, durationMs, timedOut });
-    return {
-      exitCode,
-      stdout: Buffer.concat(stdout).toString('utf8'),
-      stderr: Buffer.concat(stderr).toString('utf8'),
-      timedOut,
-      durationMs,
-    };
   }
 
-  /** Spawns without buffering; the caller consumes the streams it asked for. */
-  spawn(
-    binary: string,
-    argv: readonly string[],
-    options: {
-      env?: Record<string, string> | undefined;
-      stdio: readonly [StdioChoice, StdioChoice, StdioChoice, ...StdioChoice[]];
-      detached?: boolean;
-    },
-  ): SpawnedProcess {
+  /**
+   * Spawns without buffering; the caller consumes the streams it asked for. The child leads its own process
+   * group (see killProcessGroup) and holds a slot until it exits or the caller releases it.
+   */
+  async spawn(binary: string, argv: readonly string[], options: SpawnOptions): Promise<SpawnedProcess> {
+    const pool = options.longLived ? this.sessions : this.commands;
+    const release = await this.acquire(pool, options.longLived ? 'exec sessions' : 'runtime commands');
     this.spawnCount++;
-    const child = spawn(binary, argv, {
-      stdio: [...options.stdio],
-      env: { PATH: CLEAN_PATH, ...options.env },
-      detached: options.detached ?? false,
-    });
-    const exit = new Promise<ProcessExit>((resolve, reject) => {
-      child.once('error', reject);
-      child.once('close', (exitCode, signal) => resolve({ exitCode, signal }));
-    });
-    // A caller that never awaits `exit` must not see an unhandled rejection for a failed spawn.
-    exit.catch(() => undefined);
-    return { child, exit };
+    let child;
+    try {
+      child = execa(binary, argv, {
+        reject: false,
+        buffer: false,
+        stdio: options.stdio,
+        env: { PATH: CLEAN_PATH, ...options.env },
+        extendEnv: false,
+        ...(options.cwd ? { cwd: options.cwd } : {}),
+        detached: true,
+        cleanup: false,
+      }) as unknown as ResultPromise<{ reject: false; buffer: false }>;
+    } catch (error) {
+      release();
+      throw error;
+    }
+    void child.finally(release);
+    return { child, release };
   }
 
   recordInvocation(invocation: Invocation): void {
     this.emit(invocation);
   }
 
+  /**
+   * Only callers (operations) are refused when the queue is full, and only before their first slot. runcd's own
+   * work outside any request (reconciling at startup, restarts by policy) is bounded by the number of
+   * containers and must finish, so it always queues.
+   */
+  private async acquire(pool: ConcurrencyLimiter, what: string): Promise<() => void> {
+    const operation = currentOperation();
+    const pending = pool.tryAcquire({ force: operation === undefined || operation.admitted });
+    if (!pending) {
+      throw new RuntimeBusyError(
+        `too many ${what} at once (${pool.limit} running, ${pool.queueLimit} waiting); retry shortly`,
+        RETRY_AFTER_SECONDS,
+      );
+    }
+    if (operation) operation.admitted = true;
+    return pending;
+  }
+
   private emit(invocation: Invocation): void {
+    currentOperation()?.invocations.push(invocation);
     for (const listener of this.listeners) listener(invocation);
   }
+}
+
+/** SIGKILLs a process group led by `pid` (every child spawned here leads one). */
+export function killProcessGroup(pid: number | undefined): void {
+  if (!pid) return;
+  try {
+    process.kill(-pid, 'SIGKILL');
+  } catch {
+    // the group is already gone
+  }
+}
+
+const O_CLOEXEC = 0o2000000;
+
+/**
+ * Closes every descriptor above stdio that this process inherited without close-on-exec. Node opens its own
+ * descriptors close-on-exec, but libuv does not close the others when it spawns, so anything a parent left open
+ * (a pipe, a socket, a file) would be handed to runc and, through it, come near a container. Called once, at
+ * daemon startup, before anything is spawned. Returns the descriptors it closed.
+ */
+export function closeInheritedDescriptors(): number[] {
+  const closed: number[] = [];
+  let entries: string[];
+  try {
+    entries = readdirSync('/proc/self/fd');
+  } catch {
+    return closed;
+  }
+  for (const entry of entries) {
+    const fd = Number(entry);
+    if (!(fd > 2)) continue;
+    let flags: number;
+    try {
+      flags = parseInt(
+        /^flags:\s+([0-7]+)/m.exec(readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8'))?.[1] ?? '',
+        8,
+      );
+    } catch {
+      continue; // the descriptor that listed the directory, already closed
+    }
+    if (Number.isNaN(flags) || (flags & O_CLOEXEC) !== 0) continue;
+    try {
+      closeSync(fd);
+      closed.push(fd);
+    } catch {
+      // already closed
+    }
+  }
+  return closed;
 }

@@ -1,9 +1,9 @@
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { constants as osConstants } from 'node:os';
 import { join } from 'node:path';
-import { ProcessRunner } from './process-runner.js';
-import type { OciProcess } from './oci.js';
+import { killProcessGroup, type ProcessRunner } from './process-runner.js';
+import type { OciProcess, OciSpec } from './oci.js';
 
 /**
  * One method per runtime command, each: build argv, run, decode, return a typed value or throw a RuntimeError
@@ -121,6 +121,23 @@ export function parseStatsEvent(line: string): RuntimeStats {
   };
 }
 
+/** What `runc update` may change; each field present becomes one flag (runc and crun share these flags). */
+export interface ResourceUpdate {
+  memoryBytes?: number | undefined;
+  cpuQuotaMicros?: number | undefined;
+  cpuPeriodMicros?: number | undefined;
+  pidsLimit?: number | undefined;
+}
+
+export function resourceUpdateArgs(resources: ResourceUpdate): string[] {
+  const args: string[] = [];
+  if (resources.memoryBytes !== undefined) args.push('--memory', String(resources.memoryBytes));
+  if (resources.cpuPeriodMicros !== undefined) args.push('--cpu-period', String(resources.cpuPeriodMicros));
+  if (resources.cpuQuotaMicros !== undefined) args.push('--cpu-quota', String(resources.cpuQuotaMicros));
+  if (resources.pidsLimit !== undefined) args.push('--pids-limit', String(resources.pidsLimit));
+  return args;
+}
+
 export interface ExecOutcome {
   exitCode: number;
   stdout: string;
@@ -135,9 +152,12 @@ export interface RuncOptions {
   scratchDir: string;
   runner: ProcessRunner;
   commandTimeoutMs?: number;
+  /** Deadline of an exec whose caller gave no timeoutSeconds, so that no runtime call is unbounded. */
+  execTimeoutMs?: number;
 }
 
 const DEFAULT_TIMEOUT_MS = 60_000;
+const DEFAULT_EXEC_TIMEOUT_MS = 24 * 60 * 60 * 1000;
 const EXEC_KILL_GRACE_MS = 2_000;
 
 export class Runc {
@@ -146,6 +166,7 @@ export class Runc {
   private readonly scratchDir: string;
   private readonly runner: ProcessRunner;
   private readonly timeoutMs: number;
+  private readonly execTimeoutMs: number;
 
   constructor(options: RuncOptions) {
     this.binary = options.binary;
@@ -153,11 +174,31 @@ export class Runc {
     this.scratchDir = options.scratchDir;
     this.runner = options.runner;
     this.timeoutMs = options.commandTimeoutMs ?? DEFAULT_TIMEOUT_MS;
+    this.execTimeoutMs = options.execTimeoutMs ?? DEFAULT_EXEC_TIMEOUT_MS;
   }
 
   /** Global flags, also handed to conmon as `--runtime-arg`s so its `runc create` sees the same root. */
   globalArgs(): string[] {
     return [`--root=${this.root}`, '--log-format=json'];
+  }
+
+  /**
+   * The runtime's own default config.json (`runc spec`), the starting point of every config runcd generates.
+   * runc writes it into a directory (and refuses one that already has a config.json), so a fresh one is used.
+   */
+  async spec(): Promise<OciSpec> {
+    const dir = await mkdtemp(join(this.scratchDir, 'spec-'));
+    try {
+      await this.invoke('spec', ['--bundle', dir]);
+      return JSON.parse(await readFile(join(dir, 'config.json'), 'utf8')) as OciSpec;
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  }
+
+  /** Changes a live container's cgroup limits (`runc update`); only the limits given are touched. */
+  async update(id: string, resources: ResourceUpdate): Promise<void> {
+    await this.invoke('update', [...resourceUpdateArgs(resources), id]);
   }
 
   async version(): Promise<string> {
@@ -222,13 +263,17 @@ export class Runc {
    * Streams a snapshot every `intervalSeconds` (`runc events --interval`) until the container stops or `stop()` is
    * called. runc ends the stream itself when the container goes away.
    */
-  streamStats(
+  async streamStats(
     id: string,
     intervalSeconds: number,
     onStats: (stats: RuntimeStats) => void,
-  ): { done: Promise<void>; stop: () => void } {
+  ): Promise<{ done: Promise<void>; stop: () => void }> {
     const argv = [...this.globalArgs(), 'events', '--interval', `${intervalSeconds}s`, id];
-    const { child, exit } = this.runner.spawn(this.binary, argv, { stdio: ['ignore', 'pipe', 'ignore'] });
+    // A stream lives as long as its reader: it counts with the exec sessions, not the short commands.
+    const { child } = await this.runner.spawn(this.binary, argv, {
+      stdio: ['ignore', 'pipe', 'ignore'],
+      longLived: true,
+    });
     let buffer = '';
     child.stdout?.setEncoding('utf8');
     child.stdout?.on('data', (chunk: string) => {
@@ -245,13 +290,8 @@ export class Runc {
       }
     });
     return {
-      done: exit.then(
-        () => undefined,
-        () => undefined,
-      ),
-      stop: () => {
-        child.kill('SIGKILL');
-      },
+      done: child.then(() => undefined),
+      stop: () => killProcessGroup(child.pid),
     };
   }
 
@@ -263,7 +303,12 @@ export class Runc {
   async exec(
     id: string,
     process: OciProcess,
-    options: { timeoutMs?: number; outputLimitBytes: number },
+    options: {
+      timeoutMs?: number | undefined;
+      outputLimitBytes: number;
+      /** Streaming callers (the Docker API's exec) get each chunk as the process writes it, uncapped. */
+      onOutput?: ((stream: 'stdout' | 'stderr', chunk: Buffer) => void) | undefined;
+    },
   ): Promise<ExecOutcome> {
     // Small scratch files in runcd's own state dir: synchronous, like conmon.ts's (see there for why).
     const dir = mkdtempSync(join(this.scratchDir, 'exec-'));
@@ -283,27 +328,43 @@ export class Runc {
       id,
     ];
     const started = performance.now();
-    const { child, exit } = this.runner.spawn(this.binary, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
+    let child;
+    try {
+      ({ child } = await this.runner.spawn(this.binary, argv, {
+        stdio: ['ignore', 'pipe', 'pipe'],
+        longLived: true,
+      }));
+    } catch (error) {
+      rmSync(dir, { recursive: true, force: true });
+      throw error;
+    }
     const stdout = new CappedBuffer(options.outputLimitBytes);
     const stderr = new CappedBuffer(options.outputLimitBytes);
-    child.stdout?.on('data', (chunk: Buffer) => stdout.push(chunk));
-    child.stderr?.on('data', (chunk: Buffer) => stderr.push(chunk));
+    const onOutput = options.onOutput;
+    if (onOutput) {
+      child.stdout?.on('data', (chunk: Buffer) => onOutput('stdout', chunk));
+      child.stderr?.on('data', (chunk: Buffer) => onOutput('stderr', chunk));
+    } else {
+      child.stdout?.on('data', (chunk: Buffer) => stdout.push(chunk));
+      child.stderr?.on('data', (chunk: Buffer) => stderr.push(chunk));
+    }
 
     let timedOut = false;
-    let timer: NodeJS.Timeout | undefined;
-    if (options.timeoutMs !== undefined) {
-      timer = setTimeout(() => {
-        timedOut = true;
-        // runc exec forwards catchable signals to the process, but SIGKILL cannot be forwarded: kill the
-        // process itself by the pid runc wrote, then runc exec exits with its status.
-        void killExecProcess(pidFile, child.pid);
-      }, options.timeoutMs);
-    }
+    const timer = setTimeout(() => {
+      timedOut = true;
+      // runc exec forwards catchable signals to the process, but SIGKILL cannot be forwarded: kill the
+      // process itself by the pid runc wrote, then runc exec exits with its status.
+      void killExecProcess(pidFile, child.pid);
+    }, options.timeoutMs ?? this.execTimeoutMs);
     try {
-      const result = await exit;
+      const result = await child;
       const durationMs = performance.now() - started;
       const exitCode =
-        result.exitCode !== null ? result.exitCode : result.signal ? 128 + signalNumber(result.signal) : -1;
+        typeof result.exitCode === 'number'
+          ? result.exitCode
+          : result.signal
+            ? 128 + signalNumber(result.signal)
+            : -1;
       this.runner.recordInvocation({ binary: this.binary, argv, exitCode, durationMs, timedOut });
       const runcLog = readLog(logFile);
       const runcMessage = extractRuntimeMessage(runcLog);
@@ -318,7 +379,7 @@ export class Runc {
         timedOut,
       };
     } finally {
-      if (timer) clearTimeout(timer);
+      clearTimeout(timer);
       rmSync(dir, { recursive: true, force: true });
     }
   }
@@ -363,13 +424,9 @@ async function killExecProcess(pidFile: string, runcPid: number | undefined): Pr
   } catch {
     // already gone
   }
-  setTimeout(() => {
-    try {
-      if (runcPid) process.kill(runcPid, 'SIGKILL');
-    } catch {
-      // runc exec already exited
-    }
-  }, EXEC_KILL_GRACE_MS).unref();
+  // The exec'd process runs in a session of its own (runc init calls setsid), so the group kill below reaches
+  // only runc exec and whatever it forked, in case runc itself is what hangs.
+  setTimeout(() => killProcessGroup(runcPid), EXEC_KILL_GRACE_MS).unref();
 }
 
 class CappedBuffer {

@@ -134,7 +134,7 @@ export const KillContainerQuery = z.object({
   signal: SignalParam.prefault('SIGTERM'),
 });
 
-const EnvEntry = z.string().regex(/^[^=\0]+=[^\0]*$/, 'env entries must be KEY=value');
+export const EnvEntry = z.string().regex(/^[^=\0]+=[^\0]*$/, 'env entries must be KEY=value');
 
 export const ExecBody = z
   .object({

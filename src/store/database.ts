@@ -39,6 +39,35 @@ const MIGRATIONS: readonly string[] = [
      finished_at TEXT,
      removed_at  TEXT NOT NULL
    ) STRICT`,
+  // API tokens: only the SHA-256 of each secret is stored, never the secret itself.
+  `CREATE TABLE tokens (
+     name       TEXT PRIMARY KEY,
+     scope      TEXT NOT NULL CHECK (scope IN ('read', 'operate', 'admin')),
+     hash       BLOB NOT NULL UNIQUE,
+     created_at TEXT NOT NULL
+   ) STRICT`,
+  // Managed bundles (issue 5): runcd wrote their config.json (config_digest is of those bytes) and rootfs.
+  // bundle_containers says which containers use which bundle, so a bundle in use cannot be deleted.
+  `CREATE TABLE bundles (
+     id            TEXT PRIMARY KEY,
+     path          TEXT NOT NULL UNIQUE,
+     created       TEXT NOT NULL,
+     labels        TEXT NOT NULL DEFAULT '{}',
+     spec          TEXT NOT NULL,
+     config_digest TEXT NOT NULL,
+     rootfs_source TEXT NOT NULL CHECK (rootfs_source IN ('import', 'upload', 'shared')),
+     rootfs_origin TEXT,
+     rootfs_ready  INTEGER NOT NULL DEFAULT 0,
+     size_bytes    INTEGER NOT NULL DEFAULT 0,
+     file_count    INTEGER NOT NULL DEFAULT 0,
+     private_to    TEXT
+   ) STRICT;
+   CREATE TABLE bundle_containers (
+     container_id TEXT NOT NULL,
+     bundle_id    TEXT NOT NULL REFERENCES bundles (id) ON DELETE CASCADE,
+     PRIMARY KEY (container_id, bundle_id)
+   ) STRICT;
+   CREATE INDEX bundle_containers_bundle ON bundle_containers (bundle_id)`,
 ];
 
 /**

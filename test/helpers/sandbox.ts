@@ -121,8 +121,12 @@ function killMonitors(sandboxDir: string): void {
 const silentLogger = pino({ level: process.env.RUNCD_TEST_LOG ?? 'silent' });
 
 /** The daemon in-process, driven with app.inject(); closed at teardown (containers are left to the sandbox). */
-export async function startInProcess(t: Test, sandbox: Sandbox): Promise<Daemon> {
-  const daemon = await openDaemon(sandbox.config, silentLogger);
+export async function startInProcess(
+  t: Test,
+  sandbox: Sandbox,
+  overrides: Partial<DaemonConfig> = {},
+): Promise<Daemon> {
+  const daemon = await openDaemon({ ...sandbox.config, ...overrides }, silentLogger);
   t.teardown(() => daemon.close());
   return daemon;
 }
@@ -161,7 +165,12 @@ export class DaemonProcess {
   private readonly agent: Agent;
   output = '';
 
-  constructor(private readonly sandbox: Sandbox) {
+  constructor(
+    private readonly sandbox: Sandbox,
+    private readonly extraArgs: string[] = [],
+    /** Hands the daemon an extra pipe as fd 3, as a careless parent would (to test that runc never gets it). */
+    private readonly leakDescriptor = false,
+  ) {
     this.agent = new Agent({ connect: { socketPath: sandbox.socket } });
   }
 
@@ -182,11 +191,14 @@ export class DaemonProcess {
       CONMON_BINARY,
       '--log-level',
       'warn',
+      ...this.extraArgs,
     ];
   }
 
   async start(): Promise<void> {
-    this.child = spawn(process.execPath, this.argv(), { stdio: ['ignore', 'pipe', 'pipe'] });
+    this.child = spawn(process.execPath, this.argv(), {
+      stdio: this.leakDescriptor ? ['ignore', 'pipe', 'pipe', 'pipe'] : ['ignore', 'pipe', 'pipe'],
+    });
     this.child.stdout?.on('data', (chunk: Buffer) => (this.output += chunk.toString()));
     this.child.stderr?.on('data', (chunk: Buffer) => (this.output += chunk.toString()));
     const deadline = Date.now() + 15_000;
@@ -217,11 +229,12 @@ export class DaemonProcess {
     method: string,
     path: string,
     body?: unknown,
+    headers: Record<string, string> = {},
   ): Promise<JsonResponse<T>> {
     const response = await request(`http://localhost${path}`, {
       method: method as 'GET',
       dispatcher: this.agent,
-      headers: body === undefined ? {} : { 'content-type': 'application/json' },
+      headers: { ...headers, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
       body: body === undefined ? undefined : JSON.stringify(body),
     });
     const text = await response.body.text();

@@ -29,7 +29,12 @@ t.test("the README's curl examples work as written", async (t) => {
       block
         .replace(/^alias rcd=.*$/m, '')
         .replaceAll('/run/runcd/runcd.sock', sandbox.socket)
-        .replaceAll('/var/lib/runcd/bundles', sandbox.bundleRoot),
+        .replaceAll('/var/lib/runcd/bundles', sandbox.bundleRoot)
+        // `runcd token ...` is this checkout's CLI, on the sandbox daemon's state dir.
+        .replace(
+          /\bruncd token /g,
+          `${process.execPath} ${join(REPO_ROOT, 'bin', 'runcd.js')} token --state-dir ${sandbox.stateDir} `,
+        ),
     ].join('\n');
     const run = spawnSync('bash', ['-c', script], { encoding: 'utf8', timeout: 120_000 });
     const output = run.stdout + run.stderr;

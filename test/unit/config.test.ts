@@ -34,7 +34,19 @@ t.test('flags win over RUNCD_ environment variables', async (t) => {
 });
 
 t.test('bad configuration fails with a message that names the flag', async (t) => {
-  t.throws(() => run(['--tcp', '0.0.0.0:7070']), /only loopback addresses/);
+  t.throws(
+    () => run(['--tcp', '0.0.0.0:7070']),
+    /refusing --tcp 0.0.0.0:7070 without TLS: anyone who can reach/,
+  );
+  t.throws(() => run(['--tcp', '[2001:db8::1]:7070']), /without TLS/);
+  t.throws(() => run(['--tls-cert', '/c.pem', '--tls-key', '/k.pem']), /only apply to --tcp/);
+  t.throws(
+    () => run(['--tcp', '0.0.0.0:7070', '--tls-cert', '/c.pem']),
+    /--tls-cert and --tls-key go together/,
+  );
+  t.throws(() => run(['--rate-limit=-1']), /--rate-limit must be a whole number/);
+  t.throws(() => run(['--max-runtime-processes', '0']), /--max-runtime-processes/);
+  t.throws(() => run([], { RUNCD_REQUIRE_TOKEN: 'yes' }), /--require-token/);
   t.throws(() => run(['--tcp', 'nonsense']), /HOST:PORT/);
   t.throws(() => run(['--state-dir', 'relative']), /--state-dir must be an absolute path/);
   t.throws(() => run(['--log-level', 'loud']), /--log-level must be one of/);
@@ -42,8 +54,83 @@ t.test('bad configuration fails with a message that names the flag', async (t) =
   t.throws(() => run(['--socket', '']), /nothing to listen on/);
 });
 
+t.test('TCP: plain on loopback, TLS (optionally mutual) anywhere', async (t) => {
+  t.same(run(['--tcp', '127.0.0.1:7070']).tcp, { host: '127.0.0.1', port: 7070 });
+  t.same(run(['--tcp', '[::1]:7070']).tcp, { host: '::1', port: 7070 });
+  const tls = run([
+    '--tcp',
+    '0.0.0.0:7443',
+    '--tls-cert',
+    '/etc/runcd/c.pem',
+    '--tls-key',
+    '/etc/runcd/k.pem',
+  ]);
+  t.same(tls.tcp, { host: '0.0.0.0', port: 7443 });
+  t.same(tls.tls, { cert: '/etc/runcd/c.pem', key: '/etc/runcd/k.pem', clientCa: undefined });
+  const mutual = run([], {
+    RUNCD_TCP: '192.0.2.1:7443',
+    RUNCD_TLS_CERT: '/c.pem',
+    RUNCD_TLS_KEY: '/k.pem',
+    RUNCD_TLS_CLIENT_CA: '/ca.pem',
+  });
+  t.equal(mutual.tls?.clientCa, '/ca.pem');
+});
+
+t.test('security flags and their defaults', async (t) => {
+  t.match(run([]), {
+    requireToken: false,
+    socketGroup: undefined,
+    tls: undefined,
+    policyFile: undefined,
+    allowMountSources: [],
+    rateLimit: 20,
+    maxRuntimeProcesses: 8,
+    runtimeTimeoutSeconds: 60,
+  });
+  t.match(
+    run([
+      '--require-token',
+      '--socket-group',
+      'runcd',
+      '--policy',
+      '/etc/runcd/policy.json',
+      '--allow-mount-source',
+      '/srv/a',
+      '--allow-mount-source',
+      '/srv/b',
+      '--rate-limit',
+      '0',
+    ]),
+    {
+      requireToken: true,
+      socketGroup: 'runcd',
+      policyFile: '/etc/runcd/policy.json',
+      allowMountSources: ['/srv/a', '/srv/b'],
+      rateLimit: 0,
+    },
+  );
+  t.same(run([], { RUNCD_ALLOW_MOUNT_SOURCE: '/x:/y' }).allowMountSources, ['/x', '/y']);
+  t.equal(run([], { RUNCD_REQUIRE_TOKEN: '1' }).requireToken, true);
+});
+
 t.test('a missing runtime names the apt package to install', async (t) => {
   t.throws(() => resolveBinary('definitely-not-runc', 'runtime'), /not found in PATH/);
   t.throws(() => resolveBinary('/nonexistent/runc', 'runtime'), /apt-get install -y runc/);
   t.throws(() => resolveBinary('/nonexistent/conmon', 'conmon'), /apt-get install -y conmon/);
+});
+
+t.test('--import-root and --max-rootfs-bytes', async (t) => {
+  t.same(run([]).importRoots, [], 'no import root unless given');
+  t.equal(run([]).maxRootfsBytes, 1024 ** 3, '1 GiB by default');
+  t.same(run(['--import-root', '/srv/images', '--import-root', '/srv/more']).importRoots, [
+    '/srv/images',
+    '/srv/more',
+  ]);
+  t.same(run([], { RUNCD_IMPORT_ROOT: '/a:/b' }).importRoots, ['/a', '/b']);
+  t.equal(run(['--max-rootfs-bytes', '512M']).maxRootfsBytes, 512 * 1024 ** 2);
+  t.equal(run(['--max-rootfs-bytes', '2GiB']).maxRootfsBytes, 2 * 1024 ** 3);
+  t.equal(run([], { RUNCD_MAX_ROOTFS_BYTES: '10485760' }).maxRootfsBytes, 10485760);
+  t.throws(() => run(['--import-root', 'relative']), /--import-root must be an absolute path/);
+  t.throws(() => run(['--max-rootfs-bytes', 'lots']), /--max-rootfs-bytes must be a size of at least 1M/);
+  t.throws(() => run(['--max-rootfs-bytes', '1000']), /at least 1M/);
 });

@@ -1,0 +1,918 @@
+import { readFile } from 'node:fs/promises';
+import { arch, cpus, hostname, release, totalmem } from 'node:os';
+import { PassThrough } from 'node:stream';
+import type { Socket } from 'node:net';
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import type { BundleService } from '../bundles/bundle-service.js';
+import type { ContainerService } from '../lifecycle/container-service.js';
+import { LogService } from '../lifecycle/log-service.js';
+import type { Container } from '../schemas/container.js';
+import type { ContainerEvent } from '../schemas/events.js';
+import { ExecBody } from '../schemas/container.js';
+import { DEFAULT_BODY_LIMIT } from '../security/limits.js';
+import securityPlugin, { type SecurityOptions } from '../security/security-plugin.js';
+import { parseSignal, type Signal } from '../signals.js';
+import { RUNCD_VERSION } from '../version.js';
+import { DockerError, dockerErrorFor, notImplemented } from './docker-errors.js';
+import { dockerIdOf, resolveContainer } from './docker-ids.js';
+import { frame, openRawStream } from './docker-stream.js';
+import { routeUpgradeRequestsAsRequests } from './upgrade-requests.js';
+import { createFromImage, imageOfBundle, registerImageRoutes } from './docker-images.js';
+import { ExecSessions, type ExecSession } from './exec-sessions.js';
+
+/**
+ * The Docker Engine API, translated onto runcd's own services: every container operation goes through
+ * ContainerService, logs through LogService, events through the EventBus. No second lifecycle lives here.
+ */
+
+/** Oldest and newest Docker API versions answered; 1.50 is what docker CLI 28 negotiates. */
+export const DOCKER_MIN_API_VERSION = '1.41';
+export const DOCKER_API_VERSION = '1.50';
+const MIN_MINOR = 41;
+const MAX_MINOR = 50;
+
+const IMAGES_MISSING =
+  'images are runcd managed bundles, and this Docker listener was built without the bundle service; create containers with the native API (POST /containers on the runcd socket) and drive them with docker';
+
+export interface DockerAppDeps {
+  containers: ContainerService;
+  /** Managed bundles serve as images; without them, image endpoints and create answer 501. */
+  bundles?: BundleService | undefined;
+  security: SecurityOptions;
+}
+
+interface Query {
+  [key: string]: string | string[] | undefined;
+}
+
+const versionOf = new WeakMap<object, string>();
+
+export async function buildDockerApp(deps: DockerAppDeps): Promise<FastifyInstance> {
+  const { containers } = deps;
+  const logs = new LogService(containers);
+  const execs = new ExecSessions();
+  const app = Fastify({
+    logger: false,
+    bodyLimit: DEFAULT_BODY_LIMIT,
+    routerOptions: { ignoreTrailingSlash: true, maxParamLength: 2048 },
+    // `/v1.50/containers/json` and `/containers/json` are the same route; the version is checked in onRequest.
+    rewriteUrl: (request) => {
+      const url = request.url ?? '/';
+      const match = /^\/v(\d+\.\d+)(\/.*)$/.exec(url);
+      if (!match) return url;
+      versionOf.set(request, match[1]!);
+      return match[2]!;
+    },
+  });
+  routeUpgradeRequestsAsRequests(app.server);
+  // Docker clients send empty bodies with Content-Type: application/json (start, stop) and tarballs for imports.
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('*', { parseAs: 'buffer' }, (_request, body: Buffer, done) => {
+    if (body.length === 0) return done(null, undefined);
+    try {
+      done(null, JSON.parse(body.toString('utf8')) as unknown);
+    } catch {
+      done(new DockerError(400, 'request body is not valid JSON'), undefined);
+    }
+  });
+  app.setErrorHandler((error, _request, reply) => {
+    const { status, message } = dockerErrorFor(error);
+    return sendDockerError(reply, status, message);
+  });
+  app.setNotFoundHandler((request, reply) => {
+    const path = request.url.split('?')[0];
+    return sendDockerError(reply, 501, notImplemented(`${request.method} ${path}`).message);
+  });
+  app.addHook('onRequest', async (request) => {
+    const version = versionOf.get(request.raw);
+    if (version === undefined) return;
+    const [major, minor] = version.split('.').map(Number);
+    if (major !== 1 || minor! > MAX_MINOR) {
+      throw new DockerError(
+        400,
+        `client version ${version} is too new. Maximum supported API version is ${DOCKER_API_VERSION}`,
+      );
+    }
+    if (minor! < MIN_MINOR) {
+      throw new DockerError(
+        400,
+        `client version ${version} is too old. Minimum supported API version is ${DOCKER_MIN_API_VERSION}, please upgrade your client to a newer version`,
+      );
+    }
+  });
+  app.addHook('onSend', async (_request, reply) => {
+    reply.header('api-version', DOCKER_API_VERSION);
+    reply.header('docker-experimental', 'false');
+    reply.header('ostype', 'linux');
+    reply.header('server', `runcd/${RUNCD_VERSION}`);
+  });
+  await app.register(securityPlugin, deps.security);
+
+  // ---- system
+  app.get('/_ping', async (_request, reply) =>
+    reply.header('cache-control', 'no-cache').type('text/plain; charset=utf-8').send('OK'),
+  );
+  app.get('/version', async () => ({
+    Platform: { Name: 'runcd' },
+    Components: [
+      {
+        Name: 'Engine',
+        Version: RUNCD_VERSION,
+        Details: {
+          ApiVersion: DOCKER_API_VERSION,
+          MinAPIVersion: DOCKER_MIN_API_VERSION,
+          GitCommit: 'runcd',
+          GoVersion: `node${process.versions.node}`,
+          Os: 'linux',
+          Arch: dockerArch(),
+          KernelVersion: release(),
+          Experimental: 'false',
+          BuildTime: '',
+        },
+      },
+    ],
+    Version: RUNCD_VERSION,
+    ApiVersion: DOCKER_API_VERSION,
+    MinAPIVersion: DOCKER_MIN_API_VERSION,
+    GitCommit: 'runcd',
+    GoVersion: `node${process.versions.node}`,
+    Os: 'linux',
+    Arch: dockerArch(),
+    KernelVersion: release(),
+    BuildTime: '',
+  }));
+  app.get('/info', async () => {
+    const all = containers.list();
+    const count = (status: string) => all.filter((container) => container.status === status).length;
+    return {
+      ID: 'runcd',
+      Containers: all.length,
+      ContainersRunning: count('running'),
+      ContainersPaused: count('paused'),
+      ContainersStopped: count('stopped'),
+      Images: 0,
+      Driver: 'runcd-bundles',
+      OperatingSystem: 'linux',
+      OSType: 'linux',
+      Architecture: arch(),
+      KernelVersion: release(),
+      NCPU: cpus().length,
+      MemTotal: totalmem(),
+      Name: hostname(),
+      ServerVersion: RUNCD_VERSION,
+      DefaultRuntime: 'runc',
+      Runtimes: { runc: { path: 'runc' } },
+      SecurityOptions: ['name=seccomp,profile=builtin'],
+      Labels: [],
+      Warnings: [],
+    };
+  });
+
+  // ---- images: runcd's managed bundles under a name
+  const bundles = deps.bundles;
+  /** Containers made with `docker run --rm` / AutoRemove: deleted by runcd once they die. */
+  const autoRemove = new Set<string>();
+  if (bundles) {
+    await registerImageRoutes(app, bundles);
+    app.post('/containers/create', async (request, reply) => {
+      const name = first((request.query as Query).name);
+      const created = await createFromImage(bundles, name, (request.body ?? {}) as never);
+      if (created.autoRemove) autoRemove.add(created.id);
+      return reply.code(201).send({ Id: dockerIdOf(created.id), Warnings: [] });
+    });
+    const unsubscribe = containers.events.subscribe((event) => {
+      if (event.type === 'delete') autoRemove.delete(event.id);
+      if (event.type !== 'die' || !autoRemove.has(event.id)) return;
+      autoRemove.delete(event.id);
+      // After the lifecycle's own handling of the exit (the die event is published from inside it).
+      setImmediate(() => void containers.delete(event.id, { force: true }).catch(() => undefined));
+    });
+    app.addHook('onClose', async () => unsubscribe());
+  } else {
+    for (const [method, url] of [
+      ['GET', '/images/json'],
+      ['POST', '/images/create'],
+      ['DELETE', '/images/:name'],
+      ['POST', '/containers/create'],
+    ] as const) {
+      app.route({
+        method,
+        url,
+        handler: async () => {
+          throw notImplemented(`${method} ${url.replace(':name', '{name}')}`, IMAGES_MISSING);
+        },
+      });
+    }
+  }
+  app.post('/images/load', async () => {
+    throw notImplemented(
+      'POST /images/load (docker load)',
+      'bring images in with docker import of a rootfs tarball',
+    );
+  });
+
+  // `docker inspect NAME` tries each object kind in turn; runcd has no networks, volumes or plugins (nor images
+  // without bundles), so the true answer is that there is no such one (and the CLI then says "No such object").
+  for (const [url, kind] of [
+    ...(bundles ? [] : ([['/images/:name/json', 'image']] as const)),
+    ['/networks/:name', 'network'],
+    ['/volumes/:name', 'volume'],
+    ['/plugins/:name/json', 'plugin'],
+  ] as const) {
+    app.get(url, async (request) => {
+      throw new DockerError(404, `No such ${kind}: ${(request.params as { name: string }).name}`);
+    });
+  }
+
+  // ---- containers
+  app.get('/containers/json', async (request) => {
+    const query = request.query as Query;
+    const filters = parseFilters(query.filters);
+    let list = containers.list();
+    if (!queryBool(query.all)) list = list.filter((container) => container.status !== 'stopped');
+    list = list.filter((container) => matchesContainerFilters(container, filters));
+    list.sort((a, b) => b.created.localeCompare(a.created));
+    const limit = query.limit === undefined ? undefined : Number(first(query.limit));
+    if (limit !== undefined && Number.isInteger(limit) && limit > 0) list = list.slice(0, limit);
+    return Promise.all(
+      list.map(async (container) =>
+        summaryOf(container, await commandOf(container), imageOfBundle(deps.bundles, container.bundle)),
+      ),
+    );
+  });
+
+  app.get('/containers/:id/json', async (request) => {
+    const id = resolveContainer(containers, idParam(request));
+    const container = containers.get(id);
+    return inspectOf(container, await commandOf(container), imageOfBundle(deps.bundles, container.bundle));
+  });
+
+  app.post('/containers/:id/start', async (request, reply) => {
+    const id = resolveContainer(containers, idParam(request));
+    const status = containers.get(id).status;
+    if (status === 'running' || status === 'paused') return reply.code(304).send();
+    if (status === 'stopped') {
+      // A stopped runcd container starts again from its bundle, as `docker start` does for an exited one.
+      await containers.restart(id, { timeoutSeconds: 0 });
+      return reply.code(204).send();
+    }
+    await containers.start(id);
+    return reply.code(204).send();
+  });
+
+  app.post('/containers/:id/stop', async (request, reply) => {
+    const id = resolveContainer(containers, idParam(request));
+    const query = request.query as Query;
+    if (containers.get(id).status === 'stopped') return reply.code(304).send();
+    await containers.stop(id, {
+      timeoutSeconds: timeoutParam(query.t),
+      signal: query.signal === undefined ? undefined : signalParam(query.signal),
+    });
+    return reply.code(204).send();
+  });
+
+  app.post('/containers/:id/restart', async (request, reply) => {
+    const id = resolveContainer(containers, idParam(request));
+    await containers.restart(id, { timeoutSeconds: timeoutParam((request.query as Query).t) });
+    return reply.code(204).send();
+  });
+
+  app.post('/containers/:id/kill', async (request, reply) => {
+    const id = resolveContainer(containers, idParam(request));
+    const query = request.query as Query;
+    const status = containers.get(id).status;
+    if (status !== 'running' && status !== 'paused') {
+      throw new DockerError(409, `Cannot kill container: ${id}: container ${id} is not running`);
+    }
+    await containers.kill(
+      id,
+      query.signal === undefined ? signalParam('SIGKILL') : signalParam(query.signal),
+    );
+    return reply.code(204).send();
+  });
+
+  app.post('/containers/:id/pause', async (request, reply) => {
+    const id = resolveContainer(containers, idParam(request));
+    await containers.pause(id);
+    return reply.code(204).send();
+  });
+
+  app.post('/containers/:id/unpause', async (request, reply) => {
+    const id = resolveContainer(containers, idParam(request));
+    await containers.resume(id);
+    return reply.code(204).send();
+  });
+
+  app.delete('/containers/:id', async (request, reply) => {
+    const id = resolveContainer(containers, idParam(request));
+    const query = request.query as Query;
+    const status = containers.get(id).status;
+    const force = queryBool(query.force);
+    if (!force && status !== 'stopped' && status !== 'created') {
+      throw new DockerError(
+        409,
+        `You cannot remove a ${status} container ${dockerIdOf(id)}. Stop the container before attempting removal or force remove`,
+      );
+    }
+    await containers.delete(id, { force });
+    return reply.code(204).send();
+  });
+
+  app.post('/containers/:id/wait', async (request, reply) => {
+    const id = resolveContainer(containers, idParam(request));
+    const condition = first((request.query as Query).condition) ?? 'not-running';
+    if (!['not-running', 'next-exit', 'removed'].includes(condition)) {
+      throw new DockerError(400, `invalid condition: "${condition}"; use not-running, next-exit or removed`);
+    }
+    const waiter = containers.waitFor(id, condition === 'removed' ? 'removed' : 'stopped');
+    // Headers go out at once, as Docker sends them: clients start waiting on the body before the exit.
+    reply.hijack();
+    const raw = reply.raw;
+    raw.writeHead(200, { 'content-type': 'application/json', 'api-version': DOCKER_API_VERSION });
+    raw.flushHeaders();
+    raw.on('close', () => waiter.cancel());
+    try {
+      const result = await waiter.result;
+      raw.end(JSON.stringify({ StatusCode: result.exitCode ?? 0, Error: null }) + '\n');
+    } catch (error) {
+      raw.end(JSON.stringify({ StatusCode: -1, Error: { Message: dockerErrorFor(error).message } }) + '\n');
+    }
+  });
+
+  app.get('/containers/:id/top', async (request) => {
+    const id = resolveContainer(containers, idParam(request));
+    const processes = await containers.processes(id);
+    return {
+      Titles: ['UID', 'PID', 'PPID', 'STAT', 'CMD'],
+      Processes: processes.map((each) => [
+        each.user,
+        String(each.pid),
+        String(each.ppid),
+        each.state,
+        each.command,
+      ]),
+    };
+  });
+
+  app.get('/containers/:id/logs', async (request, reply) => {
+    const id = resolveContainer(containers, idParam(request));
+    const query = request.query as Query;
+    const stdout = queryBool(query.stdout);
+    const stderr = queryBool(query.stderr);
+    if (!stdout && !stderr) throw new DockerError(400, 'Bad parameters: you must choose at least one stream');
+    const tailValue = first(query.tail);
+    const tail = tailValue === undefined || tailValue === 'all' ? undefined : Number(tailValue);
+    if (tail !== undefined && (!Number.isInteger(tail) || tail < 0)) {
+      throw new DockerError(400, `tail must be "all" or a number of lines; got "${tailValue}"`);
+    }
+    const since = timeParam(query.since, 'since');
+    const until = timeParam(query.until, 'until');
+    const timestamps = queryBool(query.timestamps);
+    const follow = queryBool(query.follow);
+    const body = new PassThrough();
+    const aborter = new AbortController();
+    reply.raw.on('close', () => aborter.abort());
+    void logs
+      .stream(
+        id,
+        { follow, tail, since, until, stream: stdout && stderr ? 'all' : stdout ? 'stdout' : 'stderr' },
+        (entry) => {
+          const text = `${timestamps ? `${entry.time} ` : ''}${entry.line}\n`;
+          body.write(frame(entry.stream, Buffer.from(text)));
+        },
+        aborter.signal,
+      )
+      .catch(() => undefined)
+      .finally(() => body.end());
+    return reply.type('application/vnd.docker.multiplexed-stream').send(body);
+  });
+
+  // Output only (no stdin): enough for a foreground `docker run` / `docker start -a` to print what the container
+  // writes. The CLI attaches before it starts the container, so the stream waits for the start first.
+  app.post('/containers/:id/attach', async (request, reply) => {
+    const id = resolveContainer(containers, idParam(request));
+    const query = request.query as Query;
+    if (queryBool(query.stdin)) {
+      throw notImplemented(
+        'attaching stdin (docker run -i, docker attach)',
+        'runcd containers have no stdin',
+      );
+    }
+    const stdout = queryBool(query.stdout);
+    const stderr = queryBool(query.stderr);
+    const follow = queryBool(query.stream);
+    const upgrade = /\bupgrade\b/i.test(request.headers.connection ?? '');
+    reply.hijack();
+    const socket = request.raw.socket;
+    openRawStream(socket, upgrade, 'application/vnd.docker.multiplexed-stream');
+    const aborter = new AbortController();
+    socket.on('close', () => aborter.abort());
+    if (follow && containers.get(id).status === 'created') await startOf(containers, id, aborter.signal);
+    if (stdout || stderr) {
+      await logs
+        .stream(
+          id,
+          { follow, stream: stdout && stderr ? 'all' : stdout ? 'stdout' : 'stderr' },
+          (entry) => {
+            if (socket.writable) socket.write(frame(entry.stream, Buffer.from(`${entry.line}\n`)));
+          },
+          aborter.signal,
+        )
+        .catch(() => undefined);
+    }
+    endSocket(socket);
+  });
+
+  for (const endpoint of ['resize', 'export', 'changes', 'stats', 'update', 'rename', 'archive']) {
+    app.all(`/containers/:id/${endpoint}`, async (request) => {
+      throw notImplemented(`${request.method} /containers/{id}/${endpoint}`);
+    });
+  }
+
+  // ---- exec
+  app.post('/containers/:id/exec', async (request, reply) => {
+    const id = resolveContainer(containers, idParam(request));
+    const body = (request.body ?? {}) as Record<string, unknown>;
+    if (body.Tty === true) {
+      throw notImplemented('exec with a TTY (docker exec -t)', 'runcd execs without a terminal; drop -t');
+    }
+    if (body.AttachStdin === true) {
+      throw notImplemented('exec with stdin (docker exec -i)', 'runcd execs without stdin; drop -i');
+    }
+    const parsed = ExecBody.safeParse({
+      args: body.Cmd,
+      ...(body.Env !== undefined && body.Env !== null ? { env: body.Env } : {}),
+      ...(typeof body.WorkingDir === 'string' && body.WorkingDir !== '' ? { cwd: body.WorkingDir } : {}),
+      ...(typeof body.User === 'string' && body.User !== '' ? { user: body.User } : {}),
+    });
+    if (!parsed.success) {
+      const issue = parsed.error.issues[0];
+      const field =
+        { args: 'Cmd', env: 'Env', cwd: 'WorkingDir', user: 'User' }[String(issue?.path[0])] ?? 'body';
+      throw new DockerError(400, `exec ${field}: ${issue?.message ?? 'invalid'}`);
+    }
+    const status = containers.get(id).status;
+    if (status !== 'running') {
+      throw new DockerError(409, `container ${dockerIdOf(id)} is not running`);
+    }
+    const session = execs.create(id, parsed.data);
+    return reply.code(201).send({ Id: session.id });
+  });
+
+  app.post('/exec/:id/start', async (request, reply) => {
+    const session = execs.get(idParam(request));
+    if (!session) throw new DockerError(404, `No such exec instance: ${idParam(request)}`);
+    if (session.started) throw new DockerError(409, `exec instance ${session.id} has already been started`);
+    const body = (request.body ?? {}) as Record<string, unknown>;
+    if (body.Tty === true) throw notImplemented('exec with a TTY (docker exec -t)', 'drop -t');
+    session.started = true;
+    session.running = true;
+    if (body.Detach === true) {
+      void runExec(containers, execs, session, () => undefined);
+      return reply.code(200).send();
+    }
+    const upgrade = /\bupgrade\b/i.test(request.headers.connection ?? '');
+    reply.hijack();
+    const socket = request.raw.socket;
+    openRawStream(socket, upgrade, 'application/vnd.docker.multiplexed-stream');
+    await runExec(containers, execs, session, (stream, chunk) => {
+      if (socket.writable) socket.write(frame(stream, chunk));
+    });
+    endSocket(socket);
+  });
+
+  app.get('/exec/:id/json', async (request) => {
+    const session = execs.get(idParam(request));
+    if (!session) throw new DockerError(404, `No such exec instance: ${idParam(request)}`);
+    return execInspectOf(session);
+  });
+
+  // ---- events
+  app.get('/events', async (request, reply) => {
+    const query = request.query as Query;
+    const since = timeParam(query.since, 'since');
+    const until = timeParam(query.until, 'until');
+    const filters = parseFilters(query.filters);
+    const events = containers.events;
+    const body = new PassThrough();
+    const labelsById = new Map(containers.list().map((container) => [container.id, container.labels]));
+    const labelsOf = (id: string) => {
+      try {
+        const labels = containers.get(id).labels;
+        labelsById.set(id, labels);
+        return labels;
+      } catch {
+        return labelsById.get(id) ?? {};
+      }
+    };
+    const write = (event: ContainerEvent) => {
+      if (until !== undefined && event.time > until) return;
+      const docker = dockerEventOf(event, labelsOf(event.id));
+      if (matchesEventFilters(docker, event.id, filters)) body.write(`${JSON.stringify(docker)}\n`);
+    };
+    // Subscribe before reading history, then skip live events the replay already covered.
+    let lastSeq = 0;
+    const queued: ContainerEvent[] = [];
+    let replaying = true;
+    const unsubscribe = events.subscribe((event) => {
+      if (replaying) queued.push(event);
+      else if (event.seq > lastSeq) {
+        lastSeq = event.seq;
+        write(event);
+      }
+    });
+    let untilTimer: NodeJS.Timeout | undefined;
+    const finish = () => {
+      unsubscribe();
+      clearTimeout(untilTimer);
+      body.end();
+    };
+    if (since !== undefined) {
+      for (const event of events.history({ since, until })) {
+        lastSeq = event.seq;
+        write(event);
+      }
+    }
+    for (const event of queued) {
+      if (event.seq > lastSeq) {
+        lastSeq = event.seq;
+        write(event);
+      }
+    }
+    replaying = false;
+    if (until !== undefined) {
+      const remaining = Date.parse(until) - Date.now();
+      if (remaining <= 0) finish();
+      else untilTimer = setTimeout(finish, remaining);
+    }
+    reply.raw.on('close', finish);
+    return reply.type('application/json').send(body);
+  });
+
+  return app;
+}
+
+/** Exactly `application/json`: the docker CLI shows the raw body instead of the message for anything else. */
+function sendDockerError(reply: FastifyReply, status: number, message: string): FastifyReply {
+  return reply
+    .code(status)
+    .header('content-type', 'application/json')
+    .send(Buffer.from(JSON.stringify({ message })));
+}
+
+async function runExec(
+  containers: ContainerService,
+  execs: ExecSessions,
+  session: ExecSession,
+  emit: (stream: 'stdout' | 'stderr', chunk: Buffer) => void,
+): Promise<void> {
+  try {
+    const result = await containers.exec(session.containerId, session.request, emit);
+    execs.finished(session, result.exitCode);
+  } catch (error) {
+    // The stream is already open: the failure goes to stderr, and the exit code is the one Docker uses when
+    // the command cannot be run (127 when it does not exist, 126 otherwise).
+    const message = dockerErrorFor(error).message;
+    emit('stderr', Buffer.from(`runcd: exec failed: ${message}\n`));
+    execs.finished(session, /not found|no such file/i.test(message) ? 127 : 126);
+  }
+}
+
+/** Resolves once the container has started (or stopped, or been deleted), or the caller went away. */
+function startOf(containers: ContainerService, id: string, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      unsubscribe();
+      resolve();
+    };
+    const unsubscribe = containers.events.subscribe((event) => {
+      if (event.id === id && ['start', 'die', 'delete'].includes(event.type)) done();
+    });
+    signal.addEventListener('abort', done, { once: true });
+    try {
+      if (containers.get(id).status !== 'created') done();
+    } catch {
+      done();
+    }
+  });
+}
+
+function endSocket(socket: Socket): void {
+  if (socket.destroyed) return;
+  socket.end();
+  // A client that keeps its half open (stdin) must not hold the connection forever.
+  setTimeout(() => socket.destroy(), 5_000).unref();
+}
+
+function execInspectOf(session: ExecSession): Record<string, unknown> {
+  return {
+    ID: session.id,
+    Running: session.running,
+    ExitCode: session.exitCode,
+    ProcessConfig: {
+      tty: false,
+      entrypoint: session.request.args[0],
+      arguments: session.request.args.slice(1),
+      privileged: false,
+      user: session.request.user ?? '',
+    },
+    OpenStdin: false,
+    OpenStderr: true,
+    OpenStdout: true,
+    CanRemove: false,
+    ContainerID: dockerIdOf(session.containerId),
+    DetachKeys: '',
+    Pid: 0,
+  };
+}
+
+// ---- translation of runcd's view into Docker's shapes
+
+async function commandOf(container: Container): Promise<string[]> {
+  try {
+    const spec = JSON.parse(await readFile(`${container.bundle}/config.json`, 'utf8')) as {
+      process?: { args?: string[] };
+    };
+    return spec.process?.args ?? [];
+  } catch {
+    return [];
+  }
+}
+
+function dockerState(container: Container): string {
+  return container.status === 'stopped'
+    ? 'exited'
+    : container.status === 'creating'
+      ? 'created'
+      : container.status;
+}
+
+function unixSeconds(time: string | null): number {
+  return time ? Math.floor(Date.parse(time) / 1000) : 0;
+}
+
+function humanDuration(ms: number): string {
+  const seconds = Math.max(0, Math.round(ms / 1000));
+  if (seconds < 1) return 'Less than a second';
+  if (seconds < 60) return `${seconds} seconds`;
+  const minutes = Math.round(seconds / 60);
+  if (minutes < 60) return minutes === 1 ? 'About a minute' : `${minutes} minutes`;
+  const hours = Math.round(minutes / 60);
+  if (hours < 48) return hours === 1 ? 'About an hour' : `${hours} hours`;
+  return `${Math.round(hours / 24)} days`;
+}
+
+function statusText(container: Container): string {
+  const now = Date.now();
+  switch (container.status) {
+    case 'running':
+      return `Up ${humanDuration(now - Date.parse(container.startedAt ?? container.created))}`;
+    case 'paused':
+      return `Up ${humanDuration(now - Date.parse(container.startedAt ?? container.created))} (Paused)`;
+    case 'stopped':
+      return `Exited (${container.exitCode ?? 0}) ${humanDuration(now - Date.parse(container.finishedAt ?? container.created))} ago`;
+    default:
+      return 'Created';
+  }
+}
+
+function summaryOf(container: Container, command: string[], image: string): Record<string, unknown> {
+  return {
+    Id: dockerIdOf(container.id),
+    Names: [`/${container.id}`],
+    Image: image,
+    ImageID: '',
+    Command: command.join(' '),
+    Created: unixSeconds(container.created),
+    Ports: [],
+    Labels: container.labels,
+    State: dockerState(container),
+    Status: statusText(container),
+    HostConfig: { NetworkMode: 'none' },
+    NetworkSettings: { Networks: {} },
+    Mounts: [],
+  };
+}
+
+const ZERO_TIME = '0001-01-01T00:00:00Z';
+
+function inspectOf(container: Container, command: string[], image: string): Record<string, unknown> {
+  const state = dockerState(container);
+  return {
+    Id: dockerIdOf(container.id),
+    Created: container.created,
+    Path: command[0] ?? '',
+    Args: command.slice(1),
+    State: {
+      Status: state,
+      Running: container.status === 'running' || container.status === 'paused',
+      Paused: container.status === 'paused',
+      Restarting: false,
+      OOMKilled: container.oomKilled,
+      Dead: false,
+      Pid: container.pid,
+      ExitCode: container.exitCode ?? 0,
+      Error: '',
+      StartedAt: container.startedAt ?? ZERO_TIME,
+      FinishedAt: container.finishedAt ?? ZERO_TIME,
+    },
+    Image: image,
+    ResolvConfPath: '',
+    HostnamePath: '',
+    HostsPath: '',
+    LogPath: '',
+    Name: `/${container.id}`,
+    RestartCount: container.restartCount,
+    Driver: 'runcd-bundles',
+    Platform: 'linux',
+    MountLabel: '',
+    ProcessLabel: '',
+    AppArmorProfile: '',
+    HostConfig: {
+      NetworkMode: 'none',
+      RestartPolicy: {
+        Name: container.restartPolicy.name,
+        MaximumRetryCount: container.restartPolicy.maxRetries ?? 0,
+      },
+      AutoRemove: false,
+    },
+    GraphDriver: { Name: 'runcd-bundles', Data: { RootFs: container.rootfs, Bundle: container.bundle } },
+    Mounts: [],
+    Config: {
+      Hostname: container.id,
+      User: '',
+      AttachStdin: false,
+      AttachStdout: false,
+      AttachStderr: false,
+      Tty: false,
+      OpenStdin: false,
+      StdinOnce: false,
+      Env: [],
+      Cmd: command,
+      Image: image,
+      WorkingDir: '',
+      Entrypoint: null,
+      Labels: container.labels,
+      StopSignal: container.stopSignal,
+      StopTimeout: container.stopTimeout,
+    },
+    NetworkSettings: { Networks: {}, Ports: {} },
+  };
+}
+
+const EVENT_ACTIONS: Readonly<Record<string, string>> = {
+  create: 'create',
+  start: 'start',
+  exec: 'exec_die',
+  kill: 'kill',
+  stop: 'stop',
+  die: 'die',
+  pause: 'pause',
+  resume: 'unpause',
+  restart: 'restart',
+  delete: 'destroy',
+};
+
+interface DockerEvent {
+  status: string;
+  id: string;
+  from: string;
+  Type: 'container';
+  Action: string;
+  Actor: { ID: string; Attributes: Record<string, string> };
+  scope: 'local';
+  time: number;
+  timeNano: number;
+}
+
+function dockerEventOf(event: ContainerEvent, labels: Record<string, string>): DockerEvent {
+  const action = EVENT_ACTIONS[event.type] ?? event.type;
+  const attributes: Record<string, string> = { ...labels, name: event.id };
+  for (const [key, value] of Object.entries(event.attributes)) {
+    if (value !== null) attributes[key] = String(value);
+  }
+  const ms = Date.parse(event.time);
+  const id = dockerIdOf(event.id);
+  return {
+    status: action,
+    id,
+    from: '',
+    Type: 'container',
+    Action: action,
+    Actor: { ID: id, Attributes: attributes },
+    scope: 'local',
+    time: Math.floor(ms / 1000),
+    timeNano: ms * 1_000_000,
+  };
+}
+
+// ---- query parsing
+
+type Filters = Map<string, string[]>;
+
+function parseFilters(value: string | string[] | undefined): Filters {
+  const text = first(value);
+  const filters: Filters = new Map();
+  if (text === undefined || text === '') return filters;
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    throw new DockerError(400, `invalid filters: ${text} is not JSON`);
+  }
+  if (typeof parsed !== 'object' || parsed === null)
+    throw new DockerError(400, 'invalid filters: not an object');
+  for (const [key, values] of Object.entries(parsed as Record<string, unknown>)) {
+    // Docker accepts both {"name": ["a"]} and the older {"name": {"a": true}}.
+    const list = Array.isArray(values)
+      ? values.map(String)
+      : typeof values === 'object' && values !== null
+        ? Object.keys(values)
+        : [];
+    filters.set(key, list);
+  }
+  return filters;
+}
+
+const CONTAINER_FILTERS = new Set(['status', 'label', 'id', 'name']);
+
+function matchesLabels(labels: Record<string, string>, wanted: string[] | undefined): boolean {
+  return (wanted ?? []).every((item) => {
+    const eq = item.indexOf('=');
+    return eq === -1 ? item in labels : labels[item.slice(0, eq)] === item.slice(eq + 1);
+  });
+}
+
+function matchesContainerFilters(container: Container, filters: Filters): boolean {
+  for (const key of filters.keys()) {
+    if (!CONTAINER_FILTERS.has(key)) throw notImplemented(`the "${key}" filter of GET /containers/json`);
+  }
+  const status = filters.get('status');
+  if (status?.length && !status.includes(dockerState(container))) return false;
+  const ids = filters.get('id');
+  if (ids?.length && !ids.some((id) => dockerIdOf(container.id).startsWith(id))) return false;
+  const names = filters.get('name');
+  if (names?.length && !names.some((name) => container.id.includes(name.replace(/^\//, '')))) return false;
+  return matchesLabels(container.labels, filters.get('label'));
+}
+
+function matchesEventFilters(event: DockerEvent, runcId: string, filters: Filters): boolean {
+  const containersWanted = filters.get('container');
+  if (
+    containersWanted?.length &&
+    !containersWanted.some(
+      (wanted) => wanted === runcId || (wanted.length > 0 && event.id.startsWith(wanted)),
+    )
+  ) {
+    return false;
+  }
+  const actions = filters.get('event');
+  if (actions?.length && !actions.includes(event.Action)) return false;
+  const types = filters.get('type');
+  if (types?.length && !types.includes('container')) return false;
+  return matchesLabels(event.Actor.Attributes, filters.get('label'));
+}
+
+function first(value: string | string[] | undefined): string | undefined {
+  return Array.isArray(value) ? value[0] : value;
+}
+
+function queryBool(value: string | string[] | undefined): boolean {
+  const text = first(value);
+  return text === '1' || text === 'true' || text === 'True';
+}
+
+function idParam(request: FastifyRequest): string {
+  return (request.params as { id: string }).id;
+}
+
+function timeoutParam(value: string | string[] | undefined): number | undefined {
+  const text = first(value);
+  if (text === undefined || text === '') return undefined;
+  const seconds = Number(text);
+  if (!Number.isInteger(seconds) || seconds < -1) {
+    throw new DockerError(400, `t must be a whole number of seconds (-1 waits forever); got "${text}"`);
+  }
+  return seconds;
+}
+
+function signalParam(value: string | string[] | undefined): Signal {
+  const parsed = parseSignal(first(value) ?? '');
+  if (!parsed.ok) throw new DockerError(400, `invalid signal: ${parsed.reason}`);
+  return parsed.signal;
+}
+
+/** Docker sends unix seconds (with fractions) or RFC 3339; undefined when absent. */
+function timeParam(value: string | string[] | undefined, name: string): string | undefined {
+  const text = first(value)?.trim();
+  if (text === undefined || text === '' || text === '0') return undefined;
+  const date = /^\d+(\.\d+)?$/.test(text) ? new Date(Number(text) * 1000) : new Date(text);
+  if (Number.isNaN(date.getTime())) {
+    throw new DockerError(400, `${name} ${JSON.stringify(text)} is not a time: use unix seconds or RFC 3339`);
+  }
+  return date.toISOString();
+}
+
+function dockerArch(): string {
+  return { x64: 'amd64', arm64: 'arm64' }[arch()] ?? arch();
+}

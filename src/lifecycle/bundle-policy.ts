@@ -1,0 +1,603 @@
+import { readFile, lstat, realpath, stat } from 'node:fs/promises';
+import { isAbsolute, join, posix, relative, resolve, sep } from 'node:path';
+import { InvalidInputError, PolicyDeniedError } from '../errors.js';
+import type { OciProcess, OciSpec } from '../runtime/oci.js';
+import { PolicyFile, REQUIRED_NAMESPACES } from '../schemas/policy.js';
+import { defaultSeccompProfile } from './default-seccomp.js';
+
+/**
+ * What a caller's config.json may ask for. runcd runs every container as root on the host, so the defaults
+ * refuse what would let a container reach the host: hooks (host programs run as root), a rootfs outside the
+ * bundle, bind mounts of host paths, missing or joined namespaces, capabilities beyond Docker's default set,
+ * device access to everything, privilege gain through setuid binaries, a working directory in /proc, /sys or
+ * /dev (the CVE-2024-21626 pattern), and a caller-chosen cgroup. A server-side `--policy FILE` relaxes single
+ * rules for trusted callers; each relaxation is listed by `relaxations()` and logged at startup.
+ *
+ * `apply` returns the config runc will run: the caller's, with root.path and bind sources made absolute (runc
+ * reads runcd's own copy, from another directory), runcd's default seccomp profile added when there is none,
+ * and the standard masked and read-only /proc paths added when missing.
+ */
+
+export interface BundlePolicyRules {
+  allowHooks: boolean;
+  allowRootfsOutsideBundle: boolean;
+  allowMountSources: string[];
+  allowMountTypes: string[];
+  allowMissingNamespaces: string[];
+  allowNamespaceJoins: boolean;
+  allowCapabilities: string[];
+  allowAllDevices: boolean;
+  allowNewPrivileges: boolean;
+  missingSeccomp: 'add-default' | 'refuse' | 'allow';
+  allowCgroupsPath: boolean;
+  allowUnmaskedPaths: boolean;
+  allowKernelFsCwd: boolean;
+}
+
+export const DEFAULT_POLICY_RULES: Readonly<BundlePolicyRules> = {
+  allowHooks: false,
+  allowRootfsOutsideBundle: false,
+  allowMountSources: [],
+  allowMountTypes: [],
+  allowMissingNamespaces: [],
+  allowNamespaceJoins: false,
+  allowCapabilities: [],
+  allowAllDevices: false,
+  allowNewPrivileges: false,
+  missingSeccomp: 'add-default',
+  allowCgroupsPath: false,
+  allowUnmaskedPaths: false,
+  allowKernelFsCwd: false,
+};
+
+/** Docker's default capability set (moby oci/caps/defaults.go). `runc spec` grants a subset of it. */
+export const DOCKER_DEFAULT_CAPABILITIES: readonly string[] = [
+  'CAP_AUDIT_WRITE',
+  'CAP_CHOWN',
+  'CAP_DAC_OVERRIDE',
+  'CAP_FOWNER',
+  'CAP_FSETID',
+  'CAP_KILL',
+  'CAP_MKNOD',
+  'CAP_NET_BIND_SERVICE',
+  'CAP_NET_RAW',
+  'CAP_SETFCAP',
+  'CAP_SETGID',
+  'CAP_SETPCAP',
+  'CAP_SETUID',
+  'CAP_SYS_CHROOT',
+];
+
+/** Filesystems that take no host path: safe to mount anywhere (proc and sysfs only at their own place). */
+const DEFAULT_MOUNT_TYPES = ['proc', 'sysfs', 'tmpfs', 'devpts', 'mqueue', 'cgroup', 'cgroup2'];
+
+/** What `runc spec` and Docker mask and make read-only; without them root in the container could, for
+ * example, write /proc/sys/kernel/core_pattern or /proc/sysrq-trigger, which are the host's. */
+const DEFAULT_MASKED_PATHS = [
+  '/proc/acpi',
+  '/proc/asound',
+  '/proc/kcore',
+  '/proc/keys',
+  '/proc/latency_stats',
+  '/proc/timer_list',
+  '/proc/timer_stats',
+  '/proc/sched_debug',
+  '/proc/scsi',
+  '/sys/firmware',
+];
+const DEFAULT_READONLY_PATHS = ['/proc/bus', '/proc/fs', '/proc/irq', '/proc/sys', '/proc/sysrq-trigger'];
+
+/** Host trees no bind mount may ever expose, whatever the allowlist says. */
+const KERNEL_AND_RUNTIME_TREES = ['/proc', '/sys', '/dev', '/run'];
+const KERNEL_TREES_FOR_CWD = ['/proc', '/sys', '/dev'];
+
+/** What runcd itself put in a config it generated, and so trusts. */
+export interface RuncdProvided {
+  /** Host path of the init binary (tini), which may be bind-mounted read-only into any container. */
+  initBinary?: string | undefined;
+}
+
+export interface ApplyOptions {
+  /** A private bundle's root.path may name this other bundle's rootfs (an absolute path runcd chose). */
+  sharedRootfs?: string | undefined;
+}
+
+export interface ProtectedPaths {
+  /** runcd's state dir: database, tokens, audit log, exit files. Never mountable (bundle roots inside it are). */
+  stateDir?: string;
+  /** Other paths never mountable (the runtime root, the socket). */
+  others?: string[];
+}
+
+interface Violation {
+  status: 400 | 403;
+  code: string;
+  field: string;
+  message: string;
+}
+
+export interface PolicyOutcome {
+  /** The config runc will run. */
+  spec: OciSpec;
+  /** Absolute path of the checked rootfs. */
+  rootfs: string;
+}
+
+export class PolicyFileError extends Error {
+  override name = 'PolicyFileError';
+}
+
+/** Reads and validates a `--policy FILE`; errors name the file and the field. */
+export async function loadPolicyFile(path: string): Promise<Partial<BundlePolicyRules>> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (error) {
+    throw new PolicyFileError(`--policy ${path}: cannot read it: ${(error as Error).message}`);
+  }
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (error) {
+    throw new PolicyFileError(`--policy ${path}: not valid JSON: ${(error as Error).message}`);
+  }
+  const parsed = PolicyFile.safeParse(raw);
+  if (!parsed.success) {
+    const issues = parsed.error.issues
+      .map((issue) => `${issue.path.join('.') || '(document)'}: ${issue.message}`)
+      .join('; ');
+    throw new PolicyFileError(`--policy ${path}: ${issues}`);
+  }
+  return parsed.data;
+}
+
+export class BundlePolicy {
+  readonly rules: Readonly<BundlePolicyRules>;
+  private readonly protectedPaths: string[];
+  private readonly stateDir: string | undefined;
+  private realMountSources: Promise<string[]> | undefined;
+
+  constructor(
+    rules: Partial<BundlePolicyRules> = {},
+    protectedPaths: ProtectedPaths = {},
+    private readonly provided: RuncdProvided = {},
+  ) {
+    this.rules = { ...DEFAULT_POLICY_RULES, ...withoutUndefined(rules) };
+    this.stateDir = protectedPaths.stateDir ? resolve(protectedPaths.stateDir) : undefined;
+    this.protectedPaths = (protectedPaths.others ?? []).map((path) => resolve(path));
+  }
+
+  /** One line per rule this policy relaxes, for the startup log. */
+  relaxations(): string[] {
+    const r = this.rules;
+    const lines: string[] = [];
+    if (r.allowHooks) lines.push('allowHooks: OCI hooks are allowed; they run on the host as root');
+    if (r.allowRootfsOutsideBundle)
+      lines.push('allowRootfsOutsideBundle: root.path may point outside the bundle');
+    if (r.allowMountSources.length > 0) {
+      lines.push(`allowMountSources: bind mounts may come from ${r.allowMountSources.join(', ')}`);
+    }
+    if (r.allowMountTypes.length > 0) lines.push(`allowMountTypes: also ${r.allowMountTypes.join(', ')}`);
+    if (r.allowMissingNamespaces.length > 0) {
+      lines.push(`allowMissingNamespaces: may share the host's ${r.allowMissingNamespaces.join(', ')}`);
+    }
+    if (r.allowNamespaceJoins) lines.push('allowNamespaceJoins: linux.namespaces[].path may join namespaces');
+    if (r.allowCapabilities.length > 0)
+      lines.push(`allowCapabilities: also ${r.allowCapabilities.join(', ')}`);
+    if (r.allowAllDevices) lines.push('allowAllDevices: a device rule may grant every device');
+    if (r.allowNewPrivileges) lines.push('allowNewPrivileges: noNewPrivileges may be false');
+    if (r.missingSeccomp === 'allow')
+      lines.push('missingSeccomp=allow: a config without seccomp runs unfiltered');
+    if (r.allowCgroupsPath) lines.push('allowCgroupsPath: linux.cgroupsPath may choose any cgroup');
+    if (r.allowUnmaskedPaths) lines.push('allowUnmaskedPaths: the standard masked /proc paths are not added');
+    if (r.allowKernelFsCwd) lines.push('allowKernelFsCwd: cwd may be under /proc, /sys or /dev');
+    return lines;
+  }
+
+  /**
+   * Checks a parsed config.json from the bundle at `bundleDir` (already resolved, inside a bundle root) and
+   * returns the config runc will run. Structural errors are a 400 (`bundle_invalid_config`); refusals a 403
+   * whose detail names each offending field.
+   */
+  async apply(
+    input: OciSpec,
+    bundleDir: string,
+    bundleLabel: string,
+    options: ApplyOptions = {},
+  ): Promise<PolicyOutcome> {
+    const spec = structuredClone(input);
+    const violations: Violation[] = [];
+    const invalid = (field: string, message: string) =>
+      violations.push({ status: 400, code: 'bundle_invalid_config', field, message });
+    const deny = (code: string, field: string, message: string) =>
+      violations.push({ status: 403, code, field, message });
+
+    this.checkHooks(spec, invalid, deny);
+    const rootfs = await this.checkRoot(spec, bundleDir, invalid, deny, options.sharedRootfs);
+    await this.checkMounts(spec, bundleDir, invalid, deny);
+    const linux = spec.linux;
+    if (linux !== undefined && !isObject(linux)) invalid('linux', 'must be an object');
+    const linuxObject: Record<string, unknown> = isObject(linux) ? linux : {};
+    this.checkNamespaces(linuxObject, invalid, deny);
+    this.checkProcess(spec, invalid, deny);
+    this.checkDevices(linuxObject, invalid, deny);
+    this.checkCgroupsPath(linuxObject, deny);
+    this.applySeccomp(linuxObject, invalid, deny);
+    this.applyMaskedPaths(linuxObject, invalid);
+
+    const invalidOnes = violations.filter((violation) => violation.status === 400);
+    const reported = invalidOnes.length > 0 ? invalidOnes : violations;
+    if (reported.length > 0) {
+      const detail = reported.map((violation) => `${violation.field}: ${violation.message}`).join('; ');
+      const first = reported[0]!;
+      if (first.status === 400) {
+        throw new InvalidInputError(
+          first.code,
+          `config.json in bundle "${bundleLabel}" is invalid: ${detail}`,
+        );
+      }
+      throw new PolicyDeniedError(
+        first.code,
+        `config.json in bundle "${bundleLabel}" is refused by policy: ${detail}`,
+      );
+    }
+    if (spec.linux === undefined && Object.keys(linuxObject).length > 0) spec.linux = linuxObject;
+    return { spec, rootfs };
+  }
+
+  /** The rules that apply to a process runcd builds for exec (its template was checked at create). */
+  checkExecProcess(process: OciProcess): void {
+    const reason = this.cwdProblem(process.cwd);
+    if (reason) throw new PolicyDeniedError('policy_cwd', `cwd: ${reason}`);
+  }
+
+  private checkHooks(spec: OciSpec, invalid: Report, deny: Deny): void {
+    const hooks: unknown = spec.hooks;
+    if (hooks === undefined || hooks === null) return;
+    if (!isObject(hooks)) return invalid('hooks', 'must be an object');
+    for (const [stage, list] of Object.entries(hooks)) {
+      const present = Array.isArray(list) ? list.length > 0 : list !== null && list !== undefined;
+      if (present && !this.rules.allowHooks) {
+        deny('policy_hooks', `hooks.${stage}`, 'hooks run programs on the host as root and are not allowed');
+      }
+    }
+  }
+
+  private async checkRoot(
+    spec: OciSpec,
+    bundleDir: string,
+    invalid: Report,
+    deny: Deny,
+    sharedRootfs: string | undefined,
+  ): Promise<string> {
+    const rootPath: unknown = spec.root?.path;
+    if (typeof rootPath !== 'string' || rootPath === '') {
+      invalid('root.path', 'is missing');
+      return bundleDir;
+    }
+    if (sharedRootfs !== undefined && rootPath === sharedRootfs) return sharedRootfs;
+    const target = resolve(bundleDir, rootPath);
+    if (this.rules.allowRootfsOutsideBundle) {
+      const real = await realpath(target).catch(() => target);
+      spec.root = { ...spec.root, path: real };
+      return real;
+    }
+    if (isAbsolute(rootPath)) {
+      deny(
+        'policy_root_path',
+        'root.path',
+        `"${rootPath}" is absolute; it must be a directory inside the bundle`,
+      );
+      return target;
+    }
+    if (!isInside(target, bundleDir)) {
+      deny('policy_root_path', 'root.path', `"${rootPath}" escapes the bundle`);
+      return target;
+    }
+    let current = bundleDir;
+    for (const part of relative(bundleDir, target).split(sep)) {
+      current = join(current, part);
+      const info = await lstat(current).catch(() => undefined);
+      if (!info) break; // a missing rootfs is reported by the inspector
+      if (info.isSymbolicLink()) {
+        deny('policy_root_path', 'root.path', `"${rootPath}" passes through a symlink (${current})`);
+        break;
+      }
+    }
+    spec.root = { ...spec.root, path: target };
+    return target;
+  }
+
+  private async checkMounts(spec: OciSpec, bundleDir: string, invalid: Report, deny: Deny): Promise<void> {
+    const mounts: unknown = spec.mounts;
+    if (mounts === undefined || mounts === null) return;
+    if (!Array.isArray(mounts)) return invalid('mounts', 'must be an array');
+    const allowedTypes = new Set([...DEFAULT_MOUNT_TYPES, ...this.rules.allowMountTypes]);
+    for (const [index, mount] of mounts.entries()) {
+      const field = `mounts[${index}]`;
+      if (!isObject(mount)) {
+        invalid(field, 'must be an object');
+        continue;
+      }
+      const { destination, type, source, options } = mount;
+      if (typeof destination !== 'string' || destination === '') {
+        invalid(`${field}.destination`, 'must be a non-empty string');
+        continue;
+      }
+      if (options !== undefined && options !== null && !isStringArray(options)) {
+        invalid(`${field}.options`, 'must be an array of strings');
+        continue;
+      }
+      if (type !== undefined && type !== null && typeof type !== 'string') {
+        invalid(`${field}.type`, 'must be a string');
+        continue;
+      }
+      const isBind =
+        type === 'bind' || (options ?? []).some((option) => option === 'bind' || option === 'rbind');
+      if (isBind) {
+        if (typeof source !== 'string' || source === '') {
+          invalid(`${field}.source`, 'a bind mount needs a source');
+          continue;
+        }
+        if (this.isProvidedInit(source, options ?? [])) continue;
+        const checked = await this.checkMountSource(source, bundleDir);
+        if ('problem' in checked) {
+          if (checked.status === 400) invalid(`${field}.source`, checked.problem);
+          else deny('policy_mount_source', `${field}.source`, checked.problem);
+          continue;
+        }
+        // runc reads runcd's copy of config.json from another directory: relative sources must not move.
+        mount.source = checked.real;
+        continue;
+      }
+      if (typeof type !== 'string' || type === '') {
+        invalid(`${field}.type`, 'is missing, and the mount is not a bind mount');
+      } else if (!allowedTypes.has(type)) {
+        deny(
+          'policy_mount_type',
+          `${field}.type`,
+          `"${type}" is not an allowed filesystem type (allowed: ${[...allowedTypes].join(', ')}, bind)`,
+        );
+      } else if (type === 'proc' && normalizeAbsolute(destination) !== '/proc') {
+        deny('policy_mount_type', `${field}.destination`, 'a proc filesystem may only be mounted at /proc');
+      } else if (type === 'sysfs' && normalizeAbsolute(destination) !== '/sys') {
+        deny('policy_mount_type', `${field}.destination`, 'a sysfs filesystem may only be mounted at /sys');
+      }
+    }
+  }
+
+  private async checkMountSource(
+    source: string,
+    bundleDir: string,
+  ): Promise<{ real: string } | { problem: string; status: 400 | 403 }> {
+    // runc resolves a relative source against the bundle directory it runs in.
+    const hostPath = resolve(bundleDir, source);
+    // Judged as written first (so a path that does not exist here is still refused for what it names),
+    // then again once symlinks are resolved.
+    const named = this.forbiddenMountSource(hostPath, bundleDir);
+    if (named) return { problem: `"${source}" ${named}`, status: 403 };
+    let real: string;
+    try {
+      real = await realpath(hostPath);
+    } catch {
+      return { problem: `"${source}" does not exist on the host`, status: 400 };
+    }
+    const shown = real === source ? `"${source}"` : `"${source}" (${real})`;
+    const resolved = this.forbiddenMountSource(real, bundleDir);
+    if (resolved) return { problem: `${shown} ${resolved}`, status: 403 };
+    if ((await stat(real).catch(() => undefined))?.isSocket()) {
+      return { problem: `${shown} is a socket; sockets are never mounted into containers`, status: 403 };
+    }
+    if (isInside(real, bundleDir)) return { real };
+    const allowed = await this.allowedMountSources();
+    if (allowed.some((dir) => real === dir || isInside(real, dir))) return { real };
+    return {
+      problem: `${shown} is outside the allowed mount sources; start runcd with --allow-mount-source DIR to allow it`,
+      status: 403,
+    };
+  }
+
+  /** runcd's own init binary, mounted read-only (a writable mount would let one container change another's PID 1). */
+  private isProvidedInit(source: string, options: string[]): boolean {
+    return (
+      this.provided.initBinary !== undefined && source === this.provided.initBinary && options.includes('ro')
+    );
+  }
+
+  /** Why a host path may never be bind-mounted, whatever the allowlist says; undefined when it may be. */
+  private forbiddenMountSource(path: string, bundleDir: string): string | undefined {
+    if (path === '/') return "is the host's root directory";
+    for (const tree of KERNEL_AND_RUNTIME_TREES) {
+      if (path === tree || isInside(path, tree)) return `is under ${tree}`;
+    }
+    if (this.stateDir) {
+      if (path === this.stateDir || isInside(this.stateDir, path)) return "contains runcd's state directory";
+      // Bundles may live under the state dir (the default bundle root does); a bundle's own files are fine.
+      if (isInside(path, this.stateDir) && !isInside(path, bundleDir))
+        return "is inside runcd's state directory";
+    }
+    for (const protectedPath of this.protectedPaths) {
+      if (path === protectedPath || isInside(protectedPath, path) || isInside(path, protectedPath)) {
+        return `overlaps ${protectedPath}, which runcd protects`;
+      }
+    }
+    if (path.endsWith('.sock')) return 'is a socket path; sockets are never mounted into containers';
+    return undefined;
+  }
+
+  private checkNamespaces(linux: Record<string, unknown>, invalid: Report, deny: Deny): void {
+    const namespaces = linux.namespaces ?? [];
+    if (!Array.isArray(namespaces)) return invalid('linux.namespaces', 'must be an array');
+    const types = new Set<string>();
+    for (const [index, namespace] of namespaces.entries()) {
+      if (!isObject(namespace) || typeof namespace.type !== 'string') {
+        invalid(`linux.namespaces[${index}]`, 'must be an object with a type');
+        continue;
+      }
+      types.add(namespace.type);
+      const path = namespace.path;
+      if (path !== undefined && path !== null && path !== '' && !this.rules.allowNamespaceJoins) {
+        deny(
+          'policy_namespace',
+          `linux.namespaces[${index}].path`,
+          `joining an existing ${namespace.type} namespace (${String(path)}) is not allowed`,
+        );
+      }
+    }
+    for (const required of REQUIRED_NAMESPACES) {
+      if (!types.has(required) && !this.rules.allowMissingNamespaces.includes(required)) {
+        deny('policy_namespace', 'linux.namespaces', `the ${required} namespace is required`);
+      }
+    }
+  }
+
+  private checkProcess(spec: OciSpec, invalid: Report, deny: Deny): void {
+    const process: unknown = spec.process;
+    if (!isObject(process)) return; // the inspector reports a missing process
+    const capabilities = process.capabilities;
+    if (capabilities !== undefined && capabilities !== null) {
+      if (!isObject(capabilities)) {
+        invalid('process.capabilities', 'must be an object');
+      } else {
+        const allowed = new Set([...DOCKER_DEFAULT_CAPABILITIES, ...this.rules.allowCapabilities]);
+        for (const [set, list] of Object.entries(capabilities)) {
+          if (list === null || list === undefined) continue;
+          if (!isStringArray(list)) {
+            invalid(`process.capabilities.${set}`, 'must be an array of strings');
+            continue;
+          }
+          const beyond = list.filter((name) => !allowed.has(canonicalCapability(name)));
+          if (beyond.length > 0) {
+            deny(
+              'policy_capability',
+              `process.capabilities.${set}`,
+              `${beyond.join(', ')} ${beyond.length === 1 ? 'is' : 'are'} beyond Docker's default capability set`,
+            );
+          }
+        }
+      }
+    }
+    const cwd = process.cwd;
+    if (typeof cwd !== 'string') {
+      invalid('process.cwd', 'must be a string');
+    } else {
+      const reason = this.cwdProblem(cwd);
+      if (reason) deny('policy_cwd', 'process.cwd', reason);
+    }
+    if (process.noNewPrivileges !== true && !this.rules.allowNewPrivileges) {
+      deny(
+        'policy_no_new_privileges',
+        'process.noNewPrivileges',
+        'must be true, or setuid programs in the rootfs could regain privileges',
+      );
+    }
+  }
+
+  private cwdProblem(cwd: string): string | undefined {
+    if (!cwd.startsWith('/')) return `"${cwd}" is relative; it must be an absolute path`;
+    if (this.rules.allowKernelFsCwd) return undefined;
+    const normal = normalizeAbsolute(cwd);
+    const tree = KERNEL_TREES_FOR_CWD.find((dir) => normal === dir || normal.startsWith(dir + '/'));
+    return tree ? `"${cwd}" is under ${tree}; a working directory there can reach the host` : undefined;
+  }
+
+  private checkDevices(linux: Record<string, unknown>, invalid: Report, deny: Deny): void {
+    const resources = linux.resources;
+    if (!isObject(resources)) return;
+    const devices = resources.devices;
+    if (devices === undefined || devices === null) return;
+    if (!Array.isArray(devices)) return invalid('linux.resources.devices', 'must be an array');
+    for (const [index, rule] of devices.entries()) {
+      if (!isObject(rule)) {
+        invalid(`linux.resources.devices[${index}]`, 'must be an object');
+        continue;
+      }
+      const wildcard = (value: unknown) => value === undefined || value === null || value === -1;
+      const everyDevice =
+        (rule.type === undefined || rule.type === null || rule.type === 'a') &&
+        wildcard(rule.major) &&
+        wildcard(rule.minor);
+      if (rule.allow === true && everyDevice && !this.rules.allowAllDevices) {
+        const access = typeof rule.access === 'string' && rule.access !== '' ? rule.access : 'rwm';
+        deny('policy_devices', `linux.resources.devices[${index}]`, `grants "${access}" on every device`);
+      }
+    }
+  }
+
+  private checkCgroupsPath(linux: Record<string, unknown>, deny: Deny): void {
+    const path = linux.cgroupsPath;
+    if (path === undefined || path === null || path === '' || this.rules.allowCgroupsPath) return;
+    deny(
+      'policy_cgroups_path',
+      'linux.cgroupsPath',
+      "choosing the cgroup is not allowed: an existing host cgroup would be shared with (and killed by) the container's runtime",
+    );
+  }
+
+  private applySeccomp(linux: Record<string, unknown>, invalid: Report, deny: Deny): void {
+    const seccomp = linux.seccomp;
+    if (seccomp !== undefined && seccomp !== null) {
+      if (!isObject(seccomp)) invalid('linux.seccomp', 'must be an object');
+      return;
+    }
+    if (this.rules.missingSeccomp === 'refuse') {
+      deny('policy_seccomp', 'linux.seccomp', 'a seccomp profile is required');
+    } else if (this.rules.missingSeccomp === 'add-default') {
+      linux.seccomp = defaultSeccompProfile();
+    }
+  }
+
+  private applyMaskedPaths(linux: Record<string, unknown>, invalid: Report): void {
+    for (const [field, defaults] of [
+      ['maskedPaths', DEFAULT_MASKED_PATHS],
+      ['readonlyPaths', DEFAULT_READONLY_PATHS],
+    ] as const) {
+      const current = linux[field] ?? [];
+      if (!isStringArray(current)) {
+        invalid(`linux.${field}`, 'must be an array of strings');
+        continue;
+      }
+      if (this.rules.allowUnmaskedPaths) continue;
+      linux[field] = [...current, ...defaults.filter((path) => !current.includes(path))];
+    }
+  }
+
+  private allowedMountSources(): Promise<string[]> {
+    this.realMountSources ??= Promise.all(
+      this.rules.allowMountSources.map((dir) => realpath(dir).catch(() => resolve(dir))),
+    );
+    return this.realMountSources;
+  }
+}
+
+type Report = (field: string, message: string) => void;
+type Deny = (code: string, field: string, message: string) => void;
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function isStringArray(value: unknown): value is string[] {
+  return Array.isArray(value) && value.every((item) => typeof item === 'string');
+}
+
+/** Strictly inside `dir` (not equal to it). */
+function isInside(path: string, dir: string): boolean {
+  return path.startsWith(dir.endsWith(sep) ? dir : dir + sep);
+}
+
+/** `//proc/./self/../1/` → `/proc/1`: how the kernel will see an absolute path, symlinks aside. */
+function normalizeAbsolute(path: string): string {
+  const normal = posix.normalize(path.replace(/\/+/g, '/'));
+  return normal.length > 1 ? normal.replace(/\/$/, '') : normal;
+}
+
+/** runc only knows upper-case `CAP_` names; anything else is judged by the capability it resembles. */
+function canonicalCapability(name: string): string {
+  const upper = name.toUpperCase();
+  return upper.startsWith('CAP_') ? upper : `CAP_${upper}`;
+}
+
+function withoutUndefined<T extends object>(value: T): Partial<T> {
+  return Object.fromEntries(Object.entries(value).filter(([, item]) => item !== undefined)) as Partial<T>;
+}

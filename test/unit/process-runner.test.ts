@@ -1,0 +1,86 @@
+import { readFileSync } from 'node:fs';
+import t from 'tap';
+import { RuntimeBusyError } from '../../src/errors.js';
+import { OperationContext, runInOperation } from '../../src/runtime/operation-context.js';
+import { ProcessRunner } from '../../src/runtime/process-runner.js';
+import { eventually } from '../helpers/sandbox.js';
+
+/** Gone, or a zombie nobody has reaped yet: either way it runs no more. */
+function isDead(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return /^[ZX]$/.test(stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3));
+  } catch {
+    return true;
+  }
+}
+
+t.test('a deadline kills the whole process group, not just the child', async (t) => {
+  const runner = new ProcessRunner();
+  // The shell starts a grandchild in the background and waits; only a group kill reaches the grandchild.
+  const result = await runner.run('/bin/sh', ['-c', 'sleep 300 & echo $!; wait'], { timeoutMs: 300 });
+  t.equal(result.timedOut, true);
+  const grandchild = Number(result.stdout.trim());
+  t.ok(grandchild > 0, `grandchild pid ${grandchild}`);
+  await eventually(async () => (isDead(grandchild) ? true : undefined));
+  t.ok(isDead(grandchild), 'the background sleep was killed with its group');
+});
+
+t.test('children get a clean environment', async (t) => {
+  const runner = new ProcessRunner();
+  process.env.RUNCD_TEST_SECRET = 'must-not-leak';
+  t.teardown(() => delete process.env.RUNCD_TEST_SECRET);
+  const result = await runner.run('cat', ['/proc/self/environ'], { timeoutMs: 10_000, env: { EXTRA: '1' } });
+  // tap's process tracker adds NODE_OPTIONS and _TAPJS_* (some with newlines in them) to every child of a test
+  // process; outside tap they are not there.
+  const entries = result.stdout
+    .split('\0')
+    .filter((entry) => entry !== '' && !/^(NODE_OPTIONS|_TAPJS_[A-Z_]+)=/.test(entry));
+  t.same(entries.sort(), ['EXTRA=1', 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin']);
+  t.notOk(result.stdout.includes('must-not-leak'));
+});
+
+t.test('when the pool and its queue are full, new work is refused with a 503 and Retry-After', async (t) => {
+  const runner = new ProcessRunner({ maxConcurrent: 1, maxQueued: 1, maxSessions: 1, maxSessionsQueued: 0 });
+  const running = runner.run('sleep', ['0.5'], { timeoutMs: 10_000 });
+  const queued = runner.run('true', [], { timeoutMs: 10_000 });
+  await new Promise((resolve) => setImmediate(resolve));
+  t.same(runner.load, { commands: 1, commandsQueued: 1, sessions: 0, sessionsQueued: 0 });
+  const spawnsBefore = runner.spawnCount;
+  // A request's first runtime call is the one that can be refused.
+  const refused = await runInOperation(new OperationContext(), () =>
+    runner.run('true', [], { timeoutMs: 10_000 }),
+  ).catch((error: unknown) => error);
+  t.ok(refused instanceof RuntimeBusyError, 'a RuntimeBusyError');
+  t.match(refused, { status: 503, code: 'runtime_busy', retryAfterSeconds: 1 });
+  t.match((refused as Error).message, /too many runtime commands at once \(1 running, 1 waiting\)/);
+  t.equal(runner.spawnCount, spawnsBefore, 'nothing was spawned for it');
+  // runcd's own work outside any request (startup, restarts by policy) always queues.
+  const background = runner.run('true', [], { timeoutMs: 10_000 });
+
+  // An operation that already got a slot is never refused a later one: it finishes what it started.
+  const operation = new OperationContext();
+  operation.admitted = true;
+  const admitted = runInOperation(operation, () => runner.run('true', [], { timeoutMs: 10_000 }));
+  t.equal((await running).exitCode, 0);
+  t.equal((await queued).exitCode, 0);
+  t.equal((await admitted).exitCode, 0);
+  t.equal((await background).exitCode, 0);
+  t.equal(operation.invocations.length, 1, 'the invocation is recorded in its operation');
+  t.match(operation.invocations[0], { binary: 'true', exitCode: 0, timedOut: false });
+
+  // Long-lived sessions have their own pool: a full session pool leaves commands alone.
+  const session = await runner.spawn('sleep', ['0.5'], {
+    stdio: ['ignore', 'ignore', 'ignore'],
+    longLived: true,
+  });
+  await t.rejects(
+    runInOperation(new OperationContext(), () =>
+      runner.spawn('true', [], { stdio: ['ignore', 'ignore', 'ignore'], longLived: true }),
+    ),
+    /too many exec sessions at once/,
+  );
+  t.equal((await runner.run('true', [], { timeoutMs: 10_000 })).exitCode, 0, 'commands still run');
+  await session.child;
+  t.same(runner.load, { commands: 0, commandsQueued: 0, sessions: 0, sessionsQueued: 0 }, 'every slot freed');
+});
