@@ -40,9 +40,12 @@ export class RuncdDaemon {
   }
 
   async start(): Promise<void> {
+    const bin = join(this.options.checkout ?? REPO_ROOT, 'bin', 'runcd.js');
     const argv = [
+      // Node flags as the installed `runcd` command runs with them (its shebang), then the bench's own.
+      ...shebangNodeFlags(bin),
       ...(this.options.nodeArgs ?? []),
-      join(this.options.checkout ?? REPO_ROOT, 'bin', 'runcd.js'),
+      bin,
       '--socket',
       this.socket,
       '--state-dir',
@@ -147,6 +150,13 @@ export class RuncdDaemon {
     // fields[11] and fields[12] are utime and stime (fields 14 and 15 of proc(5), counted from 1).
     return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS_PER_SECOND;
   }
+}
+
+/** The Node flags in a script's `#!/usr/bin/env -S node FLAGS` line (none for a plain `#!/usr/bin/env node`). */
+export function shebangNodeFlags(script: string): string[] {
+  const first = readFileSync(script, 'utf8').split('\n', 1)[0] ?? '';
+  const match = /^#!\S*env(?: -S)? node((?: --?\S+)*)\s*$/.exec(first);
+  return match?.[1]?.trim().split(/\s+/).filter(Boolean) ?? [];
 }
 
 export class RuncdDriver implements LifecycleDriver {
