@@ -25,7 +25,13 @@ export class RuncdDaemon {
   constructor(
     private readonly workspace: Workspace,
     readonly name: string,
-    private readonly options: { runtime?: string; nodeArgs?: string[]; checkout?: string } = {},
+    private readonly options: {
+      runtime?: string;
+      nodeArgs?: string[];
+      checkout?: string;
+      /** More runcd flags, after the bench's own. */
+      flags?: string[];
+    } = {},
   ) {
     this.dir = workspace.path(`runcd-${name}`);
     this.socket = join(this.dir, 'runcd.sock');
@@ -60,6 +66,7 @@ export class RuncdDaemon {
       CONMON,
       '--log-level',
       'warn',
+      ...(this.options.flags ?? []),
     ];
     this.child = spawn(process.execPath, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
     this.child.stdout?.on('data', (chunk: Buffer) => (this.output += chunk.toString()));
