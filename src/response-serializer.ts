@@ -12,6 +12,17 @@ type ResponseSchema = z.ZodType | { properties: z.ZodType };
  * from typed records, so re-validating them on the way out caught nothing the compiler does not.
  */
 export const responseSerializerCompiler: FastifySerializerCompiler<ResponseSchema> = ({ schema }) => {
+  // Compiled on first use, not when fastify asks at startup: compiling every route's every status up front cost
+  // ~0.3 s of CPU before runcd answered its first request (more on a loaded machine), mostly for problem
+  // answers that are rarely sent.
+  let serialize: ((data: unknown) => string) | undefined;
+  return (data: unknown) => {
+    serialize ??= compile(schema);
+    return serialize(data);
+  };
+};
+
+function compile(schema: ResponseSchema): (data: unknown) => string {
   const zodSchema = schema instanceof z.ZodType ? schema : schema.properties;
   return fastJson(z.toJSONSchema(zodSchema, { io: 'output', target: 'draft-7' }) as fastJson.AnySchema);
-};
+}
