@@ -11,7 +11,6 @@ import {
   hasZodFastifySchemaValidationErrors,
   jsonSchemaTransform,
   jsonSchemaTransformObject,
-  serializerCompiler,
   validatorCompiler,
   type ZodTypeProvider,
 } from 'fastify-type-provider-zod';
@@ -37,6 +36,7 @@ import { LogService } from './lifecycle/log-service.js';
 import httpObservability, { requestIdFor } from './observability/http-observability.js';
 import type { DaemonMetrics } from './observability/metrics.js';
 import type { SystemStatus } from './observability/system-status.js';
+import { responseSerializerCompiler } from './response-serializer.js';
 import { DEFAULT_BODY_LIMIT } from './security/limits.js';
 import securityPlugin, { type SecurityOptions } from './security/security-plugin.js';
 import { RUNCD_VERSION } from './version.js';
@@ -105,7 +105,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   // Only JSON bodies are accepted; anything else (text/plain included) is a 415 rather than a confusing 400.
   app.removeContentTypeParser('text/plain');
   app.setValidatorCompiler(validatorCompiler);
-  app.setSerializerCompiler(serializerCompiler);
+  app.setSerializerCompiler(responseSerializerCompiler);
   app.setErrorHandler((error, request, reply) => {
     const problem = problemForError(error as FastifyError, request.routeOptions.bodyLimit);
     if (problem.status >= 500) request.log.error({ err: error }, 'request failed');
