@@ -12,7 +12,8 @@ node_major=$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0
 [ "$node_major" -ge 20 ] || { echo "setup.sh: Node.js 20 or newer is required (found: $(node --version 2>/dev/null || echo none))" >&2; exit 1; }
 
 # openssl: the tests make a throwaway CA for mutual TLS. tini: its static build is the init of `init: true`.
-packages=(runc conmon busybox-static tini openssl)
+# skopeo, umoci: `docker load` unpacks docker save archives with them (offline).
+packages=(runc conmon busybox-static tini openssl skopeo umoci)
 missing=()
 for pkg in "${packages[@]}"; do dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg"); done
 if [ ${#missing[@]} -gt 0 ]; then
