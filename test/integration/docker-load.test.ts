@@ -61,6 +61,24 @@ t.test(
     const loaded = await run('load', '-i', saved);
     t.equal(loaded.code, 0, loaded.stderr);
     t.equal(loaded.stdout, 'Loaded image: bbload:latest\n', 'the CLI prints what it loaded');
+    const audit = readFileSync(join(sandbox.stateDir, 'audit.log'), 'utf8')
+      .trim()
+      .split('\n')
+      .map(
+        (line) =>
+          JSON.parse(line) as { route?: string; runtime?: Array<{ argv: string[]; exitCode: number }> },
+      );
+    const loadEntry = audit.find((entry) => entry.route === '/images/load');
+    t.same(
+      loadEntry?.runtime
+        ?.filter((call) => /skopeo|umoci/.test(call.argv[0]!))
+        .map((call) => [call.argv[0], call.argv.includes('copy') ? 'copy' : call.argv[3], call.exitCode]),
+      [
+        ['skopeo', 'copy', 0],
+        ['umoci', 'unpack', 0],
+      ],
+      'the skopeo and umoci runs are audited with the request, like runc calls',
+    );
     const images = await run('images', '--format', '{{.Repository}}:{{.Tag}}');
     t.match(images.stdout, /^bbload:latest$/m, 'docker images lists it');
     const config = await run(
