@@ -12,8 +12,10 @@ node_major=$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0
 [ "$node_major" -ge 20 ] || { echo "setup.sh: Node.js 20 or newer is required (found: $(node --version 2>/dev/null || echo none))" >&2; exit 1; }
 
 # openssl: the tests make a throwaway CA for mutual TLS. tini: its static build is the init of `init: true`.
+# systemd: systemd-analyze verifies the unit (CI). chromium: the test that clicks through Swagger UI at /docs.
+# util-linux (setpriv) and libcap2-bin (capsh): the test that runs runcd under the unit's capability bounding set.
 # skopeo, umoci: `docker load` unpacks docker save archives with them (offline).
-packages=(runc conmon busybox-static tini openssl skopeo umoci)
+packages=(runc conmon busybox-static tini openssl systemd chromium util-linux libcap2-bin skopeo umoci)
 missing=()
 for pkg in "${packages[@]}"; do dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg"); done
 if [ ${#missing[@]} -gt 0 ]; then
@@ -25,6 +27,7 @@ fi
 npm ci --no-audit --no-fund
 npm run build
 ln -sf "$PWD/bin/runcd.js" /usr/local/bin/runcd
+ln -sf "$PWD/bin/runcctl.js" /usr/local/bin/runcctl
 
 install -d -m 0750 /run/runcd
 install -d -m 0700 /var/lib/runcd

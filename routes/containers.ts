@@ -236,7 +236,7 @@ const containerRoutes: FastifyPluginAsyncZod<ContainerRoutesOptions> = async (
         'x-request-id': request.id,
       });
       reply.raw.flushHeaders();
-      const abort = abortOnClose(reply.raw);
+      const abort = abortOnClose(reply);
       let timer: NodeJS.Timeout | undefined;
       const timeout = new Promise<z.infer<typeof WaitResult>>((resolve) => {
         if (request.query.timeout !== undefined) {
@@ -252,6 +252,9 @@ const containerRoutes: FastifyPluginAsyncZod<ContainerRoutesOptions> = async (
       try {
         const result = await Promise.race([waiter.result, timeout, aborted]);
         if (result) reply.raw.end(JSON.stringify(result) + '\n');
+        // The client left, or runcd is shutting down: the connection is cut (no body), and the wait can be
+        // re-issued against the restarted daemon, which answers at once if the container stopped meanwhile.
+        else reply.raw.destroy();
       } finally {
         clearTimeout(timer);
         waiter.cancel();
@@ -281,7 +284,7 @@ const containerRoutes: FastifyPluginAsyncZod<ContainerRoutesOptions> = async (
       const ndjson = wantsNdjson(request.headers.accept);
       const { timestamps, ...options } = request.query;
       const body = new PassThrough();
-      const abort = abortOnClose(reply.raw);
+      const abort = abortOnClose(reply);
       const done = logs.stream(
         request.params.id,
         options,
@@ -299,7 +302,7 @@ const containerRoutes: FastifyPluginAsyncZod<ContainerRoutesOptions> = async (
       );
       return reply
         .type(ndjson ? 'application/x-ndjson' : 'text/plain; charset=utf-8')
-        .send(asStreamedBody(body));
+        .send(asStreamedBody(reply, body));
     },
   );
 
@@ -335,7 +338,7 @@ const containerRoutes: FastifyPluginAsyncZod<ContainerRoutesOptions> = async (
       const first = await containers.stats(request.params.id);
       const body = new PassThrough();
       body.write(JSON.stringify(first) + '\n');
-      const abort = abortOnClose(reply.raw);
+      const abort = abortOnClose(reply);
       void containers
         .streamStats(
           request.params.id,
@@ -347,7 +350,7 @@ const containerRoutes: FastifyPluginAsyncZod<ContainerRoutesOptions> = async (
         // full) can only end it, and must never become an unhandled rejection that takes the daemon down.
         .catch((error: unknown) => request.log.warn({ err: error }, 'stats stream ended early'))
         .finally(() => body.end());
-      return reply.type('application/x-ndjson').send(asStreamedBody(body));
+      return reply.type('application/x-ndjson').send(asStreamedBody(reply, body));
     },
   );
 };

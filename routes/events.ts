@@ -74,11 +74,11 @@ const eventRoutes: FastifyPluginAsyncZod<EventRoutesOptions> = async (app, { eve
         if (remaining <= 0) finish();
         else untilTimer = setTimeout(finish, remaining);
       }
-      abortOnClose(reply.raw).signal.addEventListener('abort', finish, { once: true });
+      abortOnClose(reply).signal.addEventListener('abort', finish, { once: true });
       return reply
         .type(sse ? 'text/event-stream' : 'application/x-ndjson')
         .header('cache-control', 'no-cache')
-        .send(asStreamedBody(body));
+        .send(asStreamedBody(reply, body));
     },
   );
 };

@@ -1,10 +1,18 @@
 import type { Readable } from 'node:stream';
-import type { ServerResponse } from 'node:http';
+import type { FastifyReply } from 'fastify';
 
-/** Aborts when the client goes away (or the response ends), so long-lived streams stop their work. */
-export function abortOnClose(response: ServerResponse): AbortController {
+/**
+ * Aborts when the client goes away (or the response ends), or when the server starts a graceful shutdown, so
+ * long-lived streams stop their work and end their response instead of holding the shutdown open.
+ */
+export function abortOnClose(reply: FastifyReply): AbortController {
   const controller = new AbortController();
-  response.once('close', () => controller.abort());
+  const abort = () => controller.abort();
+  reply.raw.once('close', abort);
+  const closing = reply.server.closing;
+  if (closing.aborted) abort();
+  else closing.addEventListener('abort', abort, { once: true });
+  reply.raw.once('close', () => closing.removeEventListener('abort', abort));
   return controller;
 }
 
@@ -18,8 +26,13 @@ export function wantsEventStream(accept: string | undefined): boolean {
 
 /**
  * fastify pipes a stream as-is, bypassing the response serializer; the route's 200 schema documents what each
- * streamed line looks like. This cast is where the two meet.
+ * streamed line looks like. This cast is where the two meet. The headers go out as soon as piping starts, not with
+ * the first line: a client then knows at once that its follow or subscription is in place (and with what status),
+ * even when nothing happens for a while.
  */
-export function asStreamedBody<T>(stream: Readable): T {
+export function asStreamedBody<T>(reply: FastifyReply, stream: Readable): T {
+  reply.raw.once('pipe', () => {
+    if (!reply.raw.headersSent) reply.raw.flushHeaders();
+  });
   return stream as unknown as T;
 }

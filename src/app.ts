@@ -1,6 +1,7 @@
 import fastifySwagger from '@fastify/swagger';
 import fastifySwaggerUi from '@fastify/swagger-ui';
 import Fastify, {
+  LogController,
   type FastifyError,
   type FastifyInstance,
   type FastifyReply,
@@ -10,7 +11,6 @@ import {
   hasZodFastifySchemaValidationErrors,
   jsonSchemaTransform,
   jsonSchemaTransformObject,
-  serializerCompiler,
   validatorCompiler,
   type ZodTypeProvider,
 } from 'fastify-type-provider-zod';
@@ -20,20 +20,41 @@ import containerRoutes from '../routes/containers.js';
 import eventRoutes from '../routes/events.js';
 import systemRoutes from '../routes/system.js';
 import type { Socket } from 'node:net';
-import { DomainError, problemFor, problemHeaders, toProblem, type Problem } from './errors.js';
+import { attachExamples } from './docs/openapi-examples.js';
+import {
+  DomainError,
+  PROBLEM_CONTENT_TYPE,
+  problemFor,
+  problemHeaders,
+  toProblem,
+  type Problem,
+} from './errors.js';
 import type { BundleService } from './bundles/bundle-service.js';
 import type { ContainerResourceService } from './bundles/container-resources.js';
 import type { ContainerService } from './lifecycle/container-service.js';
 import { LogService } from './lifecycle/log-service.js';
+import httpObservability, { requestIdFor } from './observability/http-observability.js';
+import type { DaemonMetrics } from './observability/metrics.js';
+import type { SystemStatus } from './observability/system-status.js';
+import { responseSerializerCompiler } from './response-serializer.js';
 import { DEFAULT_BODY_LIMIT } from './security/limits.js';
 import securityPlugin, { type SecurityOptions } from './security/security-plugin.js';
 import { RUNCD_VERSION } from './version.js';
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** Aborted once the server starts closing: long-lived responses end so shutdown can finish. */
+    closing: AbortSignal;
+  }
+}
 
 export interface AppDeps {
   containers: ContainerService;
   bundles: BundleService;
   resources: ContainerResourceService;
   security: SecurityOptions;
+  /** Behind GET /readyz, /info and /metrics; one of each per daemon, shared by its listeners. */
+  system: { status: SystemStatus; metrics: DaemonMetrics };
   logger?: FastifyServerOptions['loggerInstance'];
   /** TLS for a TCP listener (`https.createServer` options). */
   https?: {
@@ -45,7 +66,7 @@ export interface AppDeps {
   };
 }
 
-export const PROBLEM_CONTENT_TYPE = 'application/problem+json';
+export { PROBLEM_CONTENT_TYPE };
 
 const FASTIFY_ERROR_CODES: Readonly<Record<string, string>> = {
   FST_ERR_CTP_INVALID_JSON_BODY: 'invalid_json',
@@ -62,8 +83,11 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   const app = Fastify({
     ...(deps.logger ? { loggerInstance: deps.logger } : { logger: false }),
     ...(deps.https ? { https: deps.https } : {}),
-    genReqId: () => crypto.randomUUID(),
-    requestIdHeader: 'x-request-id',
+    // A caller's X-Request-Id is kept when it is a sane token (it ends up in every log line), else replaced.
+    requestIdHeader: false,
+    genReqId: (request) => requestIdFor(request.headers['x-request-id']),
+    // http-observability logs one line per request, with the route and duration fastify's own lines lack.
+    logController: new LogController({ disableRequestLogging: true }),
     // Larger limits for the few routes that need them come from the security plugin's table.
     bodyLimit: DEFAULT_BODY_LIMIT,
     // `/containers/` and `/containers` are the same resource to a curl user. Long parameters reach the schema,
@@ -81,7 +105,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   // Only JSON bodies are accepted; anything else (text/plain included) is a 415 rather than a confusing 400.
   app.removeContentTypeParser('text/plain');
   app.setValidatorCompiler(validatorCompiler);
-  app.setSerializerCompiler(serializerCompiler);
+  app.setSerializerCompiler(responseSerializerCompiler);
   app.setErrorHandler((error, request, reply) => {
     const problem = problemForError(error as FastifyError, request.routeOptions.bodyLimit);
     if (problem.status >= 500) request.log.error({ err: error }, 'request failed');
@@ -98,6 +122,14 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     reply.header('x-request-id', request.id);
   });
 
+  // Long-lived responses (log follows, event and stats streams, waits) end when the server starts closing, so a
+  // graceful shutdown is never held open by a client that would stay forever.
+  const closing = new AbortController();
+  app.decorate('closing', closing.signal);
+  app.addHook('preClose', async () => closing.abort());
+
+  // First, so the request context and timing cover every other hook (the security plugin's audit included).
+  await app.register(httpObservability, { metrics: deps.system.metrics });
   // Before every route, so its route hooks (body limits) and request hooks cover them all.
   await app.register(securityPlugin, deps.security);
   await app.register(fastifySwagger, {
@@ -127,10 +159,10 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
       ],
     },
     transform: jsonSchemaTransform,
-    transformObject: jsonSchemaTransformObject,
+    transformObject: (input) => attachExamples(jsonSchemaTransformObject(input)),
   });
   await app.register(fastifySwaggerUi, { routePrefix: '/docs' });
-  await app.register(systemRoutes);
+  await app.register(systemRoutes, deps.system);
   await app.register(containerRoutes, {
     containers: deps.containers,
     logs: new LogService(deps.containers),

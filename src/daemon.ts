@@ -29,6 +29,9 @@ import { EventRepository } from './store/event-repository.js';
 import { TombstoneRepository } from './store/tombstone-repository.js';
 import { EventBus } from './lifecycle/event-bus.js';
 import { openDatabase, type Db } from './store/database.js';
+import { ReadinessRepository } from './store/readiness-repository.js';
+import { DaemonMetrics } from './observability/metrics.js';
+import { SystemStatus } from './observability/system-status.js';
 import { TokenRepository } from './store/token-repository.js';
 
 export interface DaemonConfig extends Pick<Config, 'stateDir' | 'runtimeRoot' | 'bundleRoots'> {
@@ -75,8 +78,23 @@ export interface Daemon {
   policy: BundlePolicy;
   auditLogPath: string;
   runtimeSecurity: RuntimeSecurityReport;
-  close(): Promise<void>;
+  metrics: DaemonMetrics;
+  status: SystemStatus;
+  /**
+   * Graceful shutdown: stop accepting, end streams, let in-flight requests finish for up to `graceMs` (then cut
+   * their connections), close the store. Containers and their monitors are never touched.
+   */
+  close(options?: { graceMs?: number }): Promise<CloseReport>;
 }
+
+export interface CloseReport {
+  /** Connections still open when the grace period ran out, cut without an answer. */
+  cutConnections: number;
+}
+
+/** In-flight requests get this long to finish on shutdown; under systemd's TimeoutStopSec (15 s). */
+export const DEFAULT_SHUTDOWN_GRACE_MS = 10_000;
+const IDLE_SWEEP_MS = 50;
 
 /** Wires store, runtime adapter and lifecycle service into an app; reconciles with the runtime before returning. */
 export async function openDaemon(config: DaemonConfig, logger: Logger): Promise<Daemon> {
@@ -86,7 +104,8 @@ export async function openDaemon(config: DaemonConfig, logger: Logger): Promise<
   await mkdir(config.runtimeRoot, { recursive: true, mode: 0o700 });
   for (const root of config.bundleRoots) await mkdir(root, { recursive: true, mode: 0o755 });
 
-  const db: Db = openDatabase(join(config.stateDir, 'runcd.db'));
+  const databasePath = join(config.stateDir, 'runcd.db');
+  const db: Db = openDatabase(databasePath);
   const runner = new ProcessRunner(config.processLimits);
   const runc = new Runc({
     binary: config.runtimeBinary,
@@ -146,10 +165,22 @@ export async function openDaemon(config: DaemonConfig, logger: Logger): Promise<
   const resources = new ContainerResourceService(containers, managedBundles, runc, conmon);
   let audit: AuditLog | undefined;
   const apps: FastifyInstance[] = [];
+  // Before init: reconciling at startup already runs the runtime and may publish events.
+  const metrics = new DaemonMetrics({ runner, events: containers.events, containers });
   try {
     await containers.init();
     await managedBundles.init();
     const runtimeSecurity = assessRuntime(await collectRuntimeFacts(config.runtimeBinary, runner));
+    const status = new SystemStatus({
+      readinessStore: new ReadinessRepository(db),
+      databasePath,
+      runc,
+      conmon,
+      containers,
+      metrics,
+      runtimeSecurity,
+    });
+    const system = { status, metrics };
     audit = new AuditLog(join(config.stateDir, 'audit.log'), logger.child({ component: 'audit' }));
     const tokens = new TokenRepository(db);
     const rate = config.rateLimitPerSecond ?? DEFAULT_RATE_LIMIT_PER_SECOND;
@@ -167,6 +198,7 @@ export async function openDaemon(config: DaemonConfig, logger: Logger): Promise<
       bundles: managedBundles,
       resources,
       logger,
+      system,
       security: security('unix'),
     });
     apps.push(app);
@@ -177,6 +209,7 @@ export async function openDaemon(config: DaemonConfig, logger: Logger): Promise<
         bundles: managedBundles,
         resources,
         logger,
+        system,
         security: security('tcp'),
         ...(config.tls
           ? {
@@ -219,20 +252,59 @@ export async function openDaemon(config: DaemonConfig, logger: Logger): Promise<
       policy,
       auditLogPath: openedAudit.path,
       runtimeSecurity,
-      async close() {
-        for (const each of apps) await each.close();
+      metrics,
+      status,
+      async close(options = {}) {
+        const cutConnections = await closeApps(apps, options.graceMs ?? DEFAULT_SHUTDOWN_GRACE_MS, logger);
         await managedBundles.close();
         containers.close();
+        metrics.close();
         openedAudit.close();
         db.close();
+        return { cutConnections };
       },
     };
   } catch (error) {
     for (const each of apps) await each.close();
     await managedBundles.close();
     containers.close();
+    metrics.close();
     audit?.close();
     db.close();
     throw error;
   }
+}
+
+/**
+ * Closes every listener at once: fastify stops accepting, aborts long-lived responses (the `closing` signal),
+ * answers requests that arrive on open connections with 503, and waits for in-flight ones. Whatever is still
+ * open after `graceMs` is cut, so a wedged request can never keep the daemon from exiting.
+ */
+async function closeApps(apps: FastifyInstance[], graceMs: number, logger: Logger): Promise<number> {
+  const closed = Promise.all(apps.map((app) => app.close()));
+  // Node closes the connections that are idle when closing starts; a keep-alive connection whose request finishes
+  // later would stay open until its keep-alive timeout, so idle ones are swept until everything is closed.
+  const sweeper = setInterval(() => {
+    for (const app of apps) app.server.closeIdleConnections();
+  }, IDLE_SWEEP_MS);
+  let timer: NodeJS.Timeout | undefined;
+  const graceOver = new Promise<'grace-over'>((resolve) => {
+    timer = setTimeout(() => resolve('grace-over'), graceMs);
+  });
+  const outcome = await Promise.race([closed.then(() => 'closed' as const), graceOver]);
+  clearTimeout(timer);
+  clearInterval(sweeper);
+  if (outcome === 'closed') return 0;
+  let cut = 0;
+  for (const app of apps) {
+    cut += await openConnections(app);
+    app.server.closeAllConnections();
+  }
+  logger.warn({ graceMs, connections: cut }, 'in-flight requests did not finish in time; connections cut');
+  await closed;
+  return cut;
+}
+
+function openConnections(app: FastifyInstance): Promise<number> {
+  return new Promise((resolve) => app.server.getConnections((error, count) => resolve(error ? 0 : count)));
 }

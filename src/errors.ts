@@ -123,6 +123,9 @@ export function containerNotFound(id: string): NotFoundError {
 
 const PROBLEM_TYPE_BASE = 'https://runcd.dev/problems/';
 
+/** The media type every error is sent as (RFC 9457). */
+export const PROBLEM_CONTENT_TYPE = 'application/problem+json';
+
 export function toProblem(error: DomainError): Problem {
   const problem: Problem = {
     type: PROBLEM_TYPE_BASE + error.code,

@@ -1,8 +1,8 @@
 import { readFile } from 'node:fs/promises';
-import pino from 'pino';
 import { runTokenCommand } from './cli/token-command.js';
 import { ConfigError, USAGE, parseCommandLine, resolveBinary, type Config } from './config.js';
-import { openDaemon, type DaemonConfig } from './daemon.js';
+import { DEFAULT_SHUTDOWN_GRACE_MS, openDaemon, type DaemonConfig } from './daemon.js';
+import { createLogger } from './observability/logger.js';
 import { closeInheritedDescriptors } from './runtime/process-runner.js';
 import { loadPolicyFile, PolicyFileError } from './lifecycle/bundle-policy.js';
 import {
@@ -13,16 +13,6 @@ import {
   SocketSetupError,
 } from './security/unix-socket.js';
 import { RUNCD_VERSION } from './version.js';
-
-/** Log paths that could ever hold a secret; pino replaces them wherever they appear. */
-const REDACTED_LOG_PATHS = [
-  'authorization',
-  'headers.authorization',
-  'req.headers.authorization',
-  'request.headers.authorization',
-  '*.authorization',
-  'token.secret',
-];
 
 async function main(): Promise<void> {
   const argv = process.argv.slice(2);
@@ -94,11 +84,7 @@ async function main(): Promise<void> {
     throw error;
   }
 
-  const logger = pino({
-    level: config.logLevel,
-    base: { service: 'runcd' },
-    redact: { paths: REDACTED_LOG_PATHS, censor: '[redacted]' },
-  });
+  const logger = createLogger({ level: config.logLevel });
   const inherited = closeInheritedDescriptors();
   if (inherited.length > 0) logger.info({ fds: inherited }, 'closed inherited file descriptors');
   const daemon = await openDaemon(daemonConfig, logger);
@@ -161,12 +147,20 @@ async function main(): Promise<void> {
   const shutdown = (signal: string) => {
     if (closing) return;
     closing = true;
-    logger.info({ signal }, 'shutting down; containers keep running');
-    const force = setTimeout(() => process.exit(1), 10_000);
+    logger.info(
+      { signal, graceMs: DEFAULT_SHUTDOWN_GRACE_MS },
+      'shutting down: no new connections, finishing in-flight requests; containers keep running',
+    );
+    // A backstop only: close() itself cuts what is left after the grace period.
+    const force = setTimeout(() => process.exit(1), DEFAULT_SHUTDOWN_GRACE_MS + 3_000);
     force.unref();
     daemon
-      .close()
-      .then(() => process.exit(0))
+      .close({ graceMs: DEFAULT_SHUTDOWN_GRACE_MS })
+      .then((report) => {
+        logger.info({ cutConnections: report.cutConnections }, 'runcd stopped');
+        logger.flush();
+        process.exit(0);
+      })
       .catch((error: unknown) => {
         logger.error({ err: error }, 'error during shutdown');
         process.exit(1);

@@ -18,6 +18,9 @@ import { TombstoneRepository } from './store/tombstone-repository.js';
 import { EventBus } from './lifecycle/event-bus.js';
 import { openDatabase } from './store/database.js';
 import { TokenRepository } from './store/token-repository.js';
+import { ReadinessRepository } from './store/readiness-repository.js';
+import { DaemonMetrics } from './observability/metrics.js';
+import { SystemStatus } from './observability/system-status.js';
 
 /**
  * The OpenAPI document exactly as the server publishes it at /openapi.json. The service behind the app is never
@@ -27,14 +30,31 @@ export async function generateOpenApiDocument(): Promise<unknown> {
   const runner = new ProcessRunner();
   const runc = new Runc({ binary: 'runc', root: '/nonexistent', scratchDir: '/nonexistent', runner });
   const db = openDatabase(':memory:');
+  const conmon = new Conmon({
+    binary: 'conmon',
+    runtimeBinary: 'runc',
+    stateDir: '/nonexistent',
+    runc,
+    runner,
+  });
   const containers = new ContainerService({
     repository: new ContainerRepository(db),
     tombstones: new TombstoneRepository(db),
     events: new EventBus(new EventRepository(db)),
     runc,
-    conmon: new Conmon({ binary: 'conmon', runtimeBinary: 'runc', stateDir: '/nonexistent', runc, runner }),
+    conmon,
     bundles: new BundleInspector([]),
     logger: pino({ level: 'silent' }),
+  });
+  const metrics = new DaemonMetrics({ runner, events: containers.events, containers });
+  const status = new SystemStatus({
+    readinessStore: new ReadinessRepository(db),
+    databasePath: ':memory:',
+    runc,
+    conmon,
+    containers,
+    metrics,
+    runtimeSecurity: { runtime: 'runc', version: null, package: null, advisories: [], warnings: [] },
   });
   const policy = new BundlePolicy();
   const bundles = new BundleService({
@@ -48,17 +68,11 @@ export async function generateOpenApiDocument(): Promise<unknown> {
     initBinary: DEFAULT_INIT_BINARY,
     logger: pino({ level: 'silent' }),
   });
-  const conmon = new Conmon({
-    binary: 'conmon',
-    runtimeBinary: 'runc',
-    stateDir: '/nonexistent',
-    runc,
-    runner,
-  });
   const app = await buildApp({
     containers,
     bundles,
     resources: new ContainerResourceService(containers, bundles, runc, conmon),
+    system: { status, metrics },
     security: {
       listener: 'unix',
       requireToken: false,
@@ -69,6 +83,7 @@ export async function generateOpenApiDocument(): Promise<unknown> {
   await app.ready();
   const document = app.swagger();
   await app.close();
+  metrics.close();
   db.close();
   return document;
 }

@@ -102,6 +102,8 @@ export class ContainerService {
   private readonly watcher: ExitWatcher;
   private readonly restarts: RestartScheduler;
   private readonly owner = userInfo().username;
+  /** runc's `ociVersion` (its spec version), asked once at init so creates need no `runc state`. */
+  private runtimeSpecVersion: string | undefined;
   private closed = false;
 
   constructor(private readonly deps: ContainerServiceDeps) {
@@ -116,6 +118,7 @@ export class ContainerService {
   /** Loads the store, reconciles it with the runtime, then starts watching for exits. */
   async init(): Promise<void> {
     await this.deps.conmon.prepare();
+    this.runtimeSpecVersion = await this.deps.runc.specVersion();
     this.deps.tombstones.pruneRemovedBefore(new Date(Date.now() - TOMBSTONE_RETENTION_MS).toISOString());
     for (const record of this.deps.repository.all()) this.view.set(record.id, record);
     await this.reconcile();
@@ -537,17 +540,19 @@ export class ContainerService {
 
   /**
    * conmon + `runc create` on runcd's checked copy of the record's config (written from `runtimeConfig` on the
-   * first create, reused on restarts); fills in pid and runc's own state fields.
+   * first create, reused on restarts). Everything `runc state` would add is known without asking it (a `runc
+   * state` here cost a whole runc process per create): conmon reports the init pid, runc's ociVersion is its spec
+   * version, `created` is when runc create ran, and the owner is runcd's user.
    */
   private async createInstance(record: ContainerRecord, runtimeConfig?: string): Promise<void> {
+    const created = new Date().toISOString();
     const { pid } = await this.deps.conmon.create(record.id, runtimeConfig);
-    const state = await this.deps.runc.state(record.id);
     Object.assign(record, {
       status: 'created',
-      pid: state.pid || pid,
-      created: state.created,
-      ociVersion: state.ociVersion,
-      owner: state.owner || this.owner,
+      pid,
+      created,
+      ociVersion: this.runtimeSpecVersion ?? record.ociVersion,
+      owner: this.owner,
       exitCode: null,
       oomKilled: false,
       startedAt: null,

@@ -1,5 +1,5 @@
-import { readFileSync } from 'node:fs';
-import { mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { killProcessGroup, type ProcessRunner } from './process-runner.js';
@@ -10,6 +10,11 @@ import { RuntimeError, classifyRuntimeMessage, extractRuntimeMessage, type Runc 
  * not lost to reparenting), writes the exit code to `<exitDir>/<id>` and `<persistDir>/exit`, marks OOM kills
  * with `<persistDir>/oom`, and owns the container's stdout/stderr (k8s-file log). conmon double-forks and calls
  * setsid, so killing runcd (or its process group) never touches the monitor or the container.
+ *
+ * The files here are small and in runcd's own state dir, so they are read, written and removed synchronously:
+ * each async fs call is a round trip through libuv's thread pool (a readFile is four: open, fstat, read,
+ * close), which cost several milliseconds per call on a busy machine, on every step of a lifecycle. Only the
+ * container's directory, whose log can be large, is removed asynchronously.
  */
 
 export interface ContainerFiles {
@@ -58,7 +63,7 @@ export class Conmon {
 
   async prepare(): Promise<void> {
     for (const dir of [this.exitDir, this.containersDir, this.socketDir]) {
-      await mkdir(dir, { recursive: true, mode: 0o700 });
+      mkdirSync(dir, { recursive: true, mode: 0o700 });
     }
   }
 
@@ -95,10 +100,10 @@ export class Conmon {
   async create(id: string, runtimeConfig?: string): Promise<{ pid: number; conmonPid: number }> {
     const files = this.filesFor(id);
     await this.clearExit(id);
-    await mkdir(files.bundleDir, { recursive: true, mode: 0o700 });
+    mkdirSync(files.bundleDir, { recursive: true, mode: 0o700 });
     if (runtimeConfig !== undefined) {
-      await writeFile(files.bundleConfig, runtimeConfig, { mode: 0o600 });
-    } else if (!(await stat(files.bundleConfig).catch(() => undefined))) {
+      writeFileSync(files.bundleConfig, runtimeConfig, { mode: 0o600 });
+    } else if (!existsSync(files.bundleConfig)) {
       throw new RuntimeError(
         'failed',
         `runcd's checked copy of config.json for "${id}" is missing`,
@@ -160,7 +165,7 @@ export class Conmon {
     }
     // No answer in time: kill conmon's process group (conmon and a runc create it started before daemonizing).
     if (message === undefined) killProcessGroup(child.pid);
-    const conmonPid = Number((await readFile(files.conmonPidFile, 'utf8').catch(() => '0')).trim()) || 0;
+    const conmonPid = Number(readSmallFile(files.conmonPidFile).trim()) || 0;
     const exitCode = message && message.data > 0 ? 0 : 1;
     this.options.runner.recordInvocation({
       binary: this.binary,
@@ -179,7 +184,7 @@ export class Conmon {
       );
     }
     if (message.data <= 0) {
-      const runtimeLog = await readFile(files.runtimeLog, 'utf8').catch(() => '');
+      const runtimeLog = readSmallFile(files.runtimeLog);
       const text =
         cleanRuntimeMessage(message.message ?? '') ||
         extractRuntimeMessage(runtimeLog) ||
@@ -200,7 +205,7 @@ export class Conmon {
   }
 
   async conmonPid(id: string): Promise<number | undefined> {
-    const text = await readFile(this.filesFor(id).conmonPidFile, 'utf8').catch(() => '');
+    const text = readSmallFile(this.filesFor(id).conmonPidFile);
     const pid = Number(text.trim());
     return pid > 0 ? pid : undefined;
   }
@@ -213,11 +218,13 @@ export class Conmon {
     const pid = await this.conmonPid(id);
     if (pid === undefined) return true;
     const deadline = Date.now() + timeoutMs;
-    while (Date.now() < deadline) {
+    // conmon is not runcd's child, so there is nothing to wait on but /proc. It exits a moment after writing the
+    // exit file: look again after 1 ms, then back off to 10 ms for a monitor that takes longer (a force delete).
+    for (let delayMs = 1; ; delayMs = Math.min(delayMs * 2, 10)) {
       if (!isMonitorAlive(pid, id)) return true;
-      await new Promise((resolve) => setTimeout(resolve, 5));
+      if (Date.now() >= deadline) return false;
+      await new Promise((resolve) => setTimeout(resolve, delayMs));
     }
-    return false;
   }
 
   /** Before a restart: forget the old instance's exit and pids, keep its log (as `docker restart` does). */
@@ -230,16 +237,16 @@ export class Conmon {
       files.pidFile,
       files.conmonPidFile,
     ]) {
-      await rm(path, { force: true });
+      rmSync(path, { force: true });
     }
-    await rm(join(this.socketDir, id), { recursive: true, force: true });
+    rmSync(join(this.socketDir, id), { recursive: true, force: true });
   }
 
   async removeFiles(id: string): Promise<void> {
     const files = this.filesFor(id);
-    await rm(files.exitFile, { force: true });
+    rmSync(files.exitFile, { force: true });
+    rmSync(join(this.socketDir, id), { recursive: true, force: true });
     await rm(files.dir, { recursive: true, force: true });
-    await rm(join(this.socketDir, id), { recursive: true, force: true });
   }
 }
 
@@ -252,23 +259,33 @@ function cleanRuntimeMessage(message: string): string {
   return message.trim().replace(/^(runc|crun) create failed: /, '');
 }
 
+/** A small file's text, or '' when it does not exist (or cannot be read). */
+function readSmallFile(path: string): string {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch {
+    return '';
+  }
+}
+
 async function readExitFile(path: string, oomFile: string): Promise<ExitRecord | undefined> {
   // conmon may still be writing the file when the watcher fires; an empty read is retried briefly.
   for (let attempt = 0; attempt < 20; attempt++) {
     let text: string;
-    let info;
+    let modified: Date;
     try {
-      [text, info] = await Promise.all([readFile(path, 'utf8'), stat(path)]);
+      modified = statSync(path).mtime;
+      text = readFileSync(path, 'utf8');
     } catch {
       return undefined;
     }
     const trimmed = text.trim();
     if (/^-?\d+$/.test(trimmed)) {
-      const oomKilled = await stat(oomFile).then(
-        () => true,
-        () => false,
-      );
-      return { exitCode: Number(trimmed), oomKilled, finishedAt: info.mtime.toISOString() };
+      return {
+        exitCode: Number(trimmed),
+        oomKilled: existsSync(oomFile),
+        finishedAt: modified.toISOString(),
+      };
     }
     await new Promise((resolve) => setTimeout(resolve, 5));
   }

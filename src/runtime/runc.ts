@@ -1,4 +1,6 @@
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { constants as osConstants } from 'node:os';
 import { join } from 'node:path';
 import { killProcessGroup, type ProcessRunner } from './process-runner.js';
 import type { OciProcess, OciSpec } from './oci.js';
@@ -204,6 +206,15 @@ export class Runc {
     return result.stdout.split('\n')[0]?.trim() ?? '';
   }
 
+  /**
+   * The OCI runtime-spec version the runtime implements: what `runc state` reports as `ociVersion` for every
+   * container, whatever its bundle says (`runc --version` prints it as `spec: 1.0.2-dev`, crun as `spec: 1.0.0`).
+   */
+  async specVersion(): Promise<string | undefined> {
+    const result = await this.runner.run(this.binary, ['--version'], { timeoutMs: 10_000 });
+    return /^spec: (\S+)$/m.exec(result.stdout)?.[1];
+  }
+
   async state(id: string): Promise<RuntimeState> {
     const stdout = await this.invoke('state', [id]);
     return JSON.parse(stdout) as RuntimeState;
@@ -299,11 +310,12 @@ export class Runc {
       onOutput?: ((stream: 'stdout' | 'stderr', chunk: Buffer) => void) | undefined;
     },
   ): Promise<ExecOutcome> {
-    const dir = await mkdtemp(join(this.scratchDir, 'exec-'));
+    // Small scratch files in runcd's own state dir: synchronous, like conmon.ts's (see there for why).
+    const dir = mkdtempSync(join(this.scratchDir, 'exec-'));
     const processFile = join(dir, 'process.json');
     const pidFile = join(dir, 'pid');
     const logFile = join(dir, 'runc.log');
-    await writeFile(processFile, JSON.stringify(process), { mode: 0o600 });
+    writeFileSync(processFile, JSON.stringify(process), { mode: 0o600 });
     const argv = [
       `--root=${this.root}`,
       '--log-format=json',
@@ -323,7 +335,7 @@ export class Runc {
         longLived: true,
       }));
     } catch (error) {
-      await rm(dir, { recursive: true, force: true });
+      rmSync(dir, { recursive: true, force: true });
       throw error;
     }
     const stdout = new CappedBuffer(options.outputLimitBytes);
@@ -351,10 +363,10 @@ export class Runc {
         typeof result.exitCode === 'number'
           ? result.exitCode
           : result.signal
-            ? 128 + signalNumber(result)
+            ? 128 + signalNumber(result.signal)
             : -1;
       this.runner.recordInvocation({ binary: this.binary, argv, exitCode, durationMs, timedOut });
-      const runcLog = await readFile(logFile, 'utf8').catch(() => '');
+      const runcLog = readLog(logFile);
       const runcMessage = extractRuntimeMessage(runcLog);
       if (exitCode === 255 && runcMessage) {
         throw new RuntimeError(classifyRuntimeMessage(runcMessage), runcMessage, 'exec', exitCode);
@@ -368,7 +380,7 @@ export class Runc {
       };
     } finally {
       clearTimeout(timer);
-      await rm(dir, { recursive: true, force: true });
+      rmSync(dir, { recursive: true, force: true });
     }
   }
 
@@ -393,9 +405,16 @@ export class Runc {
   }
 }
 
-function signalNumber(result: { signal?: string | undefined }): number {
-  const table: Record<string, number> = { SIGKILL: 9, SIGTERM: 15, SIGINT: 2, SIGHUP: 1 };
-  return table[result.signal ?? ''] ?? 0;
+function readLog(path: string): string {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch {
+    return '';
+  }
+}
+
+function signalNumber(signal: NodeJS.Signals): number {
+  return osConstants.signals[signal] ?? 0;
 }
 
 async function killExecProcess(pidFile: string, runcPid: number | undefined): Promise<void> {

@@ -40,8 +40,8 @@ export const Container = z
     pid: z.number().int().describe('Init process pid on the host; 0 once stopped'),
     bundle: z.string(),
     rootfs: z.string(),
-    created: z.string().describe('Creation time as runc reports it (RFC 3339)'),
-    ociVersion: z.string(),
+    created: z.string().describe('When runc create ran (RFC 3339)'),
+    ociVersion: z.string().describe('OCI runtime-spec version of the runtime, as `runc state` reports it'),
     owner: z.string(),
     labels: z.record(z.string(), z.string()),
     exitCode: z

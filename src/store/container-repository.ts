@@ -1,4 +1,4 @@
-import type { Db } from './database.js';
+import { commitDurably, type Db } from './database.js';
 import type { ContainerStatus, RestartPolicy } from '../schemas/container.js';
 
 /** What runcd persists about a container. */
@@ -93,7 +93,7 @@ function toParams(record: ContainerRecord) {
 export class ContainerRepository {
   private readonly statements;
 
-  constructor(db: Db) {
+  constructor(private readonly db: Db) {
     this.statements = {
       all: db.prepare<[], ContainerRow>('SELECT * FROM containers ORDER BY created, id'),
       insert: db.prepare(
@@ -120,9 +120,12 @@ export class ContainerRepository {
     return this.statements.all.all().map(fromRow);
   }
 
-  /** Throws when the id exists; the caller holds the id's lock, so that only happens on a real duplicate. */
+  /**
+   * Throws when the id exists; the caller holds the id's lock, so that only happens on a real duplicate. The row
+   * is on disk when this returns (see openDatabase): it must be before anything is spawned for the container.
+   */
   insert(record: ContainerRecord): void {
-    this.statements.insert.run(toParams(record));
+    commitDurably(this.db, () => this.statements.insert.run(toParams(record)));
   }
 
   save(record: ContainerRecord): void {

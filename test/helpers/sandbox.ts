@@ -170,6 +170,8 @@ export class DaemonProcess {
     private readonly extraArgs: string[] = [],
     /** Hands the daemon an extra pipe as fd 3, as a careless parent would (to test that runc never gets it). */
     private readonly leakDescriptor = false,
+    /** A command runcd is started through (e.g. setpriv with the systemd unit's restrictions). */
+    private readonly launcher: string[] = [],
   ) {
     this.agent = new Agent({ connect: { socketPath: sandbox.socket } });
   }
@@ -196,7 +198,8 @@ export class DaemonProcess {
   }
 
   async start(): Promise<void> {
-    this.child = spawn(process.execPath, this.argv(), {
+    const [command, ...prefix] = [...this.launcher, process.execPath];
+    this.child = spawn(command!, [...prefix, ...this.argv()], {
       stdio: this.leakDescriptor ? ['ignore', 'pipe', 'pipe', 'pipe'] : ['ignore', 'pipe', 'pipe'],
     });
     this.child.stdout?.on('data', (chunk: Buffer) => (this.output += chunk.toString()));
@@ -215,6 +218,18 @@ export class DaemonProcess {
       await new Promise((resolve) => setTimeout(resolve, 50));
     }
     throw new Error(`runcd did not become healthy: ${this.output}`);
+  }
+
+  /** The daemon's pid (a launcher such as setpriv execs runcd in place, keeping it). */
+  pid(): number | undefined {
+    return this.child?.pid;
+  }
+
+  /** How the process ended; undefined while it runs. */
+  exitStatus(): { code: number | null; signal: NodeJS.Signals | null } | undefined {
+    const child = this.child;
+    if (!child || (child.exitCode === null && child.signalCode === null)) return undefined;
+    return { code: child.exitCode, signal: child.signalCode };
   }
 
   async stop(signal: NodeJS.Signals): Promise<void> {

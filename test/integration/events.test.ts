@@ -1,5 +1,6 @@
 import { execFileSync } from 'node:child_process';
 import t from 'tap';
+import { Agent, request } from 'undici';
 import type { Container } from '../../src/schemas/container.js';
 import type { ContainerEvent } from '../../src/schemas/events.js';
 import { client, DaemonProcess, eventually, makeSandbox, startInProcess } from '../helpers/sandbox.js';
@@ -139,3 +140,38 @@ t.test('events replay after a daemon restart; an exit while the daemon is down e
   );
   t.match(events[2], { attributes: { exitCode: 5 } });
 });
+
+t.test(
+  'GET /events answers with headers before any event, and what happens next is on the stream',
+  async (t) => {
+    const sandbox = makeSandbox(t, 'subscribe');
+    const daemon = new DaemonProcess(sandbox);
+    t.teardown(() => daemon.close());
+    await daemon.start();
+    // Without the headers, undici gives up after 10 s and the test fails instead of hanging.
+    const agent = new Agent({ connect: { socketPath: sandbox.socket }, headersTimeout: 10_000 });
+    t.teardown(() => agent.close());
+    const controller = new AbortController();
+    t.teardown(() => controller.abort());
+    // No event can happen here before the headers: only the test acts on this daemon.
+    const response = await request('http://localhost/events', {
+      dispatcher: agent,
+      signal: controller.signal,
+    });
+    t.equal(response.statusCode, 200);
+    t.equal(response.headers['content-type'], 'application/x-ndjson');
+    const id = sandbox.id('c');
+    const firstLine = new Promise<string>((resolve) => {
+      let buffer = '';
+      response.body.setEncoding('utf8');
+      response.body.on('data', (chunk: string) => {
+        buffer += chunk;
+        if (buffer.includes('\n')) resolve(buffer.slice(0, buffer.indexOf('\n')));
+      });
+      response.body.on('error', () => undefined);
+    });
+    t.equal((await daemon.request('POST', '/containers', { id, bundle: sandbox.bundle('b') })).status, 201);
+    t.match(JSON.parse(await firstLine) as ContainerEvent, { type: 'create', id });
+    t.equal((await daemon.request('DELETE', `/containers/${id}?force=true`)).status, 204);
+  },
+);

@@ -1,10 +1,10 @@
-import { execFile, execFileSync, spawnSync } from 'node:child_process';
+import { execFile, spawnSync } from 'node:child_process';
 import { chmodSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import t from 'tap';
 import { Agent, request } from 'undici';
 import type { AuditRecord } from '../../src/security/audit-log.js';
+import { freePort, TestPki } from '../helpers/pki.js';
 import { DaemonProcess, makeSandbox, REPO_ROOT, RUNTIME_BINARY, type Sandbox } from '../helpers/sandbox.js';
 
 /** The real daemon process: its listeners, its TLS, its token CLI and what its runtime processes inherit. */
@@ -14,14 +14,6 @@ const RUNCD = join(REPO_ROOT, 'bin', 'runcd.js');
 function runcd(args: string[]): { status: number | null; stdout: string; stderr: string } {
   const result = spawnSync(process.execPath, [RUNCD, ...args], { encoding: 'utf8', timeout: 30_000 });
   return { status: result.status, stdout: result.stdout, stderr: result.stderr };
-}
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
 }
 
 function baseArgs(sandbox: Sandbox): string[] {
@@ -207,47 +199,9 @@ t.test(
     const sandbox = makeSandbox(t, 'mtls');
     const pki = join(sandbox.dir, 'pki');
     mkdirSync(pki);
-    const openssl = (...args: string[]) => execFileSync('openssl', args, { cwd: pki, stdio: 'pipe' });
-    const key = (name: string) =>
-      openssl('genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', `${name}.key`);
-    const ca = (name: string) => {
-      key(name);
-      openssl(
-        'req',
-        '-x509',
-        '-new',
-        '-key',
-        `${name}.key`,
-        '-out',
-        `${name}.pem`,
-        '-days',
-        '1',
-        '-subj',
-        `/CN=${name}`,
-      );
-    };
-    const cert = (name: string, issuer: string, extensions: string) => {
-      key(name);
-      openssl('req', '-new', '-key', `${name}.key`, '-out', `${name}.csr`, '-subj', `/CN=${name}`);
-      writeFileSync(join(pki, `${name}.ext`), extensions);
-      openssl(
-        'x509',
-        '-req',
-        '-in',
-        `${name}.csr`,
-        '-CA',
-        `${issuer}.pem`,
-        '-CAkey',
-        `${issuer}.key`,
-        '-CAcreateserial',
-        '-out',
-        `${name}.pem`,
-        '-days',
-        '1',
-        '-extfile',
-        `${name}.ext`,
-      );
-    };
+    const issuer = new TestPki(pki);
+    const ca = (name: string) => issuer.ca(name);
+    const cert = (name: string, by: string, extensions: string) => issuer.cert(name, by, extensions);
     ca('test-ca');
     ca('other-ca');
     cert('server', 'test-ca', 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n');

@@ -1,7 +1,8 @@
+import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import t from 'tap';
 import type { Container, ExecResult } from '../../src/schemas/container.js';
-import { client, makeSandbox, startInProcess } from '../helpers/sandbox.js';
+import { client, makeSandbox, RUNTIME_BINARY, startInProcess } from '../helpers/sandbox.js';
 
 /** The seed lesson's exercises 1-6, step by step, over HTTP against real runc. */
 t.test('the whole seed walkthrough over HTTP', async (t) => {
@@ -34,6 +35,16 @@ t.test('the whole seed walkthrough over HTTP', async (t) => {
   const state = await api.get<Container>(`/containers/${id}`);
   t.equal(state.status, 200);
   t.match(state.body, { id, status: 'created', bundle, ociVersion: /\d/ });
+  // The view answers what runc state would, without running it.
+  const runcState = JSON.parse(
+    execFileSync(RUNTIME_BINARY, [`--root=${sandbox.runtimeRoot}`, 'state', id]).toString(),
+  ) as { pid: number; ociVersion: string; created: string };
+  t.equal(state.body.pid, runcState.pid, 'pid as runc state reports it');
+  t.equal(state.body.ociVersion, runcState.ociVersion, 'ociVersion as runc state reports it');
+  t.ok(
+    Math.abs(Date.parse(state.body.created) - Date.parse(runcState.created)) < 60_000,
+    'created is when runc created it',
+  );
 
   // Exercise 2: start
   const started = await api.post<Container>(`/containers/${id}/start`);

@@ -22,6 +22,14 @@ t.test(
   async (t) => {
     t.equal(requiredAccess('GET', '/healthz'), 'public');
     t.equal(requiredAccess('HEAD', '/healthz'), 'public', 'HEAD follows GET');
+    t.equal(requiredAccess('GET', '/readyz'), 'public');
+    t.equal(requiredAccess('GET', '/docs'), 'public', 'Swagger UI opens before a token is pasted into it');
+    t.equal(requiredAccess('GET', '/docs/static/*'), 'public');
+    t.equal(requiredAccess('GET', '/openapi.json'), 'public');
+    t.equal(requiredAccess('POST', '/docs'), 'admin', 'only reads of the docs are public');
+    t.equal(requiredAccess('GET', '/docsx'), 'read', 'a route that merely starts with /docs is not the docs');
+    t.equal(requiredAccess('GET', '/metrics'), 'read');
+    t.equal(requiredAccess('GET', '/info'), 'read');
     t.equal(requiredAccess('GET', '/containers'), 'read');
     t.equal(requiredAccess('HEAD', '/containers/:id'), 'read');
     t.equal(requiredAccess('POST', '/containers/:id/wait'), 'read');
@@ -130,6 +138,9 @@ t.test('every route the API serves has a deliberate scope', async (t) => {
   // When a route is added, this list must be extended: the scope it gets is then a decision, not an accident.
   const expected: Record<string, string> = {
     'GET /healthz': 'public',
+    'GET /readyz': 'public',
+    'GET /info': 'read',
+    'GET /metrics': 'read',
     'GET /containers': 'read',
     'GET /containers/:id': 'read',
     'GET /containers/:id/logs': 'read',

@@ -1,0 +1,18 @@
+import { runcctl } from './main.js';
+
+/** The `runcctl` binary: real stdio, real signals, and the exit code runcctl decided on. */
+const FORWARDED_SIGNALS: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
+
+const code = await runcctl(process.argv.slice(2), process.env, {
+  stdout: (text) => void process.stdout.write(text),
+  stderr: (text) => void process.stderr.write(text),
+  cwd: process.cwd(),
+  onSignal(handler) {
+    for (const signal of FORWARDED_SIGNALS) process.on(signal, handler);
+    return () => {
+      for (const signal of FORWARDED_SIGNALS) process.off(signal, handler);
+    };
+  },
+});
+// Let stdout drain (a pipe may be slow) before leaving with the code.
+process.stdout.write('', () => process.exit(code));
