@@ -153,6 +153,8 @@ t.test(
       payload: { args: ['true'] },
     });
     t.equal(exec.body.exitCode, 0);
+    // Reads come from runcd's own view; only a refresh asks runc (create no longer does either).
+    t.equal((await call(daemon, 'GET', `/containers/${id}?refresh=true`)).status, 200);
     t.equal((await call(daemon, 'POST', `/containers/${id}/restart?timeout=0`)).status, 200);
     const running = parsePrometheus((await call(daemon, 'GET', '/metrics')).text);
     t.equal(sampleValue(running, 'runcd_containers', { status: 'running' }), 1, 'one running container');
