@@ -43,7 +43,7 @@ RUN npm run build \
 
 FROM ${BASE_IMAGE}
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends runc conmon tini ca-certificates \
+    && apt-get install -y --no-install-recommends runc conmon tini skopeo umoci ca-certificates \
     && rm -rf /var/lib/apt/lists/*
 COPY --from=build /usr/local/bin/node /usr/local/bin/node
 WORKDIR /opt/runcd

@@ -14,7 +14,8 @@ node_major=$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0
 # openssl: the tests make a throwaway CA for mutual TLS. tini: its static build is the init of `init: true`.
 # systemd: systemd-analyze verifies the unit (CI). chromium: the test that clicks through Swagger UI at /docs.
 # util-linux (setpriv) and libcap2-bin (capsh): the test that runs runcd under the unit's capability bounding set.
-packages=(runc conmon busybox-static tini openssl systemd chromium util-linux libcap2-bin)
+# skopeo, umoci: `docker load` unpacks docker save archives with them (offline).
+packages=(runc conmon busybox-static tini openssl systemd chromium util-linux libcap2-bin skopeo umoci)
 missing=()
 for pkg in "${packages[@]}"; do dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg"); done
 if [ ${#missing[@]} -gt 0 ]; then

@@ -11,6 +11,8 @@ import { BundleInspector } from './lifecycle/bundle-inspector.js';
 import { BundlePolicy, type BundlePolicyRules } from './lifecycle/bundle-policy.js';
 import { ContainerService } from './lifecycle/container-service.js';
 import { buildDockerApp } from './docker/docker-app.js';
+import { ImageLoader } from './bundles/image-loader.js';
+import { ImageTools } from './runtime/image-tools.js';
 import { Conmon } from './runtime/conmon.js';
 import { ProcessRunner, type ProcessLimits } from './runtime/process-runner.js';
 import { Runc } from './runtime/runc.js';
@@ -226,7 +228,16 @@ export async function openDaemon(config: DaemonConfig, logger: Logger): Promise<
     }
     let dockerApp: FastifyInstance | undefined;
     if (config.docker) {
-      dockerApp = await buildDockerApp({ containers, bundles: managedBundles, security: security('unix') });
+      dockerApp = await buildDockerApp({
+        containers,
+        bundles: managedBundles,
+        imageLoader: new ImageLoader({
+          bundles: managedBundles,
+          tools: new ImageTools({ runner }),
+          logger: logger.child({ component: 'images' }),
+        }),
+        security: security('unix'),
+      });
       apps.push(dockerApp);
     }
     const openedAudit = audit;

@@ -68,6 +68,8 @@ export const MAX_ROOTFS_ENTRIES = 500_000;
 const ARCHIVE_OVERHEAD_FACTOR = 2;
 const ARCHIVE_SLACK_BYTES = 16 * 1024 * 1024;
 const TEMP_PREFIX = '.rootfs-';
+/** Scratch directories in the bundle root; bundle ids start with a letter or digit, so none is ever a bundle. */
+const SCRATCH_PREFIX = '.scratch-';
 
 /**
  * Bundles runcd makes and owns, so a remote caller never writes to the host: POST /bundles generates config.json
@@ -96,6 +98,9 @@ export class BundleService {
     await mkdir(this.deps.bundleRoot, { recursive: true, mode: 0o755 });
     this.root = await realpath(this.deps.bundleRoot);
     this.importRoots = await Promise.all(this.deps.importRoots.map((dir) => realpath(dir).catch(() => dir)));
+    for (const name of await readdir(this.root)) {
+      if (name.startsWith(SCRATCH_PREFIX)) await discardTree(join(this.root, name));
+    }
     this.unsubscribe = this.deps.containers.events.subscribe((event) => {
       if (event.type !== 'delete') return;
       const removal = this.containerDeleted(event.id).finally(() => this.pending.delete(removal));
@@ -133,9 +138,59 @@ export class BundleService {
 
   async create(body: CreateBundleBody): Promise<Bundle> {
     const { id: requestedId, rootfs, labels, ...spec } = body;
-    const id = requestedId ?? randomBytes(6).toString('hex');
     this.checkSpec(spec);
     const importSource = rootfs.path !== undefined ? await this.importSource(rootfs.path) : undefined;
+    return this.createBundle(requestedId, spec, labels, importSource, { checkExecutable: true });
+  }
+
+  /**
+   * A bundle whose rootfs is copied from a directory runcd unpacked itself into one of its scratch directories
+   * (`docker load`), through the same RootfsWriter rules and quota as an import. The command is not looked up:
+   * an image's default command is checked when a container is made from it, as Docker does.
+   */
+  async createFromUnpacked(
+    body: Omit<CreateBundleBody, 'rootfs'>,
+    unpackedRootfs: string,
+    scratchDir: string,
+  ): Promise<Bundle> {
+    const { id: requestedId, labels, ...spec } = body;
+    this.checkSpec(spec);
+    const root = await realpath(scratchDir);
+    if (!root.startsWith(this.root + sep + SCRATCH_PREFIX)) {
+      throw new Error(`${scratchDir} is not a scratch directory of the bundle root`);
+    }
+    return this.createBundle(
+      requestedId,
+      spec,
+      labels,
+      { path: await realpath(unpackedRootfs), root },
+      { checkExecutable: false, rootfsSource: 'upload' },
+    );
+  }
+
+  /** A private (0700) directory in the bundle root for work on untrusted input; removed at the next start. */
+  async scratchDirectory(purpose: string): Promise<string> {
+    return mkdtemp(join(this.root, `${SCRATCH_PREFIX}${purpose}-`));
+  }
+
+  /** What an archive for this bundle root may weigh: the rootfs quota, twice, plus tar headers. */
+  get maxArchiveBytes(): number {
+    return this.deps.maxRootfsBytes * ARCHIVE_OVERHEAD_FACTOR + ARCHIVE_SLACK_BYTES;
+  }
+
+  /** Whether a bundle of this id exists (docker load picks a free id for a new image). */
+  has(id: string): boolean {
+    return this.deps.repository.get(id) !== undefined;
+  }
+
+  private async createBundle(
+    requestedId: string | undefined,
+    spec: BundleSpec,
+    labels: Record<string, string> | undefined,
+    source: { path: string; root: string } | undefined,
+    options: { checkExecutable: boolean; rootfsSource?: 'upload' },
+  ): Promise<Bundle> {
+    const id = requestedId ?? randomBytes(6).toString('hex');
     return this.locks.run(id, async () => {
       if (this.deps.repository.get(id)) {
         throw new ConflictError('bundle_exists', `bundle "${id}" already exists`);
@@ -144,12 +199,11 @@ export class BundleService {
       try {
         const config = await this.configFor(id, spec, dir, 'rootfs');
         let rootfsState = { ready: false, sizeBytes: 0, fileCount: 0 };
-        if (importSource !== undefined) {
-          rootfsState = await this.fillRootfs(dir, (writer) =>
-            importTree(importSource.path, importSource.root, writer),
-          );
-          await this.checkExecutable(id, spec, config, join(dir, 'rootfs'));
+        if (source !== undefined) {
+          rootfsState = await this.fillRootfs(dir, (writer) => importTree(source.path, source.root, writer));
+          if (options.checkExecutable) await this.checkExecutable(id, spec, config, join(dir, 'rootfs'));
         }
+        const imported = source !== undefined && options.rootfsSource === undefined;
         const record: BundleRecord = {
           id,
           path: dir,
@@ -157,8 +211,8 @@ export class BundleService {
           labels: labels ?? {},
           spec,
           configDigest: await writeConfig(dir, config),
-          rootfsSource: importSource !== undefined ? 'import' : 'upload',
-          rootfsOrigin: importSource?.path ?? null,
+          rootfsSource: imported ? 'import' : 'upload',
+          rootfsOrigin: imported ? source.path : null,
           rootfsReady: rootfsState.ready,
           sizeBytes: rootfsState.sizeBytes,
           fileCount: rootfsState.fileCount,
@@ -183,7 +237,7 @@ export class BundleService {
     body: Readable,
     contentLength: number | undefined,
   ): Promise<RootfsUploadResult> {
-    const maxArchiveBytes = this.deps.maxRootfsBytes * ARCHIVE_OVERHEAD_FACTOR + ARCHIVE_SLACK_BYTES;
+    const maxArchiveBytes = this.maxArchiveBytes;
     return this.locks.run(id, async () => {
       const record = this.require(id);
       if (record.rootfsSource === 'shared') {

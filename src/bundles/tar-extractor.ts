@@ -66,12 +66,21 @@ export async function extractTarball(
 const GZIP_MAGIC = [0x1f, 0x8b];
 
 async function feed(body: Readable, extract: tarStream.Extract, maxArchiveBytes: number): Promise<void> {
+  for await (const chunk of archiveBytes(body, maxArchiveBytes)) {
+    if (extract.destroyed) return;
+    if (!extract.write(chunk)) await Promise.race([once(extract, 'drain'), once(extract, 'close')]);
+  }
+  extract.end(undefined);
+}
+
+/**
+ * The bytes of a tar archive sent as `body`, gunzipped when its first bytes say gzip. Throws a RootfsQuotaError
+ * once more than `maxArchiveBytes` arrive, or come out of the decompressor.
+ */
+export async function* archiveBytes(body: Readable, maxArchiveBytes: number): AsyncGenerator<Buffer> {
   const iterator = (body as AsyncIterable<Buffer>)[Symbol.asyncIterator]();
   const first = await iterator.next();
-  if (first.done) {
-    extract.end(undefined);
-    return;
-  }
+  if (first.done) return;
   const firstChunk = first.value;
   let received = 0;
   const limited = (source: AsyncIterable<Buffer>, what: string) =>
@@ -93,29 +102,23 @@ async function feed(body: Readable, extract: tarStream.Extract, maxArchiveBytes:
       'as uploaded',
     ),
   );
-  let data: AsyncIterable<Buffer> = raw;
-  if (firstChunk[0] === GZIP_MAGIC[0] && firstChunk[1] === GZIP_MAGIC[1]) {
-    const gunzip = createGunzip();
-    pipeline(raw, gunzip, () => undefined);
-    let inflated = 0;
-    data = (async function* () {
-      for await (const chunk of gunzip as AsyncIterable<Buffer>) {
-        inflated += chunk.length;
-        if (inflated > maxArchiveBytes) {
-          throw new RootfsQuotaError(`the archive is larger than ${maxArchiveBytes} bytes once decompressed`);
-        }
-        yield chunk;
-      }
-    })();
+  if (!(firstChunk[0] === GZIP_MAGIC[0] && firstChunk[1] === GZIP_MAGIC[1])) {
+    yield* raw as AsyncIterable<Buffer>;
+    return;
   }
-  for await (const chunk of data) {
-    if (extract.destroyed) return;
-    if (!extract.write(chunk)) await Promise.race([once(extract, 'drain'), once(extract, 'close')]);
+  const gunzip = createGunzip();
+  pipeline(raw, gunzip, () => undefined);
+  let inflated = 0;
+  for await (const chunk of gunzip as AsyncIterable<Buffer>) {
+    inflated += chunk.length;
+    if (inflated > maxArchiveBytes) {
+      throw new RootfsQuotaError(`the archive is larger than ${maxArchiveBytes} bytes once decompressed`);
+    }
+    yield chunk;
   }
-  extract.end(undefined);
 }
 
-function archiveError(error: unknown): unknown {
+export function archiveError(error: unknown): unknown {
   if (error instanceof RootfsEntryError || error instanceof RootfsQuotaError) return error;
   const message = (error as Error).message ?? String(error);
   const code = (error as NodeJS.ErrnoException).code;

@@ -4,6 +4,7 @@ import { PassThrough } from 'node:stream';
 import type { Socket } from 'node:net';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { BundleService } from '../bundles/bundle-service.js';
+import type { ImageLoader } from '../bundles/image-loader.js';
 import type { ContainerService } from '../lifecycle/container-service.js';
 import { LogService } from '../lifecycle/log-service.js';
 import type { Container } from '../schemas/container.js';
@@ -38,6 +39,8 @@ export interface DockerAppDeps {
   containers: ContainerService;
   /** Managed bundles serve as images; without them, image endpoints and create answer 501. */
   bundles?: BundleService | undefined;
+  /** `docker load` (skopeo + umoci); without it, POST /images/load answers 501. */
+  imageLoader?: ImageLoader | undefined;
   security: SecurityOptions;
 }
 
@@ -173,7 +176,7 @@ export async function buildDockerApp(deps: DockerAppDeps): Promise<FastifyInstan
   /** Containers made with `docker run --rm` / AutoRemove: deleted by runcd once they die. */
   const autoRemove = new Set<string>();
   if (bundles) {
-    await registerImageRoutes(app, bundles);
+    await registerImageRoutes(app, bundles, deps.imageLoader);
     app.post('/containers/create', async (request, reply) => {
       const name = first((request.query as Query).name);
       const created = await createFromImage(bundles, name, (request.body ?? {}) as never);
@@ -192,6 +195,7 @@ export async function buildDockerApp(deps: DockerAppDeps): Promise<FastifyInstan
     for (const [method, url] of [
       ['GET', '/images/json'],
       ['POST', '/images/create'],
+      ['POST', '/images/load'],
       ['DELETE', '/images/:name'],
       ['POST', '/containers/create'],
     ] as const) {
@@ -204,12 +208,6 @@ export async function buildDockerApp(deps: DockerAppDeps): Promise<FastifyInstan
       });
     }
   }
-  app.post('/images/load', async () => {
-    throw notImplemented(
-      'POST /images/load (docker load)',
-      'bring images in with docker import of a rootfs tarball',
-    );
-  });
 
   // `docker inspect NAME` tries each object kind in turn; runcd has no networks, volumes or plugins (nor images
   // without bundles), so the true answer is that there is no such one (and the CLI then says "No such object").

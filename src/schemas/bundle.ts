@@ -69,6 +69,7 @@ export const ProcessSpec = z
     rlimits: z.array(Rlimit).max(16).optional(),
   })
   .strict();
+export type ProcessSpec = z.infer<typeof ProcessSpec>;
 
 export const MountSpec = z
   .object({

@@ -1,0 +1,150 @@
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { DomainError } from '../errors.js';
+import type { ProcessRunner, RunResult } from './process-runner.js';
+
+/**
+ * Debian's `skopeo` and `umoci`, the offline image tools behind `docker load`: one method per command, argv
+ * built here and nowhere else, every call through the ProcessRunner (clean environment, no shell, stdin closed, a
+ * deadline, counted and audited like the runc calls). Both only ever read and write inside a work directory the
+ * caller made for one load: HOME and TMPDIR point into it, so neither tool reads a user's configuration or leaves
+ * big temp files in /var/tmp.
+ */
+
+/** Where skopeo reads an image from. */
+export type ImageSource =
+  /** A `docker save` tarball (manifest.json); `index` picks one of its images, as `docker-archive:PATH:@N`. */
+  | { transport: 'docker-archive'; path: string; index: number }
+  /** An OCI image layout directory and the `org.opencontainers.image.ref.name` of one of its manifests. */
+  | { transport: 'oci'; path: string; reference: string };
+
+/** skopeo or umoci failed; `toolMessage` is the tool's own last words. */
+export class ImageToolError extends Error {
+  override name = 'ImageToolError';
+  constructor(
+    readonly tool: string,
+    readonly toolMessage: string,
+    /** failed: it ran and refused; timeout: killed at the deadline; unavailable: it could not be run at all. */
+    readonly kind: 'failed' | 'timeout' | 'unavailable',
+  ) {
+    super(`${tool}: ${toolMessage}`);
+  }
+}
+
+export interface ImageToolsOptions {
+  runner: ProcessRunner;
+  skopeoBinary?: string;
+  umociBinary?: string;
+  /** Deadline of one copy or unpack; they take time in proportion to the image. */
+  timeoutMs?: number;
+}
+
+const DEFAULT_TIMEOUT_MS = 10 * 60_000;
+/** An OCI reference the tools accept (the ref.name grammar, colon-free so it cannot split a transport string). */
+const TAG_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+
+export class ImageTools {
+  readonly skopeo: string;
+  readonly umoci: string;
+  private readonly runner: ProcessRunner;
+  private readonly timeoutMs: number;
+
+  constructor(options: ImageToolsOptions) {
+    this.runner = options.runner;
+    this.skopeo = options.skopeoBinary ?? 'skopeo';
+    this.umoci = options.umociBinary ?? 'umoci';
+    this.timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+  }
+
+  /**
+   * `skopeo copy SOURCE oci:LAYOUT:TAG`: any source form becomes one OCI layout, with blob digests verified and,
+   * for an image index, the manifest of this host's platform picked.
+   */
+  async copyToLayout(source: ImageSource, layout: string, tag: string, workDir: string): Promise<void> {
+    await this.run(this.skopeo, workDir, [
+      '--insecure-policy', // a local copy between two directories runcd made: no signatures to check
+      'copy',
+      '--quiet',
+      sourceArgument(source),
+      `oci:${pathPart(layout)}:${tagPart(tag)}`,
+    ]);
+  }
+
+  /**
+   * `umoci unpack`: applies the layers of image TAG in order into TARGET/rootfs. umoci resolves every path and
+   * symlink inside the rootfs it builds (a `../` entry or a symlink to `/` lands inside it) and applies OCI
+   * whiteouts; TARGET must not exist yet.
+   */
+  async unpack(layout: string, tag: string, target: string, workDir: string): Promise<void> {
+    await this.run(this.umoci, workDir, [
+      '--log',
+      'error',
+      'unpack',
+      '--image',
+      `${pathPart(layout)}:${tagPart(tag)}`,
+      target,
+    ]);
+  }
+
+  private async run(binary: string, workDir: string, argv: string[]): Promise<string> {
+    const tmp = join(workDir, 'tmp');
+    await mkdir(tmp, { recursive: true, mode: 0o700 });
+    let result: RunResult;
+    try {
+      result = await this.runner.run(binary, argv, {
+        timeoutMs: this.timeoutMs,
+        env: { HOME: workDir, TMPDIR: tmp },
+      });
+    } catch (error) {
+      if (error instanceof DomainError) throw error; // the runner's own refusal (too busy)
+      throw new ImageToolError(binary, (error as Error).message, 'unavailable');
+    }
+    if (result.timedOut) {
+      throw new ImageToolError(
+        binary,
+        `did not finish within ${this.timeoutMs} ms and was killed`,
+        'timeout',
+      );
+    }
+    if (result.exitCode !== 0) {
+      throw new ImageToolError(
+        binary,
+        toolMessage(result.stderr) || `exited with status ${result.exitCode}`,
+        'failed',
+      );
+    }
+    return result.stdout;
+  }
+}
+
+function sourceArgument(source: ImageSource): string {
+  return source.transport === 'docker-archive'
+    ? `docker-archive:${pathPart(source.path)}:@${source.index}`
+    : `oci:${pathPart(source.path)}:${tagPart(source.reference)}`;
+}
+
+/** A colon would end the path inside a transport string; runcd's own work paths never have one. */
+function pathPart(path: string): string {
+  if (path.includes(':')) throw new Error(`image tool path "${path}" contains a colon`);
+  return path;
+}
+
+function tagPart(tag: string): string {
+  if (!TAG_PATTERN.test(tag)) throw new Error(`image tool tag "${tag}" is not a plain tag`);
+  return tag;
+}
+
+/**
+ * skopeo logs `time="..." level=fatal msg="..."`; umoci prints `   ⨯ message`. Take the message of the last
+ * such line, or the last non-empty line.
+ */
+export function toolMessage(stderr: string): string {
+  const lines = stderr
+    .split('\n')
+    .map((line) => line.trim())
+    .filter(Boolean);
+  const last = lines.at(-1) ?? '';
+  const logfmt = /\bmsg="((?:[^"\\]|\\.)*)"/.exec(last);
+  if (logfmt) return logfmt[1]!.replace(/\\"/g, '"');
+  return last.replace(/^⨯\s*/, '');
+}
