@@ -1,29 +1,11 @@
-import { execFile } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
 import { dockerIdOf } from '../../src/docker/docker-ids.js';
 import type { Container } from '../../src/schemas/container.js';
 import { makeBusyboxRootfs, tarball } from '../helpers/rootfs.js';
+import { dockerCli as docker } from '../helpers/docker-cli.js';
 import { DaemonProcess, makeSandbox } from '../helpers/sandbox.js';
-
-/** The real docker CLI of this machine, pointed at runcd's Docker socket; never throws, returns what it printed. */
-function docker(
-  socket: string,
-  ...args: string[]
-): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(
-      'docker',
-      args,
-      { env: { ...process.env, DOCKER_HOST: `unix://${socket}` }, timeout: 60_000 },
-      (error, stdout, stderr) => {
-        const code = error ? (typeof error.code === 'number' ? error.code : -1) : 0;
-        resolve({ code, stdout, stderr });
-      },
-    );
-  });
-}
 
 t.test('the docker CLI drives runcd containers through --docker-socket', async (t) => {
   const sandbox = makeSandbox(t, 'dcli');

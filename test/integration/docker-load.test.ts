@@ -1,4 +1,4 @@
-import { execFile, execFileSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { mkdirSync, readdirSync, readFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -12,25 +12,8 @@ import {
   ociArchiveOf,
 } from '../helpers/image-archive.js';
 import { makeBusyboxRootfs } from '../helpers/rootfs.js';
+import { dockerCli as docker } from '../helpers/docker-cli.js';
 import { DaemonProcess, makeSandbox, startInProcess } from '../helpers/sandbox.js';
-
-/** The real docker CLI of this machine, pointed at runcd's Docker socket; never throws. */
-function docker(
-  socket: string,
-  ...args: string[]
-): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(
-      'docker',
-      args,
-      { env: { ...process.env, DOCKER_HOST: `unix://${socket}` }, timeout: 120_000 },
-      (error, stdout, stderr) => {
-        const code = error ? (typeof error.code === 'number' ? error.code : -1) : 0;
-        resolve({ code, stdout, stderr });
-      },
-    );
-  });
-}
 
 /** Nothing of a load may stay behind in the bundle root but the bundles it made. */
 function scratchLeft(bundleRoot: string): string[] {

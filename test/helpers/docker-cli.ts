@@ -1,0 +1,33 @@
+import { execFile } from 'node:child_process';
+
+export interface DockerCliResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/**
+ * The real docker CLI of this machine (a client only; no engine), pointed at runcd's Docker socket. Never throws:
+ * the tests assert on the exit code and output, as a script would.
+ */
+export function dockerCli(socket: string, ...args: string[]): Promise<DockerCliResult> {
+  return new Promise((resolve) => {
+    execFile(
+      'docker',
+      args,
+      { env: { ...process.env, DOCKER_HOST: `unix://${socket}` }, timeout: 120_000 },
+      (error, stdout, stderr) => {
+        if (error && (error as NodeJS.ErrnoException).code === 'ENOENT') {
+          resolve({
+            code: -1,
+            stdout,
+            stderr: 'the docker CLI is not installed on this machine (PATH has no docker)',
+          });
+          return;
+        }
+        const code = error ? (typeof error.code === 'number' ? error.code : -1) : 0;
+        resolve({ code, stdout, stderr });
+      },
+    );
+  });
+}
