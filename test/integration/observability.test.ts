@@ -237,6 +237,13 @@ t.test(
     t.equal(sampleValue(samples, 'runcd_restarts_total', { reason: 'caller' }), 1, 'the caller restart');
     t.equal(sampleValue(samples, 'runcd_restarts_total', { reason: 'policy' }), 1, 'the policy restart');
     t.ok(sampleValue(samples, 'runcd_process_resident_memory_bytes', {}), 'process metrics too');
+    const utilization = sampleValue(samples, 'runcd_nodejs_eventloop_utilization_ratio', {});
+    t.ok(utilization !== undefined && utilization > 0 && utilization <= 1, 'event-loop utilization, 0-1');
+    t.equal(
+      sampleValue(samples, 'runcd_nodejs_eventloop_lag_p99_seconds', {}),
+      undefined,
+      'no histogram fed by a 10 ms timer',
+    );
   },
 );
 
