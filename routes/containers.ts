@@ -23,6 +23,7 @@ import {
   WaitQuery,
   WaitResult,
 } from '../src/schemas/container.js';
+import { RevisionedBodies, sendJsonBytes } from '../src/response-serializer.js';
 import { abortOnClose, asStreamedBody, wantsNdjson } from './streaming.js';
 
 export interface ContainerRoutesOptions {
@@ -39,6 +40,8 @@ const containerRoutes: FastifyPluginAsyncZod<ContainerRoutesOptions> = async (
   app,
   { containers, logs, bundles },
 ) => {
+  const listBodies = new RevisionedBodies(z.array(Container));
+
   app.post(
     '/containers',
     {
@@ -68,7 +71,13 @@ const containerRoutes: FastifyPluginAsyncZod<ContainerRoutesOptions> = async (
         response: { 200: z.array(Container), ...errors(400) },
       },
     },
-    async (request) => containers.list({ status: request.query.status, labels: request.query.label }),
+    async (request, reply) => {
+      const { status, label } = request.query;
+      const body = listBodies.get(JSON.stringify([status, label]), containers.viewRevision, () =>
+        containers.list({ status, labels: label }),
+      );
+      return sendJsonBytes(reply, body);
+    },
   );
 
   app.get(

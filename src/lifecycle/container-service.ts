@@ -94,6 +94,11 @@ const TOMBSTONE_RETENTION_MS = 10 * 60_000;
  */
 export class ContainerService {
   private readonly view = new Map<string, ContainerRecord>();
+  /**
+   * Moves on with every change a read can show (a persisted record, one added or removed), so an answer built
+   * from the view at one revision stays exact until it moves: GET /containers serves its bytes from that.
+   */
+  private revision = 0;
   private readonly processTemplates = new Map<string, OciProcess>();
   private readonly waiters = new Map<string, Set<Waiter>>();
   /** id → time until which a death counts as caller-requested (Infinity after an explicit stop). */
@@ -129,6 +134,10 @@ export class ContainerService {
     this.closed = true;
     this.watcher.stop();
     this.restarts.cancelAll();
+  }
+
+  get viewRevision(): number {
+    return this.revision;
   }
 
   list(filter: ContainerFilter = {}): Container[] {
@@ -199,9 +208,8 @@ export class ContainerService {
         stopSignal: input.stopSignal?.number ?? SIGTERM,
         stopTimeout: input.stopTimeout ?? DEFAULT_STOP_TIMEOUT_SECONDS,
       };
-      this.deps.repository.insert(record);
+      this.admit(record);
       this.deps.tombstones.remove(record.id);
-      this.view.set(record.id, record);
       try {
         await this.createInstance(record, bundle.runtimeConfig);
         this.processTemplates.set(record.id, bundle.spec.process!);
@@ -358,7 +366,7 @@ export class ContainerService {
         throw this.translate(error, id, 'pause');
       }
       record.status = 'paused';
-      this.deps.repository.save(record);
+      this.persist(record);
       this.deps.events.publish('pause', id);
       return toContainer(record);
     });
@@ -380,7 +388,7 @@ export class ContainerService {
         throw this.translate(error, id, 'resume');
       }
       record.status = 'running';
-      this.deps.repository.save(record);
+      this.persist(record);
       this.deps.events.publish('resume', id);
       return toContainer(record);
     });
@@ -416,8 +424,7 @@ export class ContainerService {
         removedAt: new Date().toISOString(),
       };
       this.deps.tombstones.put(tombstone);
-      this.deps.repository.remove(id);
-      this.view.delete(id);
+      this.forget(id);
       this.processTemplates.delete(id);
       this.callerStops.delete(id);
       this.deps.events.publish('delete', id);
@@ -558,7 +565,7 @@ export class ContainerService {
       startedAt: null,
       finishedAt: null,
     });
-    this.deps.repository.save(record);
+    this.persist(record);
   }
 
   private async startInstance(record: ContainerRecord): Promise<void> {
@@ -569,7 +576,7 @@ export class ContainerService {
     }
     record.status = 'running';
     record.startedAt = new Date().toISOString();
-    this.deps.repository.save(record);
+    this.persist(record);
   }
 
   /** Replaces a stopped container's runtime instance: runc delete, then create and start from the same bundle. */
@@ -595,7 +602,7 @@ export class ContainerService {
       // The old instance is gone and no new one exists: the container stays stopped with its last exit.
       record.status = 'stopped';
       record.pid = 0;
-      this.deps.repository.save(record);
+      this.persist(record);
       throw this.translate(error, record.id, 'create');
     }
     await this.startInstance(record);
@@ -609,6 +616,7 @@ export class ContainerService {
       if (!record || record.status !== 'stopped' || this.isCallerStop(id)) return;
       try {
         record.restartCount++;
+        this.revision++;
         await this.recreateLocked(record);
         this.deps.events.publish('restart', id, { reason: 'policy', restartCount: record.restartCount });
         this.deps.logger.info({ containerId: id, restartCount: record.restartCount }, 'restarted by policy');
@@ -639,7 +647,7 @@ export class ContainerService {
     record.exitCode = exit?.exitCode ?? null;
     record.oomKilled = exit?.oomKilled ?? false;
     record.finishedAt = exit?.finishedAt ?? new Date().toISOString();
-    this.deps.repository.save(record);
+    this.persist(record);
     this.deps.events.publish('die', record.id, { exitCode: record.exitCode, oomKilled: record.oomKilled });
     this.deps.logger.info(
       { containerId: record.id, exitCode: record.exitCode, oomKilled: record.oomKilled },
@@ -663,7 +671,7 @@ export class ContainerService {
       if (record.status === 'paused') {
         await this.deps.runc.resume(record.id);
         record.status = 'running';
-        this.deps.repository.save(record);
+        this.persist(record);
       }
     } catch (error) {
       const exited =
@@ -712,8 +720,7 @@ export class ContainerService {
     }
     await this.deps.conmon.waitForMonitorExit(id);
     await this.deps.conmon.removeFiles(id);
-    this.deps.repository.remove(id);
-    this.view.delete(id);
+    this.forget(id);
   }
 
   /**
@@ -773,10 +780,27 @@ export class ContainerService {
         stopSignal: SIGTERM,
         stopTimeout: DEFAULT_STOP_TIMEOUT_SECONDS,
       };
-      this.deps.repository.insert(record);
-      this.view.set(record.id, record);
+      this.admit(record);
       this.applyRuntimeState(record, state);
     }
+  }
+
+  /** Every change to a record in the view goes through these three, so the store and the revision follow it. */
+  private persist(record: ContainerRecord): void {
+    this.deps.repository.save(record);
+    this.revision++;
+  }
+
+  private admit(record: ContainerRecord): void {
+    this.deps.repository.insert(record);
+    this.view.set(record.id, record);
+    this.revision++;
+  }
+
+  private forget(id: string): void {
+    this.deps.repository.remove(id);
+    this.view.delete(id);
+    this.revision++;
   }
 
   private applyRuntimeState(record: ContainerRecord, state: RuntimeState): void {
@@ -787,7 +811,7 @@ export class ContainerService {
     record.status = state.status === 'creating' ? 'created' : state.status;
     record.pid = state.pid;
     if (record.status === 'running' && !record.startedAt) record.startedAt = new Date().toISOString();
-    this.deps.repository.save(record);
+    this.persist(record);
   }
 
   private async processTemplate(record: ContainerRecord): Promise<OciProcess> {
