@@ -47,9 +47,10 @@ export class RuncdDaemon {
 
   async start(): Promise<void> {
     const bin = join(this.options.checkout ?? REPO_ROOT, 'bin', 'runcd.js');
+    // Environment and Node flags as the installed `runcd` command runs with them (its shebang), then the bench's.
+    const launch = shebangLaunch(bin);
     const argv = [
-      // Node flags as the installed `runcd` command runs with them (its shebang), then the bench's own.
-      ...shebangNodeFlags(bin),
+      ...launch.nodeFlags,
       ...(this.options.nodeArgs ?? []),
       bin,
       '--socket',
@@ -68,7 +69,10 @@ export class RuncdDaemon {
       'warn',
       ...(this.options.flags ?? []),
     ];
-    this.child = spawn(process.execPath, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
+    this.child = spawn(process.execPath, argv, {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, ...launch.env },
+    });
     this.child.stdout?.on('data', (chunk: Buffer) => (this.output += chunk.toString()));
     this.child.stderr?.on('data', (chunk: Buffer) => (this.output += chunk.toString()));
     const deadline = Date.now() + 20_000;
@@ -159,11 +163,22 @@ export class RuncdDaemon {
   }
 }
 
-/** The Node flags in a script's `#!/usr/bin/env -S node FLAGS` line (none for a plain `#!/usr/bin/env node`). */
-export function shebangNodeFlags(script: string): string[] {
+/**
+ * The environment and Node flags of a script's `#!/usr/bin/env -S [NAME=VALUE...] node [FLAGS]` line (none of
+ * either for a plain `#!/usr/bin/env node`), so the bench runs the daemon exactly as the installed command does.
+ */
+export function shebangLaunch(script: string): { env: Record<string, string>; nodeFlags: string[] } {
   const first = readFileSync(script, 'utf8').split('\n', 1)[0] ?? '';
-  const match = /^#!\S*env(?: -S)? node((?: --?\S+)*)\s*$/.exec(first);
-  return match?.[1]?.trim().split(/\s+/).filter(Boolean) ?? [];
+  const match = /^#!\S*env(?: -S)?((?: [A-Z_][A-Z0-9_]*=\S*)*) node((?: --?\S+)*)\s*$/.exec(first);
+  if (!match) throw new BenchError(`${script}: unexpected first line ${JSON.stringify(first)}`);
+  const words = (text: string | undefined) => text?.trim().split(/\s+/).filter(Boolean) ?? [];
+  const env = Object.fromEntries(
+    words(match[1]).map((assignment) => {
+      const eq = assignment.indexOf('=');
+      return [assignment.slice(0, eq), assignment.slice(eq + 1)];
+    }),
+  );
+  return { env, nodeFlags: words(match[2]) };
 }
 
 export class RuncdDriver implements LifecycleDriver {

@@ -48,7 +48,12 @@ export async function benchScale(
     'runc list',
     'runc spawned by the reads',
   ]);
-  const b5 = section('B5', 'daemon memory and idle CPU', ['containers', 'RSS MiB', 'idle CPU % of a core']);
+  const b5 = section('B5', 'daemon memory and idle CPU', [
+    'containers',
+    'RSS MiB',
+    'idle CPU % of a core',
+    'RSS MiB after the idle window',
+  ]);
   const b6 = section('B6', 'exit-to-event and exit-to-read latency after `kill -9` on the host, ms', [
     'figure',
     'median',
@@ -57,7 +62,9 @@ export async function benchScale(
   ]);
 
   await settle();
-  b5.rows.push(['0', mib(daemon.rssBytes()), percent(await idleCpu(daemon, options.idleSeconds))]);
+  const idleRss = daemon.rssBytes();
+  const idleCpuNone = await idleCpu(daemon, options.idleSeconds);
+  b5.rows.push(['0', mib(idleRss), percent(idleCpuNone), mib(daemon.rssBytes())]);
 
   const ids: string[] = [];
   for (const level of options.levels) {
@@ -118,7 +125,12 @@ export async function benchScale(
       await settle();
       const rss = daemon.rssBytes();
       const cpu = await idleCpu(daemon, options.idleSeconds);
-      b5.rows.push([String(level), mib(rss), percent(cpu)]);
+      const rssAtRest = daemon.rssBytes();
+      b5.rows.push([String(level), mib(rss), percent(cpu), mib(rssAtRest)]);
+      b5.data.rssAtRestWithContainers = rssAtRest;
+      b5.notes.push(
+        `RSS is read 2 s after the last request (the target is judged on it), then again after the ${options.idleSeconds} s idle-CPU window.`,
+      );
       b5.data.rssWithContainers = rss;
       b5.data.idleCpuWithContainers = cpu;
       b5.data.containers = level;
