@@ -616,6 +616,7 @@ export class ContainerService {
       if (!record || record.status !== 'stopped' || this.isCallerStop(id)) return;
       try {
         record.restartCount++;
+        // Readable at once; the store gets it with the recreate's own persist below.
         this.revision++;
         await this.recreateLocked(record);
         this.deps.events.publish('restart', id, { reason: 'policy', restartCount: record.restartCount });
@@ -785,7 +786,10 @@ export class ContainerService {
     }
   }
 
-  /** Every change to a record in the view goes through these three, so the store and the revision follow it. */
+  /**
+   * Changes to the view go through these three, so the store and the revision follow them (the one exception, a
+   * policy restart's count, moves the revision itself and is persisted by the recreate that follows).
+   */
   private persist(record: ContainerRecord): void {
     this.deps.repository.save(record);
     this.revision++;
