@@ -24,6 +24,7 @@ import {
   WaitResult,
 } from '../src/schemas/container.js';
 import { RevisionedBodies, sendJsonBytes } from '../src/response-serializer.js';
+import { PeerStream } from '../src/peer-stream.js';
 import { abortOnClose, asStreamedBody, wantsNdjson } from './streaming.js';
 
 export interface ContainerRoutesOptions {
@@ -240,6 +241,7 @@ const containerRoutes: FastifyPluginAsyncZod<ContainerRoutesOptions> = async (
       const waiter = containers.waitFor(request.params.id, request.query.condition);
       // Flush headers now, so a client sees the wait is registered before the container can exit.
       reply.hijack();
+      const peer = new PeerStream(reply.raw);
       reply.raw.writeHead(200, {
         'content-type': 'application/json; charset=utf-8',
         'x-request-id': request.id,
@@ -260,10 +262,10 @@ const containerRoutes: FastifyPluginAsyncZod<ContainerRoutesOptions> = async (
       );
       try {
         const result = await Promise.race([waiter.result, timeout, aborted]);
-        if (result) reply.raw.end(JSON.stringify(result) + '\n');
+        if (result) peer.end(JSON.stringify(result) + '\n');
         // The client left, or runcd is shutting down: the connection is cut (no body), and the wait can be
         // re-issued against the restarted daemon, which answers at once if the container stopped meanwhile.
-        else reply.raw.destroy();
+        else peer.destroy();
       } finally {
         clearTimeout(timer);
         waiter.cancel();
@@ -293,20 +295,28 @@ const containerRoutes: FastifyPluginAsyncZod<ContainerRoutesOptions> = async (
       const ndjson = wantsNdjson(request.headers.accept);
       const { timestamps, ...options } = request.query;
       const body = new PassThrough();
-      const abort = abortOnClose(reply);
+      const peer = new PeerStream(body);
+      const stop = AbortSignal.any([peer.signal, abortOnClose(reply).signal]);
       const done = logs.stream(
         request.params.id,
         options,
-        (entry) => {
-          if (ndjson) body.write(JSON.stringify(LogLine.parse(entry)) + '\n');
-          else body.write(timestamps ? `${entry.time} ${entry.line}\n` : `${entry.line}\n`);
+        {
+          write: (entry) =>
+            peer.write(
+              ndjson
+                ? JSON.stringify(LogLine.parse(entry)) + '\n'
+                : timestamps
+                  ? `${entry.time} ${entry.line}\n`
+                  : `${entry.line}\n`,
+            ),
+          drained: () => peer.drained(),
         },
-        abort.signal,
+        stop,
       );
       // Unknown ids fail before the first byte, so they still get a problem+json 404.
       await Promise.race([done, new Promise((resolve) => setImmediate(resolve))]);
       void done.then(
-        () => body.end(),
+        () => peer.end(),
         (error: unknown) => body.destroy(error as Error),
       );
       return reply
@@ -346,19 +356,23 @@ const containerRoutes: FastifyPluginAsyncZod<ContainerRoutesOptions> = async (
       if (!request.query.stream) return containers.stats(request.params.id);
       const first = await containers.stats(request.params.id);
       const body = new PassThrough();
-      body.write(JSON.stringify(first) + '\n');
-      const abort = abortOnClose(reply);
+      const peer = new PeerStream(body);
+      peer.write(JSON.stringify(first) + '\n');
       void containers
         .streamStats(
           request.params.id,
           request.query.interval,
-          (stats) => body.write(JSON.stringify(stats) + '\n'),
-          abort.signal,
+          // A snapshot is a gauge: a reader that is behind skips one (the next is fresher) rather than making
+          // runcd queue them.
+          (stats) => {
+            if (!peer.behind) peer.write(JSON.stringify(stats) + '\n');
+          },
+          AbortSignal.any([peer.signal, abortOnClose(reply).signal]),
         )
         // The response is already streaming: a failure (the container stopped in between, the exec pool is
         // full) can only end it, and must never become an unhandled rejection that takes the daemon down.
         .catch((error: unknown) => request.log.warn({ err: error }, 'stats stream ended early'))
-        .finally(() => body.end());
+        .finally(() => peer.end());
       return reply.type('application/x-ndjson').send(asStreamedBody(reply, body));
     },
   );

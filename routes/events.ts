@@ -4,6 +4,7 @@ import { z } from 'zod';
 import type { EventBus } from '../src/lifecycle/event-bus.js';
 import { ProblemSchema } from '../src/schemas/common.js';
 import { ContainerEvent, EventsQuery } from '../src/schemas/events.js';
+import { PeerStream } from '../src/peer-stream.js';
 import { abortOnClose, asStreamedBody, wantsEventStream } from './streaming.js';
 
 export interface EventRoutesOptions {
@@ -32,49 +33,26 @@ const eventRoutes: FastifyPluginAsyncZod<EventRoutesOptions> = async (app, { eve
       const types = toSet(request.query.type);
       const sse = wantsEventStream(request.headers.accept);
       const body = new PassThrough();
+      const peer = new PeerStream(body);
       const matches = (event: ContainerEvent) =>
-        (!ids || ids.has(event.id)) && (!types || types.has(event.type)) && (!until || event.time <= until);
-      const write = (event: ContainerEvent) => {
-        const json = JSON.stringify(event);
-        body.write(sse ? `id: ${event.seq}\nevent: ${event.type}\ndata: ${json}\n\n` : `${json}\n`);
-      };
-
-      // Subscribe before reading history, then skip live events the replay already covered.
-      let lastSeq = 0;
-      const queued: ContainerEvent[] = [];
-      let replaying = true;
-      const unsubscribe = events.subscribe((event) => {
-        if (replaying) queued.push(event);
-        else if (event.seq > lastSeq && matches(event)) {
-          lastSeq = event.seq;
-          write(event);
-        }
-      });
-      const finish = () => {
-        unsubscribe();
-        clearTimeout(untilTimer);
-        body.end();
-      };
-      let untilTimer: NodeJS.Timeout | undefined;
-      if (since !== undefined) {
-        for (const event of events.history({ since, until })) {
-          lastSeq = event.seq;
-          if (matches(event)) write(event);
-        }
-      }
-      for (const event of queued) {
-        if (event.seq > lastSeq && matches(event)) {
-          lastSeq = event.seq;
-          write(event);
-        }
-      }
-      replaying = false;
-      if (until !== undefined) {
-        const remaining = Date.parse(until) - Date.now();
-        if (remaining <= 0) finish();
-        else untilTimer = setTimeout(finish, remaining);
-      }
-      abortOnClose(reply).signal.addEventListener('abort', finish, { once: true });
+        (!ids || ids.has(event.id)) && (!types || types.has(event.type));
+      void events
+        .stream(
+          { since, until },
+          {
+            write: (event) => {
+              if (!matches(event)) return true;
+              const json = JSON.stringify(event);
+              return peer.write(
+                sse ? `id: ${event.seq}\nevent: ${event.type}\ndata: ${json}\n\n` : `${json}\n`,
+              );
+            },
+            drained: () => peer.drained(),
+          },
+          AbortSignal.any([peer.signal, abortOnClose(reply).signal]),
+        )
+        .catch((error: unknown) => request.log.warn({ err: error }, 'event stream ended early'))
+        .finally(() => peer.end());
       return reply
         .type(sse ? 'text/event-stream' : 'application/x-ndjson')
         .header('cache-control', 'no-cache')

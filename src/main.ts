@@ -3,6 +3,7 @@ import { runTokenCommand } from './cli/token-command.js';
 import { ConfigError, USAGE, parseCommandLine, resolveBinary, type Config } from './config.js';
 import { DEFAULT_SHUTDOWN_GRACE_MS, openDaemon, type DaemonConfig } from './daemon.js';
 import { createLogger } from './observability/logger.js';
+import { guardProcess } from './observability/process-guard.js';
 import { closeInheritedDescriptors } from './runtime/process-runner.js';
 import { loadPolicyFile, PolicyFileError } from './lifecycle/bundle-policy.js';
 import {
@@ -142,6 +143,7 @@ async function main(): Promise<void> {
     },
     'runcd ready',
   );
+  guardProcess(logger);
 
   let closing = false;
   const shutdown = (signal: string) => {

@@ -1,12 +1,12 @@
 import { readFile } from 'node:fs/promises';
 import { arch, cpus, hostname, release, totalmem } from 'node:os';
 import { PassThrough } from 'node:stream';
-import type { Socket } from 'node:net';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { BundleService } from '../bundles/bundle-service.js';
 import type { ImageLoader } from '../bundles/image-loader.js';
 import type { ContainerService } from '../lifecycle/container-service.js';
-import { LogService } from '../lifecycle/log-service.js';
+import type { ExecOutput } from '../runtime/runc.js';
+import { LogService, type LogSink } from '../lifecycle/log-service.js';
 import type { Container } from '../schemas/container.js';
 import type { ContainerEvent } from '../schemas/events.js';
 import { ExecBody } from '../schemas/container.js';
@@ -17,6 +17,7 @@ import { RUNCD_VERSION } from '../version.js';
 import { DockerError, dockerErrorFor, notImplemented } from './docker-errors.js';
 import { dockerIdOf, resolveContainer } from './docker-ids.js';
 import { frame, openRawStream } from './docker-stream.js';
+import { PeerStream } from '../peer-stream.js';
 import { routeUpgradeRequestsAsRequests } from './upgrade-requests.js';
 import { createFromImage, imageOfBundle, registerImageRoutes } from './docker-images.js';
 import { ExecSessions, type ExecSession } from './exec-sessions.js';
@@ -68,6 +69,9 @@ export async function buildDockerApp(deps: DockerAppDeps): Promise<FastifyInstan
     },
   });
   routeUpgradeRequestsAsRequests(app.server);
+  // Long-lived streams (log follows, attaches, events) end when the server starts closing, so shutdown can finish.
+  const closing = new AbortController();
+  app.addHook('preClose', async () => closing.abort());
   // Docker clients send empty bodies with Content-Type: application/json (start, stop) and tarballs for imports.
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('*', { parseAs: 'buffer' }, (_request, body: Buffer, done) => {
@@ -326,14 +330,15 @@ export async function buildDockerApp(deps: DockerAppDeps): Promise<FastifyInstan
     // Headers go out at once, as Docker sends them: clients start waiting on the body before the exit.
     reply.hijack();
     const raw = reply.raw;
+    const peer = new PeerStream(raw);
     raw.writeHead(200, { 'content-type': 'application/json', 'api-version': DOCKER_API_VERSION });
     raw.flushHeaders();
-    raw.on('close', () => waiter.cancel());
+    peer.signal.addEventListener('abort', () => waiter.cancel(), { once: true });
     try {
       const result = await waiter.result;
-      raw.end(JSON.stringify({ StatusCode: result.exitCode ?? 0, Error: null }) + '\n');
+      peer.end(JSON.stringify({ StatusCode: result.exitCode ?? 0, Error: null }) + '\n');
     } catch (error) {
-      raw.end(JSON.stringify({ StatusCode: -1, Error: { Message: dockerErrorFor(error).message } }) + '\n');
+      peer.end(JSON.stringify({ StatusCode: -1, Error: { Message: dockerErrorFor(error).message } }) + '\n');
     }
   });
 
@@ -368,20 +373,16 @@ export async function buildDockerApp(deps: DockerAppDeps): Promise<FastifyInstan
     const timestamps = queryBool(query.timestamps);
     const follow = queryBool(query.follow);
     const body = new PassThrough();
-    const aborter = new AbortController();
-    reply.raw.on('close', () => aborter.abort());
+    const peer = new PeerStream(body);
     void logs
       .stream(
         id,
         { follow, tail, since, until, stream: stdout && stderr ? 'all' : stdout ? 'stdout' : 'stderr' },
-        (entry) => {
-          const text = `${timestamps ? `${entry.time} ` : ''}${entry.line}\n`;
-          body.write(frame(entry.stream, Buffer.from(text)));
-        },
-        aborter.signal,
+        logFrames(peer, timestamps),
+        AbortSignal.any([peer.signal, closing.signal]),
       )
       .catch(() => undefined)
-      .finally(() => body.end());
+      .finally(() => peer.end());
     return reply.type('application/vnd.docker.multiplexed-stream').send(body);
   });
 
@@ -399,26 +400,29 @@ export async function buildDockerApp(deps: DockerAppDeps): Promise<FastifyInstan
     const stdout = queryBool(query.stdout);
     const stderr = queryBool(query.stderr);
     const follow = queryBool(query.stream);
+    // Docker's attach shows only what the container writes from now on; `logs=1` replays what it wrote before.
+    const history = queryBool(query.logs);
     const upgrade = /\bupgrade\b/i.test(request.headers.connection ?? '');
     reply.hijack();
-    const socket = request.raw.socket;
-    openRawStream(socket, upgrade, 'application/vnd.docker.multiplexed-stream');
-    const aborter = new AbortController();
-    socket.on('close', () => aborter.abort());
-    if (follow && containers.get(id).status === 'created') await startOf(containers, id, aborter.signal);
+    const peer = new PeerStream(request.raw.socket);
+    openRawStream(peer, upgrade, 'application/vnd.docker.multiplexed-stream');
     if (stdout || stderr) {
+      // From now on starts at the log's end as it is now, before a created container is started: `docker run`
+      // attaches first and starts after, and sees the container's first line.
       await logs
         .stream(
           id,
-          { follow, stream: stdout && stderr ? 'all' : stdout ? 'stdout' : 'stderr' },
-          (entry) => {
-            if (socket.writable) socket.write(frame(entry.stream, Buffer.from(`${entry.line}\n`)));
+          {
+            follow,
+            tail: history ? undefined : 0,
+            stream: stdout && stderr ? 'all' : stdout ? 'stdout' : 'stderr',
           },
-          aborter.signal,
+          logFrames(peer, false),
+          AbortSignal.any([peer.signal, closing.signal]),
         )
         .catch(() => undefined);
     }
-    endSocket(socket);
+    endRawStream(peer);
   });
 
   for (const endpoint of ['resize', 'export', 'changes', 'stats', 'update', 'rename', 'archive']) {
@@ -466,17 +470,19 @@ export async function buildDockerApp(deps: DockerAppDeps): Promise<FastifyInstan
     session.started = true;
     session.running = true;
     if (body.Detach === true) {
-      void runExec(containers, execs, session, () => undefined);
+      void runExec(containers, execs, session, DISCARDED_OUTPUT);
       return reply.code(200).send();
     }
     const upgrade = /\bupgrade\b/i.test(request.headers.connection ?? '');
     reply.hijack();
-    const socket = request.raw.socket;
-    openRawStream(socket, upgrade, 'application/vnd.docker.multiplexed-stream');
-    await runExec(containers, execs, session, (stream, chunk) => {
-      if (socket.writable) socket.write(frame(stream, chunk));
+    const peer = new PeerStream(request.raw.socket);
+    openRawStream(peer, upgrade, 'application/vnd.docker.multiplexed-stream');
+    await runExec(containers, execs, session, {
+      write: (stream, chunk) => peer.write(frame(stream, chunk)),
+      drained: () => peer.drained(),
+      signal: peer.signal,
     });
-    endSocket(socket);
+    endRawStream(peer);
   });
 
   app.get('/exec/:id/json', async (request) => {
@@ -493,6 +499,7 @@ export async function buildDockerApp(deps: DockerAppDeps): Promise<FastifyInstan
     const filters = parseFilters(query.filters);
     const events = containers.events;
     const body = new PassThrough();
+    const peer = new PeerStream(body);
     const labelsById = new Map(containers.list().map((container) => [container.id, container.labels]));
     const labelsOf = (id: string) => {
       try {
@@ -503,47 +510,21 @@ export async function buildDockerApp(deps: DockerAppDeps): Promise<FastifyInstan
         return labelsById.get(id) ?? {};
       }
     };
-    const write = (event: ContainerEvent) => {
-      if (until !== undefined && event.time > until) return;
-      const docker = dockerEventOf(event, labelsOf(event.id));
-      if (matchesEventFilters(docker, event.id, filters)) body.write(`${JSON.stringify(docker)}\n`);
-    };
-    // Subscribe before reading history, then skip live events the replay already covered.
-    let lastSeq = 0;
-    const queued: ContainerEvent[] = [];
-    let replaying = true;
-    const unsubscribe = events.subscribe((event) => {
-      if (replaying) queued.push(event);
-      else if (event.seq > lastSeq) {
-        lastSeq = event.seq;
-        write(event);
-      }
-    });
-    let untilTimer: NodeJS.Timeout | undefined;
-    const finish = () => {
-      unsubscribe();
-      clearTimeout(untilTimer);
-      body.end();
-    };
-    if (since !== undefined) {
-      for (const event of events.history({ since, until })) {
-        lastSeq = event.seq;
-        write(event);
-      }
-    }
-    for (const event of queued) {
-      if (event.seq > lastSeq) {
-        lastSeq = event.seq;
-        write(event);
-      }
-    }
-    replaying = false;
-    if (until !== undefined) {
-      const remaining = Date.parse(until) - Date.now();
-      if (remaining <= 0) finish();
-      else untilTimer = setTimeout(finish, remaining);
-    }
-    reply.raw.on('close', finish);
+    void events
+      .stream(
+        { since, until },
+        {
+          write: (event) => {
+            const docker = dockerEventOf(event, labelsOf(event.id));
+            if (!matchesEventFilters(docker, event.id, filters)) return true;
+            return peer.write(`${JSON.stringify(docker)}\n`);
+          },
+          drained: () => peer.drained(),
+        },
+        AbortSignal.any([peer.signal, closing.signal]),
+      )
+      .catch(() => undefined)
+      .finally(() => peer.end());
     return reply.type('application/json').send(body);
   });
 
@@ -562,44 +543,40 @@ async function runExec(
   containers: ContainerService,
   execs: ExecSessions,
   session: ExecSession,
-  emit: (stream: 'stdout' | 'stderr', chunk: Buffer) => void,
+  output: ExecOutput,
 ): Promise<void> {
   try {
-    const result = await containers.exec(session.containerId, session.request, emit);
+    const result = await containers.exec(session.containerId, session.request, output);
     execs.finished(session, result.exitCode);
   } catch (error) {
     // The stream is already open: the failure goes to stderr, and the exit code is the one Docker uses when
     // the command cannot be run (127 when it does not exist, 126 otherwise).
     const message = dockerErrorFor(error).message;
-    emit('stderr', Buffer.from(`runcd: exec failed: ${message}\n`));
+    output.write('stderr', Buffer.from(`runcd: exec failed: ${message}\n`));
     execs.finished(session, /not found|no such file/i.test(message) ? 127 : 126);
   }
 }
 
-/** Resolves once the container has started (or stopped, or been deleted), or the caller went away. */
-function startOf(containers: ContainerService, id: string, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const done = () => {
-      unsubscribe();
-      resolve();
-    };
-    const unsubscribe = containers.events.subscribe((event) => {
-      if (event.id === id && ['start', 'die', 'delete'].includes(event.type)) done();
-    });
-    signal.addEventListener('abort', done, { once: true });
-    try {
-      if (containers.get(id).status !== 'created') done();
-    } catch {
-      done();
-    }
-  });
+/** `docker exec -d`: nobody reads the output, so it is taken and dropped (the process never blocks on it). */
+const DISCARDED_OUTPUT: ExecOutput = {
+  write: () => true,
+  drained: () => Promise.resolve(),
+  signal: new AbortController().signal,
+};
+
+/** Log lines as Docker's multiplexed frames, with the peer's backpressure. */
+function logFrames(peer: PeerStream, timestamps: boolean): LogSink {
+  return {
+    write: (entry) =>
+      peer.write(frame(entry.stream, Buffer.from(`${timestamps ? `${entry.time} ` : ''}${entry.line}\n`))),
+    drained: () => peer.drained(),
+  };
 }
 
-function endSocket(socket: Socket): void {
-  if (socket.destroyed) return;
-  socket.end();
-  // A client that keeps its half open (stdin) must not hold the connection forever.
-  setTimeout(() => socket.destroy(), 5_000).unref();
+/** Ends a hijacked stream; a client that keeps its half open (stdin) must not hold the connection forever. */
+function endRawStream(peer: PeerStream): void {
+  peer.end();
+  if (!peer.closed) setTimeout(() => peer.destroy(), 5_000).unref();
 }
 
 function execInspectOf(session: ExecSession): Record<string, unknown> {

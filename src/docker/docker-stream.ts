@@ -1,4 +1,4 @@
-import type { Socket } from 'node:net';
+import type { PeerStream } from '../peer-stream.js';
 
 /** Docker's stream ids in the 8-byte header of its multiplexed framing. */
 export const STREAM_IDS = { stdin: 0, stdout: 1, stderr: 2 } as const;
@@ -16,8 +16,8 @@ export function frame(stream: keyof typeof STREAM_IDS, payload: Buffer): Buffer 
  * asked to upgrade to `tcp` (the docker CLI, dockerode with hijack), otherwise a 200 whose body runs until the
  * connection closes (dockerode without hijack).
  */
-export function openRawStream(socket: Socket, upgrade: boolean, contentType: string): void {
-  socket.write(
+export function openRawStream(peer: PeerStream, upgrade: boolean, contentType: string): void {
+  peer.write(
     upgrade
       ? `HTTP/1.1 101 UPGRADED\r\nContent-Type: ${contentType}\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\n`
       : `HTTP/1.1 200 OK\r\nContent-Type: ${contentType}\r\nConnection: close\r\n\r\n`,

@@ -14,6 +14,10 @@ const MAX_UPGRADE_BODY = 64 * 1024;
  */
 export function routeUpgradeRequestsAsRequests(server: Server): void {
   server.on('upgrade', (request: IncomingMessage, socket: Duplex, head: Buffer) => {
+    // Node's HTTP server takes its own 'error' listener off a socket it hands over for an upgrade: from here on an
+    // error nobody listens for (a client resetting while its body is read: ECONNRESET) would end the daemon.
+    // The route's PeerStream reports the close to the work behind the stream; this only keeps the error handled.
+    socket.on('error', () => socket.destroy());
     const length = Number(request.headers['content-length'] ?? 0);
     if (!Number.isInteger(length) || length < 0 || length > MAX_UPGRADE_BODY) {
       socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');

@@ -16,7 +16,14 @@ import type { Conmon, ExitRecord } from '../runtime/conmon.js';
 import { ExitWatcher } from '../runtime/exit-watcher.js';
 import type { OciProcess, OciSpec } from '../runtime/oci.js';
 import { readProcess } from '../runtime/procfs.js';
-import { RuntimeError, UNLIMITED, type Runc, type RuntimeState, type RuntimeStats } from '../runtime/runc.js';
+import {
+  RuntimeError,
+  UNLIMITED,
+  type ExecOutput,
+  type Runc,
+  type RuntimeState,
+  type RuntimeStats,
+} from '../runtime/runc.js';
 import type {
   Container,
   ContainerStats,
@@ -232,12 +239,8 @@ export class ContainerService {
     });
   }
 
-  /** With `onOutput`, output is streamed to the caller as it comes (and the result's stdout/stderr are empty). */
-  async exec(
-    id: string,
-    request: ExecBody,
-    onOutput?: (stream: 'stdout' | 'stderr', chunk: Buffer) => void,
-  ): Promise<ExecResult> {
+  /** With `output`, output is streamed to the caller as it comes (and the result's stdout/stderr are empty). */
+  async exec(id: string, request: ExecBody, output?: ExecOutput): Promise<ExecResult> {
     const record = this.require(id);
     if (record.status === 'stopped') {
       throw new ConflictError('container_stopped', 'cannot exec into a stopped container', id);
@@ -255,7 +258,7 @@ export class ContainerService {
       result = await this.deps.runc.exec(id, process, {
         timeoutMs: request.timeoutSeconds !== undefined ? request.timeoutSeconds * 1000 : undefined,
         outputLimitBytes: this.deps.execOutputLimitBytes ?? DEFAULT_EXEC_OUTPUT_LIMIT,
-        onOutput,
+        output,
       });
     } catch (error) {
       throw this.translate(error, id, 'exec');

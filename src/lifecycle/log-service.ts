@@ -1,5 +1,7 @@
 import {
+  findTailStart,
   LogAssembler,
+  logSize,
   readLogLines,
   watchLog,
   type LogEntry,
@@ -15,59 +17,87 @@ export interface LogOptions {
   stream: 'stdout' | 'stderr' | 'all';
 }
 
+/** Where the lines go: write() answers false when its reader is behind; reading then waits for drained(). */
+export interface LogSink {
+  write(entry: LogEntry): boolean;
+  drained(): Promise<void>;
+}
+
 /**
  * Serves a container's output from conmon's k8s-file log: the existing lines (optionally only the last `tail`),
  * then, with `follow`, every new line until the container stops (or is deleted) or the caller goes away.
+ * Memory does not depend on the log: the file is read in chunks as the sink takes them (a tail from the end of
+ * the file), so a 200 MB log or a reader that never reads costs one chunk and the sink's buffer.
  */
 export class LogService {
   constructor(private readonly containers: ContainerService) {}
 
-  async stream(
-    id: string,
-    options: LogOptions,
-    emit: (entry: LogEntry) => void,
-    signal: AbortSignal,
-  ): Promise<void> {
+  async stream(id: string, options: LogOptions, sink: LogSink, signal: AbortSignal): Promise<void> {
     const source = this.containers.logSource(id);
     const streams = new Set<LogStream>(options.stream === 'all' ? ['stdout', 'stderr'] : [options.stream]);
-    const assembler = new LogAssembler({ streams, since: options.since, until: options.until });
+    const filter = { streams, since: options.since, until: options.until };
+    const assembler = new LogAssembler(filter);
+    const emit = (entry: LogEntry) => (sink.write(entry) ? undefined : sink.drained());
     try {
-      let offset = 0;
-      const backlog: LogEntry[] = [];
-      offset = await readLogLines(source.path, offset, (line) => {
-        const entry = assembler.push(line);
-        if (!entry) return;
-        backlog.push(entry);
-        // Keep memory bounded on huge logs when only the last lines are wanted.
-        if (options.tail !== undefined && backlog.length > options.tail + 1024) backlog.splice(0, 1024);
-      });
       const following = options.follow && source.running && !signal.aborted;
-      // Without follow, a line still being written is shown as it stands (docker logs does the same).
-      if (!following) backlog.push(...assembler.flush());
-      const shown =
-        options.tail === undefined ? backlog : options.tail === 0 ? [] : backlog.slice(-options.tail);
-      for (const entry of shown) emit(entry);
-      if (!following) return;
+      if (options.tail === 0 && !following) return;
+      // Without follow, the log as it stands when asked: a chatty container must not make the answer endless.
+      const { start, firstShown, end } =
+        options.tail === undefined
+          ? { start: 0, firstShown: 0, end: following ? undefined : await logSize(source.path) }
+          : await findTailStart(source.path, options.tail, filter, following);
+      let offset = await readLogLines(
+        source.path,
+        start,
+        (line, at) => {
+          const entry = assembler.push(line);
+          return entry && at >= firstShown ? emit(entry) : undefined;
+        },
+        { end, signal },
+      );
+      if (!following || signal.aborted) {
+        // Without follow, a line still being written is shown as it stands (docker logs does the same).
+        if (!signal.aborted) for (const entry of assembler.flush()) await emit(entry);
+        return;
+      }
 
-      // Reads are serialized: each picks up where the previous one stopped.
-      let reading = Promise.resolve();
-      const readMore = () => {
-        reading = reading.then(async () => {
-          offset = await readLogLines(source.path, offset, (line) => {
-            const entry = assembler.push(line);
-            if (entry) emit(entry);
-          });
-        });
+      // One read at a time, each from where the previous stopped. Changes that come during a read (a chatty
+      // container, a paused reader) ask for one more read after it, never for a queue of them.
+      let reading: Promise<void> | undefined;
+      let again = false;
+      const readMore = (): Promise<void> => {
+        if (reading) {
+          again = true;
+          return reading;
+        }
+        reading = (async () => {
+          do {
+            again = false;
+            offset = await readLogLines(
+              source.path,
+              offset,
+              (line) => {
+                const entry = assembler.push(line);
+                return entry ? emit(entry) : undefined;
+              },
+              { signal },
+            );
+          } while (again && !signal.aborted);
+        })().finally(() => (reading = undefined));
         return reading;
       };
-      const watcher = watchLog(source.path, () => void readMore());
+      const watcher = watchLog(source.path, () => void readMore().catch(() => undefined));
       try {
         await readMore();
-        const aborted = new Promise((resolve) => signal.addEventListener('abort', resolve, { once: true }));
+        const aborted = new Promise<void>((resolve) => {
+          if (signal.aborted) resolve();
+          else signal.addEventListener('abort', () => resolve(), { once: true });
+        });
         await Promise.race([source.stopped, aborted]);
+        if (signal.aborted) return;
         // conmon drains the container's pipes before it records the exit; read what it wrote last.
         await readMore();
-        for (const entry of assembler.flush()) emit(entry);
+        for (const entry of assembler.flush()) await emit(entry);
       } finally {
         watcher.stop();
       }

@@ -1,5 +1,5 @@
 import { watch } from 'node:fs';
-import { open } from 'node:fs/promises';
+import { open, stat, type FileHandle } from 'node:fs/promises';
 
 /**
  * Reads conmon's k8s-file log: one record per line, `<RFC3339Nano time> <stdout|stderr> <P|F> <content>`. `P`
@@ -37,8 +37,11 @@ export function parseLogRecord(text: string): LogRecord | undefined {
 /** Joins partial records into whole lines, per stream, and applies the filter. */
 export class LogAssembler {
   private readonly pending = new Map<LogStream, { time: string; content: string }>();
+  private readonly accepts: (line: { time: string; stream: LogStream }) => boolean;
 
-  constructor(private readonly filter: LogFilter) {}
+  constructor(filter: LogFilter) {
+    this.accepts = acceptor(filter);
+  }
 
   push(text: string): LogEntry | undefined {
     const record = parseLogRecord(text);
@@ -66,26 +69,31 @@ export class LogAssembler {
     this.pending.clear();
     return entries.filter((entry) => this.accepts(entry));
   }
+}
 
-  private accepts(entry: LogEntry): boolean {
-    if (!this.filter.streams.has(entry.stream)) return false;
-    const time = new Date(entry.time).toISOString();
-    if (this.filter.since && time < this.filter.since) return false;
-    if (this.filter.until && time > this.filter.until) return false;
+function acceptor(filter: LogFilter): (line: { time: string; stream: LogStream }) => boolean {
+  return (line) => {
+    if (!filter.streams.has(line.stream)) return false;
+    const time = new Date(line.time).toISOString();
+    if (filter.since && time < filter.since) return false;
+    if (filter.until && time > filter.until) return false;
     return true;
-  }
+  };
 }
 
 const CHUNK = 64 * 1024;
 
 /**
- * Reads complete lines from `offset` to the end of the file and returns the offset after the last complete line,
- * so a follower can resume there without splitting a record conmon is still writing.
+ * Reads complete lines from `offset` (up to `end`, or to the end of the file) and returns the offset after the
+ * last complete line, so a follower can resume there without splitting a record conmon is still writing.
+ * `onLine` gets each line with its offset; when it returns a promise (its reader asked to pause), reading waits
+ * for it, so a slow reader holds back the file, not runcd's memory. Stops early once `signal` aborts.
  */
 export async function readLogLines(
   path: string,
   offset: number,
-  onLine: (line: string) => void,
+  onLine: (line: string, offset: number) => void | Promise<void>,
+  options: { end?: number | undefined; signal?: AbortSignal | undefined } = {},
 ): Promise<number> {
   let handle;
   try {
@@ -94,26 +102,198 @@ export async function readLogLines(
     return offset;
   }
   try {
-    const buffer = Buffer.alloc(CHUNK);
+    const limit = options.end ?? Infinity;
+    const buffer = Buffer.allocUnsafe(CHUNK);
     let carry = Buffer.alloc(0);
     let position = offset;
     let consumed = offset;
-    for (;;) {
-      const { bytesRead } = await handle.read(buffer, 0, CHUNK, position);
+    while (position < limit && !options.signal?.aborted) {
+      const { bytesRead } = await handle.read(buffer, 0, Math.min(CHUNK, limit - position), position);
       if (bytesRead === 0) break;
       position += bytesRead;
-      let data = Buffer.concat([carry, buffer.subarray(0, bytesRead)]);
+      const data = carry.length > 0 ? Buffer.concat([carry, buffer.subarray(0, bytesRead)]) : buffer;
+      const length = carry.length + bytesRead;
+      let start = 0;
       let newline;
-      while ((newline = data.indexOf(10)) !== -1) {
-        onLine(data.subarray(0, newline).toString('utf8'));
-        consumed += newline + 1;
-        data = data.subarray(newline + 1);
+      while ((newline = data.indexOf(10, start)) !== -1 && newline < length) {
+        const paused = onLine(data.toString('utf8', start, newline), consumed);
+        consumed += newline + 1 - start;
+        start = newline + 1;
+        if (paused) await paused;
+        if (options.signal?.aborted) return consumed;
       }
-      carry = Buffer.from(data);
+      // A copy: `data` may be a view of `buffer`, which the next read overwrites.
+      carry = Buffer.from(data.subarray(start, length));
     }
     return consumed;
   } finally {
     await handle.close();
+  }
+}
+
+/** The log's size now (0 while the container has written nothing). */
+export async function logSize(path: string): Promise<number> {
+  return stat(path).then(
+    (stats) => stats.size,
+    () => 0,
+  );
+}
+
+/**
+ * Where a forward read must start so that the last `tail` lines come out whole, found by reading the file
+ * backwards from its end in chunks: `docker logs --tail 5` of a 200 MB log reads a few kilobytes, not the file.
+ * Only the records' heads (time, stream, P/F) are looked at, and only the offsets of the lines to show are kept.
+ *
+ * A line ends with an F record; its first record is the one after the previous F of the same stream, so a line is
+ * known whole (and its time, the time of its first record, known) once the scan has passed that previous F. The
+ * scan stops at an F record once the `tail` latest whole lines that pass the filter all end after every line still
+ * open, so reading forward from just after that record yields them whole; the lines it yields that end before
+ * `firstShown` (the end of the earliest of them) are not shown, which also drops any line the start cut in two.
+ * `end` is the size of the file up to its last complete record, where a follower resumes. With `following`, a
+ * line still being written (trailing P records) is not part of the tail: it is shown when it is finished.
+ */
+export async function findTailStart(
+  path: string,
+  tail: number,
+  filter: LogFilter,
+  following: boolean,
+): Promise<{ start: number; firstShown: number; end: number }> {
+  let handle;
+  try {
+    handle = await open(path, 'r');
+  } catch {
+    return { start: 0, firstShown: 0, end: 0 };
+  }
+  try {
+    const shown = new MinHeap();
+    const open = new Map<LogStream, { end: number; time: string }>();
+    const accepts = acceptor(filter);
+    const threshold = () => (tail === 0 ? Infinity : shown.size < tail ? 0 : shown.min());
+    const finish = (line: { end: number; time: string }, stream: LogStream) => {
+      if (following && line.end === Infinity) return;
+      if (!accepts({ time: line.time, stream })) return;
+      shown.push(line.end);
+      if (shown.size > tail) shown.pop();
+    };
+    let found: { start: number; firstShown: number } | undefined;
+    const end = await readRecordsBackwards(handle, (head, offset, length) => {
+      if (!head || !filter.streams.has(head.stream)) return true;
+      const line = open.get(head.stream);
+      if (head.partial) {
+        if (line) line.time = head.time;
+        else open.set(head.stream, { end: Infinity, time: head.time });
+        return true;
+      }
+      if (line) finish(line, head.stream);
+      open.set(head.stream, { end: offset, time: head.time });
+      if (shown.size < tail) return true;
+      const first = threshold();
+      for (const each of open.values()) if (each.end >= first) return true;
+      found = { start: offset + length + 1, firstShown: first };
+      return false;
+    });
+    if (found) return { ...found, end };
+    // The start of the file: every line still open began there.
+    for (const [stream, line] of open) finish(line, stream);
+    return { start: 0, firstShown: threshold(), end };
+  } finally {
+    await handle.close();
+  }
+}
+
+interface RecordHead {
+  time: string;
+  stream: LogStream;
+  partial: boolean;
+}
+
+/** The head of a k8s-file record (`<time> <stream> <P|F> `), without decoding its content. */
+function parseRecordHead(data: Buffer, start: number, stop: number): RecordHead | undefined {
+  const text = data.toString('latin1', start, Math.min(stop, start + 64));
+  const match = /^(\S+) (stdout|stderr) ([PF])/.exec(text);
+  if (!match) return undefined;
+  return { time: match[1]!, stream: match[2] as LogStream, partial: match[3] === 'P' };
+}
+
+/**
+ * Calls `onRecord` for each complete record, last first, with its offset and length (without the newline), until
+ * it returns false; answers the offset after the last complete record. Memory: one chunk plus one record.
+ */
+async function readRecordsBackwards(
+  handle: FileHandle,
+  onRecord: (head: RecordHead | undefined, offset: number, length: number) => boolean,
+): Promise<number> {
+  const { size } = await handle.stat();
+  let position = size;
+  let carry = Buffer.alloc(0);
+  let end: number | undefined;
+  while (position > 0) {
+    const length = Math.min(CHUNK, position);
+    position -= length;
+    const chunk = Buffer.allocUnsafe(length);
+    const { bytesRead } = await handle.read(chunk, 0, length, position);
+    const data = carry.length > 0 ? Buffer.concat([chunk.subarray(0, bytesRead), carry]) : chunk;
+    let stop = carry.length + bytesRead;
+    if (end === undefined) {
+      // Bytes after the last newline are a record conmon is still writing.
+      const last = data.lastIndexOf(10, stop - 1);
+      if (last === -1) continue;
+      stop = last + 1;
+      end = position + stop;
+    }
+    // data[0, stop) ends with a newline; every record in it but the first starts after another newline.
+    for (;;) {
+      const previous = stop >= 2 ? data.lastIndexOf(10, stop - 2) : -1;
+      if (previous === -1) break;
+      const start = previous + 1;
+      if (!onRecord(parseRecordHead(data, start, stop - 1), position + start, stop - 1 - start)) return end;
+      stop = start;
+    }
+    carry = Buffer.from(data.subarray(0, stop));
+  }
+  if (carry.length > 0) onRecord(parseRecordHead(carry, 0, carry.length - 1), 0, carry.length - 1);
+  return end ?? 0;
+}
+
+/** The `tail` largest line ends seen so far: a binary min-heap, so the smallest is dropped in O(log n). */
+class MinHeap {
+  private readonly items: number[] = [];
+
+  get size(): number {
+    return this.items.length;
+  }
+
+  min(): number {
+    return this.items[0]!;
+  }
+
+  push(value: number): void {
+    const items = this.items;
+    items.push(value);
+    let index = items.length - 1;
+    while (index > 0) {
+      const parent = (index - 1) >> 1;
+      if (items[parent]! <= value) break;
+      items[index] = items[parent]!;
+      index = parent;
+    }
+    items[index] = value;
+  }
+
+  pop(): void {
+    const items = this.items;
+    const last = items.pop()!;
+    if (items.length === 0) return;
+    let index = 0;
+    for (;;) {
+      const left = index * 2 + 1;
+      if (left >= items.length) break;
+      const child = left + 1 < items.length && items[left + 1]! < items[left]! ? left + 1 : left;
+      if (items[child]! >= last) break;
+      items[index] = items[child]!;
+      index = child;
+    }
+    items[index] = last;
   }
 }
 

@@ -138,6 +138,17 @@ export function resourceUpdateArgs(resources: ResourceUpdate): string[] {
   return args;
 }
 
+/**
+ * Where a streamed exec's output goes. write() answers false when the reader is behind: the process's pipes are
+ * then paused until drained(), so a slow reader slows the process instead of filling runcd's memory. `signal`
+ * aborts when the reader has gone for good.
+ */
+export interface ExecOutput {
+  write(stream: 'stdout' | 'stderr', chunk: Buffer): boolean;
+  drained(): Promise<void>;
+  readonly signal: AbortSignal;
+}
+
 export interface ExecOutcome {
   exitCode: number;
   stdout: string;
@@ -307,7 +318,7 @@ export class Runc {
       timeoutMs?: number | undefined;
       outputLimitBytes: number;
       /** Streaming callers (the Docker API's exec) get each chunk as the process writes it, uncapped. */
-      onOutput?: ((stream: 'stdout' | 'stderr', chunk: Buffer) => void) | undefined;
+      output?: ExecOutput | undefined;
     },
   ): Promise<ExecOutcome> {
     // Small scratch files in runcd's own state dir: synchronous, like conmon.ts's (see there for why).
@@ -340,10 +351,26 @@ export class Runc {
     }
     const stdout = new CappedBuffer(options.outputLimitBytes);
     const stderr = new CappedBuffer(options.outputLimitBytes);
-    const onOutput = options.onOutput;
-    if (onOutput) {
-      child.stdout?.on('data', (chunk: Buffer) => onOutput('stdout', chunk));
-      child.stderr?.on('data', (chunk: Buffer) => onOutput('stderr', chunk));
+    const output = options.output;
+    if (output) {
+      const pipes = [child.stdout, child.stderr].filter((pipe) => pipe !== null);
+      const forward = (stream: 'stdout' | 'stderr') => (chunk: Buffer) => {
+        if (output.write(stream, chunk)) return;
+        for (const pipe of pipes) pipe.pause();
+        void output.drained().then(() => {
+          if (!output.signal.aborted) for (const pipe of pipes) pipe.resume();
+        });
+      };
+      child.stdout?.on('data', forward('stdout'));
+      child.stderr?.on('data', forward('stderr'));
+      // runc passes these pipes to the process itself (no terminal, no copying in between), so closing them is
+      // what a shell pipeline does when its reader quits: the process's next write fails with EPIPE, or SIGPIPE
+      // ends it, and runc exec exits with its status. Until then (a process that stays silent) it runs on.
+      const release = () => {
+        for (const pipe of pipes) pipe.destroy();
+      };
+      if (output.signal.aborted) release();
+      else output.signal.addEventListener('abort', release, { once: true });
     } else {
       child.stdout?.on('data', (chunk: Buffer) => stdout.push(chunk));
       child.stderr?.on('data', (chunk: Buffer) => stderr.push(chunk));

@@ -13,6 +13,8 @@ export interface EventQuery {
   since?: string | undefined;
   until?: string | undefined;
   afterSeq?: number | undefined;
+  /** At most this many, oldest first (all when absent). */
+  limit?: number | undefined;
 }
 
 /** Events stay queryable for replay (`GET /events?since=`); the oldest are pruned past this many. */
@@ -27,9 +29,10 @@ export class EventRepository {
       append: db.prepare<[string, string, string, string]>(
         'INSERT INTO events (time, type, container_id, attributes) VALUES (?, ?, ?, ?)',
       ),
-      query: db.prepare<[string, string, number], EventRow>(
-        'SELECT * FROM events WHERE time >= ? AND time <= ? AND seq > ? ORDER BY seq',
+      query: db.prepare<[string, string, number, number], EventRow>(
+        'SELECT * FROM events WHERE time >= ? AND time <= ? AND seq > ? ORDER BY seq LIMIT ?',
       ),
+      lastSeq: db.prepare<[], { seq: number | null }>('SELECT MAX(seq) AS seq FROM events'),
       prune: db.prepare<[number]>('DELETE FROM events WHERE seq <= (SELECT MAX(seq) FROM events) - ?'),
     };
   }
@@ -48,9 +51,14 @@ export class EventRepository {
     return { seq: Number(result.lastInsertRowid), ...event };
   }
 
+  /** The seq of the latest event stored (0 when there is none). */
+  lastSeq(): number {
+    return this.statements.lastSeq.get()?.seq ?? 0;
+  }
+
   query(query: EventQuery): ContainerEvent[] {
     return this.statements.query
-      .all(query.since ?? '', query.until ?? '\uffff', query.afterSeq ?? 0)
+      .all(query.since ?? '', query.until ?? '\uffff', query.afterSeq ?? 0, query.limit ?? -1)
       .map((row) => ({
         seq: row.seq,
         time: row.time,
