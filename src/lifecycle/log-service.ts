@@ -42,9 +42,14 @@ export class LogService {
       const following = options.follow && source.running && !signal.aborted;
       if (options.tail === 0 && !following) return;
       // Without follow, the log as it stands when asked: a chatty container must not make the answer endless.
-      const { start, firstShown, end } =
+      const { start, firstShown, end, unfinishedShown } =
         options.tail === undefined
-          ? { start: 0, firstShown: 0, end: following ? undefined : await logSize(source.path) }
+          ? {
+              start: 0,
+              firstShown: 0,
+              end: following ? undefined : await logSize(source.path),
+              unfinishedShown: Infinity,
+            }
           : await findTailStart(source.path, options.tail, filter, following);
       let offset = await readLogLines(
         source.path,
@@ -57,7 +62,8 @@ export class LogService {
       );
       if (!following || signal.aborted) {
         // Without follow, a line still being written is shown as it stands (docker logs does the same).
-        if (!signal.aborted) for (const entry of assembler.flush()) await emit(entry);
+        if (signal.aborted || unfinishedShown === 0) return;
+        for (const entry of assembler.flush().slice(-unfinishedShown)) await emit(entry);
         return;
       }
 

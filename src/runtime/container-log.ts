@@ -157,45 +157,56 @@ export async function findTailStart(
   tail: number,
   filter: LogFilter,
   following: boolean,
-): Promise<{ start: number; firstShown: number; end: number }> {
+): Promise<{ start: number; firstShown: number; end: number; unfinishedShown: number }> {
   let handle;
   try {
     handle = await open(path, 'r');
   } catch {
-    return { start: 0, firstShown: 0, end: 0 };
+    return { start: 0, firstShown: 0, end: 0, unfinishedShown: 0 };
   }
   try {
+    const { size } = await handle.stat();
+    // Lines are ordered by where they end. Unfinished ones (trailing P records) come after every finished one,
+    // among themselves in the order of their first record: the order in which the assembler flushes them.
     const shown = new MinHeap();
-    const open = new Map<LogStream, { end: number; time: string }>();
+    const open = new Map<LogStream, { end: number; first: number; time: string }>();
     const accepts = acceptor(filter);
     const threshold = () => (tail === 0 ? Infinity : shown.size < tail ? 0 : shown.min());
-    const finish = (line: { end: number; time: string }, stream: LogStream) => {
-      if (following && line.end === Infinity) return;
+    const finish = (line: { end: number; first: number; time: string }, stream: LogStream) => {
+      const unfinished = line.end === Infinity;
+      if (following && unfinished) return;
       if (!accepts({ time: line.time, stream })) return;
-      shown.push(line.end);
+      shown.push(unfinished ? size + line.first : line.end);
       if (shown.size > tail) shown.pop();
     };
-    let found: { start: number; firstShown: number } | undefined;
-    const end = await readRecordsBackwards(handle, (head, offset, length) => {
+    const result = (start: number, end: number) => ({
+      start,
+      firstShown: threshold(),
+      end,
+      unfinishedShown: shown.countAtLeast(size),
+    });
+    let start: number | undefined;
+    const end = await readRecordsBackwards(handle, size, (head, offset, length) => {
       if (!head || !filter.streams.has(head.stream)) return true;
       const line = open.get(head.stream);
       if (head.partial) {
-        if (line) line.time = head.time;
-        else open.set(head.stream, { end: Infinity, time: head.time });
+        if (line) Object.assign(line, { first: offset, time: head.time });
+        else open.set(head.stream, { end: Infinity, first: offset, time: head.time });
         return true;
       }
       if (line) finish(line, head.stream);
-      open.set(head.stream, { end: offset, time: head.time });
+      open.set(head.stream, { end: offset, first: offset, time: head.time });
       if (shown.size < tail) return true;
+      // Unfinished lines always count as open, so the forward read assembles them whole.
       const first = threshold();
-      for (const each of open.values()) if (each.end >= first) return true;
-      found = { start: offset + length + 1, firstShown: first };
+      for (const each of open.values()) if (each.end >= first || each.end === Infinity) return true;
+      start = offset + length + 1;
       return false;
     });
-    if (found) return { ...found, end };
+    if (start !== undefined) return result(start, end);
     // The start of the file: every line still open began there.
     for (const [stream, line] of open) finish(line, stream);
-    return { start: 0, firstShown: threshold(), end };
+    return result(0, end);
   } finally {
     await handle.close();
   }
@@ -221,9 +232,9 @@ function parseRecordHead(data: Buffer, start: number, stop: number): RecordHead 
  */
 async function readRecordsBackwards(
   handle: FileHandle,
+  size: number,
   onRecord: (head: RecordHead | undefined, offset: number, length: number) => boolean,
 ): Promise<number> {
-  const { size } = await handle.stat();
   let position = size;
   let carry = Buffer.alloc(0);
   let end: number | undefined;
@@ -265,6 +276,10 @@ class MinHeap {
 
   min(): number {
     return this.items[0]!;
+  }
+
+  countAtLeast(value: number): number {
+    return this.items.filter((item) => item >= value).length;
   }
 
   push(value: number): void {
