@@ -27,6 +27,7 @@ export function routeUpgradeRequestsAsRequests(server: Server): void {
     let received = head.length;
     const dispatch = () => {
       socket.off('data', onData);
+      socket.off('end', onEnd);
       const all = Buffer.concat(chunks);
       const body = all.subarray(0, length);
       const rest = all.subarray(length);
@@ -54,7 +55,13 @@ export function routeUpgradeRequestsAsRequests(server: Server): void {
       received += chunk.length;
       if (received >= length) dispatch();
     };
+    // A client that leaves before its body is complete has asked for nothing: without this its half-closed
+    // socket would stay open forever, since nobody reads or writes it any more.
+    const onEnd = () => socket.destroy();
     if (received >= length) dispatch();
-    else socket.on('data', onData);
+    else {
+      socket.on('data', onData);
+      socket.once('end', onEnd);
+    }
   });
 }

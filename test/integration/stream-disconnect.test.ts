@@ -231,6 +231,30 @@ t.test('a client leaving a stream never takes runcd down, nor makes it grow', as
     }
   }
 
+  await t.test('docker exec start: a client that leaves while its body is being read', async (t) => {
+    const created = await dockerRequest(dockerSocket, 'POST', `/v1.50/containers/${quiet}/exec`, {
+      Cmd: ['true'],
+      AttachStdout: true,
+    });
+    const id = (JSON.parse(created) as { Id: string }).Id;
+    const closedByRuncd = await new Promise<boolean>((resolve) => {
+      const socket = connect(dockerSocket);
+      socket.on('error', () => undefined);
+      socket.on('close', () => resolve(true));
+      socket.setTimeout(20_000, () => {
+        socket.destroy();
+        resolve(false);
+      });
+      // Half the body promised, then the client's side is closed: the request can never be complete.
+      socket.end(
+        `POST /v1.50/exec/${id}/start HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n` +
+          'Content-Type: application/json\r\nContent-Length: 40\r\n\r\n{"Detach":',
+      );
+    });
+    t.ok(closedByRuncd, 'runcd closes the connection instead of keeping it forever');
+    await stillAnswering(t, 'a half-sent exec start');
+  });
+
   await t.test('the work behind the streams stopped', async (t) => {
     // Every exec that lost its reader had its output pipes closed: the loops die of SIGPIPE at their next write.
     await eventually(async () => {
