@@ -54,11 +54,20 @@ export class EventBus {
     let lastSeq = since === undefined ? this.repository.lastSeq() : 0;
     let live = false;
     let fellBehind: (() => void) | undefined;
+    let failure: unknown;
     const unsubscribe = this.subscribe((event) => {
       if (!live || event.seq <= lastSeq) return;
       lastSeq = event.seq;
       if (until !== undefined && event.time > until) return;
-      if (!sink.write(event)) {
+      let keepsUp = false;
+      try {
+        keepsUp = sink.write(event);
+      } catch (error) {
+        // This runs inside publish(), inside a lifecycle operation: a sink's failure ends its stream, never
+        // the operation.
+        failure = error;
+      }
+      if (!keepsUp) {
         live = false;
         fellBehind?.();
       }
@@ -96,6 +105,7 @@ export class EventBus {
           const behind = new Promise<void>((resolve) => (fellBehind = resolve));
           await Promise.race([behind, aborted, untilReached]);
           if (live) return;
+          if (failure !== undefined) throw failure;
           continue;
         }
         for (const event of page) {
