@@ -1,3 +1,4 @@
+import { spawn } from 'node:child_process';
 import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
@@ -43,6 +44,7 @@ interface StreamRequest {
   body?: unknown;
   /** Ask for a raw stream as the docker CLI does (`Connection: Upgrade`, `Upgrade: tcp`). */
   upgrade?: boolean;
+  headers?: string[];
 }
 
 /**
@@ -59,6 +61,7 @@ async function misbehave(
     `${request.method} ${request.path} HTTP/1.1`,
     'Host: localhost',
     ...(request.upgrade ? ['Connection: Upgrade', 'Upgrade: tcp'] : []),
+    ...(request.headers ?? []),
     ...(payload ? ['Content-Type: application/json', `Content-Length: ${Buffer.byteLength(payload)}`] : []),
     '',
     '',
@@ -156,6 +159,15 @@ t.test('a client leaving a stream never takes runcd down, nor makes it grow', as
       request: async () => ({ socket: native, method: 'GET', path: '/events?since=1970-01-01T00:00:00Z' }),
     },
     {
+      name: 'native events (SSE)',
+      request: async () => ({
+        socket: native,
+        method: 'GET',
+        path: '/events?since=1970-01-01T00:00:00Z',
+        headers: ['Accept: text/event-stream'],
+      }),
+    },
+    {
       name: 'native stats stream',
       request: async () => ({
         socket: native,
@@ -230,6 +242,24 @@ t.test('a client leaving a stream never takes runcd down, nor makes it grow', as
       });
     }
   }
+
+  await t.test('Ctrl-C on docker exec of an endless writer, and a killed docker attach', async (t) => {
+    // `docker attach` without signal proxying ignores SIGINT and SIGTERM: it is killed, as in the issue.
+    for (const [signal, args] of [
+      ['SIGINT', ['exec', quiet, 'sh', '-c', `while true; do echo ${line}; done`]],
+      ['SIGKILL', ['attach', '--no-stdin', '--sig-proxy=false', chatty]],
+    ] as const) {
+      const cli = spawn('docker', [...args], {
+        env: { ...process.env, DOCKER_HOST: `unix://${dockerSocket}` },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      await new Promise((resolve) => cli.stdout.once('data', resolve));
+      const exited = new Promise((resolve) => cli.once('exit', resolve));
+      cli.kill(signal);
+      await exited;
+      await stillAnswering(t, `${signal} to docker ${args[0]}`);
+    }
+  });
 
   await t.test('docker exec start: a client that leaves while its body is being read', async (t) => {
     const created = await dockerRequest(dockerSocket, 'POST', `/v1.50/containers/${quiet}/exec`, {
