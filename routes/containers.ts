@@ -296,7 +296,7 @@ const containerRoutes: FastifyPluginAsyncZod<ContainerRoutesOptions> = async (
       const { timestamps, ...options } = request.query;
       const body = new PassThrough();
       const peer = new PeerStream(body);
-      const stop = AbortSignal.any([peer.signal, abortOnClose(reply).signal]);
+      const stop = peer.orWhen(abortOnClose(reply).signal);
       const done = logs.stream(
         request.params.id,
         options,
@@ -367,7 +367,7 @@ const containerRoutes: FastifyPluginAsyncZod<ContainerRoutesOptions> = async (
           (stats) => {
             if (!peer.behind) peer.write(JSON.stringify(stats) + '\n');
           },
-          AbortSignal.any([peer.signal, abortOnClose(reply).signal]),
+          peer.orWhen(abortOnClose(reply).signal),
         )
         // The response is already streaming: a failure (the container stopped in between, the exec pool is
         // full) can only end it, and must never become an unhandled rejection that takes the daemon down.

@@ -49,7 +49,7 @@ const eventRoutes: FastifyPluginAsyncZod<EventRoutesOptions> = async (app, { eve
             },
             drained: () => peer.drained(),
           },
-          AbortSignal.any([peer.signal, abortOnClose(reply).signal]),
+          peer.orWhen(abortOnClose(reply).signal),
         )
         .catch((error: unknown) => request.log.warn({ err: error }, 'event stream ended early'))
         .finally(() => peer.end());

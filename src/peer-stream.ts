@@ -40,6 +40,29 @@ export class PeerStream {
     return this.target.writableNeedDrain;
   }
 
+  /**
+   * A signal that aborts when the peer goes or when `other` (a server closing) aborts. It holds its listener on
+   * the long-lived `other` only while the peer is there, so streams that come and go leave nothing behind on it.
+   */
+  orWhen(other: AbortSignal): AbortSignal {
+    const combined = new AbortController();
+    const abort = () => combined.abort();
+    if (other.aborted || this.closed) {
+      abort();
+      return combined.signal;
+    }
+    other.addEventListener('abort', abort, { once: true });
+    this.signal.addEventListener(
+      'abort',
+      () => {
+        other.removeEventListener('abort', abort);
+        abort();
+      },
+      { once: true },
+    );
+    return combined.signal;
+  }
+
   /** False when the source should pause until drained() (always false once the peer is gone). */
   write(chunk: Buffer | string): boolean {
     if (this.closed || this.target.writableEnded) return false;

@@ -379,7 +379,7 @@ export async function buildDockerApp(deps: DockerAppDeps): Promise<FastifyInstan
         id,
         { follow, tail, since, until, stream: stdout && stderr ? 'all' : stdout ? 'stdout' : 'stderr' },
         logFrames(peer, timestamps),
-        AbortSignal.any([peer.signal, closing.signal]),
+        peer.orWhen(closing.signal),
       )
       .catch(() => undefined)
       .finally(() => peer.end());
@@ -418,7 +418,7 @@ export async function buildDockerApp(deps: DockerAppDeps): Promise<FastifyInstan
             stream: stdout && stderr ? 'all' : stdout ? 'stdout' : 'stderr',
           },
           logFrames(peer, false),
-          AbortSignal.any([peer.signal, closing.signal]),
+          peer.orWhen(closing.signal),
         )
         .catch(() => undefined);
     }
@@ -521,7 +521,7 @@ export async function buildDockerApp(deps: DockerAppDeps): Promise<FastifyInstan
           },
           drained: () => peer.drained(),
         },
-        AbortSignal.any([peer.signal, closing.signal]),
+        peer.orWhen(closing.signal),
       )
       .catch(() => undefined)
       .finally(() => peer.end());
