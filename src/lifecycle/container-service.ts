@@ -250,6 +250,7 @@ export class ContainerService {
     }
     const process = buildExecProcess(await this.processTemplate(record), request);
     this.deps.bundles.checkExecProcess(process);
+    await this.deps.bundles.checkExecPaths(record, process);
     let result: ExecResult;
     try {
       result = await this.deps.runc.exec(id, process, {
@@ -870,6 +871,16 @@ export class ContainerService {
         return new ConflictError('container_not_stopped', message, id);
       case 'executable_not_found':
         return new InvalidInputError('executable_not_found', message, id);
+      case 'not_executable':
+      case 'invalid_cwd':
+      case 'invalid_user':
+        return new InvalidInputError(error.kind, message, id);
+      case 'died':
+        return new ConflictError(
+          'container_stopped',
+          `the container stopped during ${command}: ${message}`,
+          id,
+        );
       case 'timeout':
         return new TimeoutError('runtime_timeout', message, id);
       default:

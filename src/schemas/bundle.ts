@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { RLIMIT_TYPES } from '../runtime/host-limits.js';
-import { CONTAINER_ID_PATTERN } from './common.js';
+import { CONTAINER_ID_PATTERN, UserParam } from './common.js';
 import { CreateContainerBody, EnvEntry, Labels } from './container.js';
 
 export const BundleId = z
@@ -60,11 +60,7 @@ export const ProcessSpec = z
       .optional()
       .describe('KEY=value, added to (and overriding) runc spec env'),
     cwd: AbsolutePath.optional().describe('Default /'),
-    user: z
-      .string()
-      .regex(/^\d{1,10}(:\d{1,10})?$/, 'user must be uid or uid:gid (numeric)')
-      .optional()
-      .describe('uid[:gid]; default 0:0'),
+    user: UserParam.optional().describe('uid[:gid], 0-2147483647 each; default 0:0'),
     terminal: z.boolean().optional().describe('Must be false: runcd keeps output as logs (default false)'),
     rlimits: z.array(Rlimit).max(16).optional(),
   })

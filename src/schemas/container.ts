@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { ContainerId, QueryBoolean, SignalParam } from './common.js';
+import { ContainerId, QueryBoolean, SignalParam, UserParam } from './common.js';
 import { TimeParam } from './time.js';
 
 export const ContainerStatus = z
@@ -145,10 +145,7 @@ export const ExecBody = z
       .describe('Command and arguments, no shell involved'),
     env: z.array(EnvEntry).max(1024).optional().describe('Added to (and overriding) the container env'),
     cwd: z.string().startsWith('/', 'cwd must be an absolute path').max(4096).optional(),
-    user: z
-      .string()
-      .regex(/^\d{1,10}(:\d{1,10})?$/, 'user must be uid or uid:gid (numeric)')
-      .optional(),
+    user: UserParam.optional().describe("uid[:gid], 0-2147483647 each; default the container's user"),
     timeoutSeconds: z.number().positive().max(86400).optional().describe('Kill the process after this long'),
   })
   .strict()
