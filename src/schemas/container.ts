@@ -106,7 +106,9 @@ export const CreateContainerBody = z
   .meta({ example: { id: 'mycontainer', bundle: '/var/lib/runcd/bundles/demo', labels: { app: 'demo' } } });
 export type CreateContainerBody = z.infer<typeof CreateContainerBody>;
 
-const LabelFilter = z.string().regex(/^[^=]+=/, 'label filters must be key=value');
+const LabelFilter = z.string().regex(/^[^=]+=/, {
+  error: (issue) => `label filter ${JSON.stringify(issue.input)} must be key=value`,
+});
 
 export const ListContainersQuery = z.object({
   status: ContainerStatus.optional(),
