@@ -259,7 +259,17 @@ export class ContainerService {
         onOutput,
       });
     } catch (error) {
-      throw this.translate(error, id, 'exec');
+      const translated = this.translate(error, id, 'exec');
+      // runc's words for an exec whose container died under it vary with the moment (the ones known are
+      // classified as `died`); whatever they are, a container that is no longer running means a lost race.
+      if (translated instanceof RuntimeFailureError && !(await this.stillRunning(id))) {
+        throw new ConflictError(
+          'container_stopped',
+          `the container stopped during exec: ${translated.message}`,
+          id,
+        );
+      }
+      throw translated;
     }
     this.deps.events.publish('exec', id, { command: request.args.join(' '), exitCode: result.exitCode });
     return result;
@@ -829,6 +839,16 @@ export class ContainerService {
     const template = spec.process ?? { user: { uid: 0, gid: 0 }, args: ['sh'], cwd: '/' };
     this.processTemplates.set(record.id, template);
     return template;
+  }
+
+  /** False only when runc says the container is gone or stopped; a runtime that cannot answer is no proof. */
+  private async stillRunning(id: string): Promise<boolean> {
+    try {
+      const state = await this.deps.runc.state(id);
+      return state.status !== 'stopped';
+    } catch (error) {
+      return !(error instanceof RuntimeError && error.kind === 'not_found');
+    }
   }
 
   private require(id: string): ContainerRecord {
