@@ -59,6 +59,11 @@ t.test('unknown query parameters are a 400 naming them; the Docker socket ignore
     t.match(answer.json(), { code: 'invalid_query', detail: new RegExp(`"${name}"`) }, `${method} ${url}`);
   }
   t.equal((await api.inject({ method: 'GET', url: '/containers?status=running' })).statusCode, 200);
+  for (const signal of ['SIGKILL%20', '%20KILL', '9%0A']) {
+    const answer = await api.inject({ method: 'POST', url: `/containers/x/kill?signal=${signal}` });
+    t.equal(answer.statusCode, 400, `signal=${signal} is refused, not trimmed`);
+    t.equal(answer.json().code, 'invalid_signal');
+  }
   t.equal(
     (await api.inject({ method: 'GET', url: '/healthz?probe=1' })).statusCode,
     200,
