@@ -62,6 +62,7 @@ interface Operation {
   tags?: string[];
   parameters?: Parameter[];
   requestBody?: { content: Record<string, { schema: JsonSchema }> };
+  responses: Record<string, { content?: Record<string, unknown> }>;
 }
 
 interface FuzzRequest {
@@ -70,6 +71,8 @@ interface FuzzRequest {
   query: Array<[string, string]>;
   contentType?: string;
   body?: string | Buffer;
+  /** One of the media types the document declares for the operation's 200, when it declares several. */
+  accept?: string;
 }
 
 const document = JSON.parse(readFileSync(join(REPO_ROOT, 'openapi', 'openapi.json'), 'utf8')) as {
@@ -99,7 +102,10 @@ t.test(
       const response = await request(`http://localhost${fuzz.path}${search ? `?${search}` : ''}`, {
         method: fuzz.method as 'GET',
         dispatcher: agent,
-        headers: fuzz.contentType ? { 'content-type': fuzz.contentType } : {},
+        headers: {
+          ...(fuzz.contentType ? { 'content-type': fuzz.contentType } : {}),
+          ...(fuzz.accept ? { accept: fuzz.accept } : {}),
+        },
         body: fuzz.body,
         headersTimeout: 120_000,
         bodyTimeout: 120_000,
@@ -119,7 +125,10 @@ t.test(
           }
         }
       }
-      return { status: response.statusCode, problem };
+      const mediaType = String(response.headers['content-type'] ?? '')
+        .split(';')[0]!
+        .trim();
+      return { status: response.statusCode, problem, mediaType };
     };
 
     // Things that exist, so valid requests also reach real containers and bundles, not only 404s.
@@ -204,19 +213,28 @@ t.test(
           for (const fuzz of requests) {
             const answer = await send(fuzz, operation.operationId).catch((error: Error) => ({
               status: 0,
+              mediaType: '',
               problem: { code: 'no_answer', detail: error.message } as Problem,
             }));
             statuses.set(answer.status, (statuses.get(answer.status) ?? 0) + 1);
             const refusedByValidation =
               answer.status === 400 && VALIDATION_CODES.has(answer.problem?.code ?? '');
+            // What a 2xx sends must be a media type the document declares for that status.
+            const declared = Object.keys(operation.responses[String(answer.status)]?.content ?? {});
+            const undeclared =
+              answer.status >= 200 &&
+              answer.status < 300 &&
+              declared.length > 0 &&
+              !declared.includes(answer.mediaType);
             const wrong =
+              undeclared ||
               answer.status === 0 ||
               answer.status >= 500 ||
               (kind === 'valid' && refusedByValidation) ||
               (kind === 'invalid' && (answer.status < 400 || answer.status >= 500));
             if (wrong) {
               findings++;
-              const kindKey = `${operation.operationId} ${kind} -> ${answer.status} ${answer.problem?.code ?? ''}`;
+              const kindKey = `${operation.operationId} ${kind} -> ${answer.status} ${answer.problem?.code ?? ''}${undeclared ? ` as undeclared ${answer.mediaType}` : ''}`;
               findingKinds.set(kindKey, (findingKinds.get(kindKey) ?? 0) + 1);
               // The first ones in full (ASCII-escaped: generated strings hold any code point), then a count.
               if (findings <= MAX_REPORTED) {
@@ -298,14 +316,22 @@ function validRequest(
                 }))
               : fc.uint8Array({ maxLength: 512 }).map((bytes) => ({ contentType, body: Buffer.from(bytes) })),
           );
-  return fc.tuple(pathArbitrary, queryArbitrary, bodyArbitrary).map(([path, query, body]) => ({
-    method,
-    path: template.replace(/\{(\w+)\}/g, (_match, name: string) => encodeURIComponent(String(path[name]))),
-    query: boundWaits(operation.operationId, Object.entries(query)).flatMap(([name, value]) =>
-      (Array.isArray(value) ? value : [value]).map((item): [string, string] => [name, String(item)]),
-    ),
-    ...body,
-  }));
+  const produced = Object.keys(operation.responses['200']?.content ?? {});
+  const acceptArbitrary =
+    produced.length > 1
+      ? fc.option(fc.constantFrom(...produced), { nil: undefined })
+      : fc.constant(undefined);
+  return fc
+    .tuple(pathArbitrary, queryArbitrary, bodyArbitrary, acceptArbitrary)
+    .map(([path, query, body, accept]) => ({
+      method,
+      ...(accept ? { accept } : {}),
+      path: template.replace(/\{(\w+)\}/g, (_match, name: string) => encodeURIComponent(String(path[name]))),
+      query: boundWaits(operation.operationId, Object.entries(query)).flatMap(([name, value]) =>
+        (Array.isArray(value) ? value : [value]).map((item): [string, string] => [name, String(item)]),
+      ),
+      ...body,
+    }));
 }
 
 /**
