@@ -83,7 +83,15 @@ const eventRoutes: FastifyPluginAsyncZod<EventRoutesOptions> = async (app, { eve
       if (until !== undefined) {
         const remaining = Date.parse(until) - Date.now();
         if (remaining <= 0) finish();
-        else untilTimer = setTimeout(finish, remaining);
+        else {
+          // setTimeout takes at most 2^31-1 ms (24.8 days) and fires at once above that: a far `until` re-arms.
+          const arm = () => {
+            const left = Date.parse(until) - Date.now();
+            if (left <= 0) finish();
+            else untilTimer = setTimeout(arm, Math.min(left, MAX_TIMER_MS));
+          };
+          arm();
+        }
       }
       abortOnClose(reply).signal.addEventListener('abort', finish, { once: true });
       return reply
@@ -93,6 +101,8 @@ const eventRoutes: FastifyPluginAsyncZod<EventRoutesOptions> = async (app, { eve
     },
   );
 };
+
+const MAX_TIMER_MS = 2 ** 31 - 1;
 
 function toSet<T>(value: T | T[] | undefined): Set<T> | undefined {
   if (value === undefined) return undefined;
