@@ -63,7 +63,12 @@ export const ProcessSpec = z
       .describe('KEY=value, added to (and overriding) runc spec env'),
     cwd: AbsolutePath.optional().describe('Default /'),
     user: UserParam.optional().describe('uid[:gid], 0-2147483647 each; default 0:0'),
-    terminal: z.boolean().optional().describe('Must be false: runcd keeps output as logs (default false)'),
+    terminal: z
+      .boolean()
+      .optional()
+      // true is refused with its own code (terminal_not_supported), which says why; the document says false.
+      .meta({ const: false })
+      .describe('Must be false: runcd keeps output as logs (default false)'),
     rlimits: z.array(Rlimit).max(16).optional(),
   })
   .strict();

@@ -89,6 +89,8 @@ export const CreateContainerBody = z
       .string()
       .min(1)
       .max(4096)
+      // The inspector refuses a relative path with its own code (bundle_path_relative); the document says so.
+      .meta({ pattern: '^/' })
       .describe('Absolute path of an OCI bundle (config.json + rootfs) inside one of the bundle roots'),
     labels: Labels.optional(),
     start: z.boolean().optional().describe('Start right after create, as `runc run` does'),
