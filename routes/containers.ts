@@ -284,9 +284,14 @@ const containerRoutes: FastifyPluginAsyncZod<ContainerRoutesOptions> = async (
         params: ContainerIdParams,
         querystring: LogsQuery,
         response: {
-          200: z
-            .string()
-            .describe('Raw lines (text/plain) or LogLine objects, one per line (application/x-ndjson)'),
+          200: {
+            description:
+              'Raw lines by default; LogLine objects, one per line, with Accept: application/x-ndjson',
+            content: {
+              'text/plain': { schema: z.string().describe('One output line per line') },
+              'application/x-ndjson': { schema: LogLine },
+            },
+          },
           ...errors(400, 404),
         },
       },
@@ -349,7 +354,16 @@ const containerRoutes: FastifyPluginAsyncZod<ContainerRoutesOptions> = async (
           'CPU, memory and pids from the container cgroup (runc events --stats); stream=true for NDJSON',
         params: ContainerIdParams,
         querystring: StatsQuery,
-        response: { 200: ContainerStats, ...errors(400, 404, 409) },
+        response: {
+          200: {
+            description: 'One snapshot (application/json), or one per interval, one per line (stream=true)',
+            content: {
+              'application/json': { schema: ContainerStats },
+              'application/x-ndjson': { schema: ContainerStats },
+            },
+          },
+          ...errors(400, 404, 409),
+        },
       },
     },
     async (request, reply) => {

@@ -22,7 +22,18 @@ const eventRoutes: FastifyPluginAsyncZod<EventRoutesOptions> = async (app, { eve
           'Lifecycle events as NDJSON (text/event-stream with Accept: text/event-stream): stored events from `since`, then live ones until `until` or until the client disconnects',
         querystring: EventsQuery,
         response: {
-          200: z.string().describe('One ContainerEvent per line (or per SSE message)'),
+          200: {
+            description:
+              'One ContainerEvent per line, or per server-sent event with Accept: text/event-stream',
+            content: {
+              'application/x-ndjson': { schema: ContainerEvent },
+              'text/event-stream': {
+                schema: z
+                  .string()
+                  .describe('Messages of `id: SEQ`, `event: TYPE` and `data: ` a ContainerEvent as JSON'),
+              },
+            },
+          },
           400: ProblemSchema,
         },
       },

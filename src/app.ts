@@ -5,7 +5,10 @@ import Fastify, {
   type FastifyError,
   type FastifyInstance,
   type FastifyReply,
+  type FastifyRequest,
+  type FastifySchema,
   type FastifyServerOptions,
+  type RouteOptions,
 } from 'fastify';
 import {
   hasZodFastifySchemaValidationErrors,
@@ -20,6 +23,7 @@ import containerRoutes from '../routes/containers.js';
 import eventRoutes from '../routes/events.js';
 import systemRoutes from '../routes/system.js';
 import type { Socket } from 'node:net';
+import { z } from 'zod';
 import { attachExamples } from './docs/openapi-examples.js';
 import {
   DomainError,
@@ -37,6 +41,7 @@ import httpObservability, { requestIdFor } from './observability/http-observabil
 import type { DaemonMetrics } from './observability/metrics.js';
 import type { SystemStatus } from './observability/system-status.js';
 import { responseSerializerCompiler } from './response-serializer.js';
+import { RouteMethods } from './route-methods.js';
 import { DEFAULT_BODY_LIMIT } from './security/limits.js';
 import securityPlugin, { type SecurityOptions } from './security/security-plugin.js';
 import { RUNCD_VERSION } from './version.js';
@@ -106,18 +111,47 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   app.removeContentTypeParser('text/plain');
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(responseSerializerCompiler);
+  const routeMethods = new RouteMethods();
+  app.addHook('onRoute', (route) => {
+    for (const method of [route.method].flat()) routeMethods.add(method, route.url);
+    refuseUnknownQueryParameters(route);
+  });
+  const answerUnrouted = (request: FastifyRequest, reply: FastifyReply) => {
+    const known = routeMethods.find(request.url);
+    if (known) {
+      return reply
+        .code(405)
+        .header('allow', known.methods.join(', '))
+        .type(PROBLEM_CONTENT_TYPE)
+        .send(
+          problemFor(
+            405,
+            'method_not_allowed',
+            'Method Not Allowed',
+            `${request.method} is not defined for ${known.url}; it answers ${known.methods.join(', ')}`,
+          ),
+        );
+    }
+    return reply
+      .code(404)
+      .type(PROBLEM_CONTENT_TYPE)
+      .send(problemFor(404, 'route_not_found', 'Not Found', `no route for ${request.method} ${request.url}`));
+  };
+  app.setNotFoundHandler(answerUnrouted);
   app.setErrorHandler((error, request, reply) => {
+    // A body no route will read (QUERY without a Content-Type on a path without QUERY) is not the problem: the
+    // method or the path is, as for any other request that matches no route.
+    if (
+      request.routeOptions.url === undefined &&
+      /^FST_ERR_(CTP_|ROUTE_MISSING_CONTENT)/.test((error as FastifyError).code ?? '')
+    ) {
+      return answerUnrouted(request, reply);
+    }
     const problem = problemForError(error as FastifyError, request.routeOptions.bodyLimit);
     if (problem.status >= 500) request.log.error({ err: error }, 'request failed');
     if (error instanceof DomainError) reply.headers(problemHeaders(error));
     return reply.code(problem.status).type(PROBLEM_CONTENT_TYPE).send(problem);
   });
-  app.setNotFoundHandler((request, reply) =>
-    reply
-      .code(404)
-      .type(PROBLEM_CONTENT_TYPE)
-      .send(problemFor(404, 'route_not_found', 'Not Found', `no route for ${request.method} ${request.url}`)),
-  );
   app.addHook('onSend', async (request, reply) => {
     reply.header('x-request-id', request.id);
   });
@@ -131,7 +165,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   // First, so the request context and timing cover every other hook (the security plugin's audit included).
   await app.register(httpObservability, { metrics: deps.system.metrics });
   // Before every route, so its route hooks (body limits) and request hooks cover them all.
-  await app.register(securityPlugin, deps.security);
+  await app.register(securityPlugin, { ...deps.security, routeMethods });
   await app.register(fastifySwagger, {
     openapi: {
       openapi: '3.1.0',
@@ -139,7 +173,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
         title: 'runcd',
         version: RUNCD_VERSION,
         description:
-          'The OCI container lifecycle (runc create/start/state/list/exec/kill/delete) over HTTP. Errors are RFC 9457 problem+json.',
+          'The OCI container lifecycle (runc create/start/state/list/exec/kill/delete) over HTTP. Errors are RFC 9457 problem+json. Query parameters an operation does not list are refused (400 invalid_query), except on the system operations; a method a path does not list is a 405 with Allow.',
       },
       components: {
         securitySchemes: {
@@ -172,6 +206,19 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await app.register(bundleRoutes, { bundles: deps.bundles });
   await app.register(eventRoutes, { events: deps.containers.events });
   return app;
+}
+
+/**
+ * Every documented route refuses query parameters it does not define (400 invalid_query naming them), so a
+ * misspelt `?forse=true` or `?sigal=KILL` is an error instead of a silently different request. The system routes
+ * are spared: probes and scrapers are configured elsewhere and may add a cache-buster. The Docker API socket is
+ * a separate app and ignores unknown parameters, as Docker does (its clients send parameters runcd never reads).
+ */
+function refuseUnknownQueryParameters(route: RouteOptions): void {
+  const schema = route.schema as (FastifySchema & { hide?: boolean; tags?: string[] }) | undefined;
+  if (!schema || schema.hide || schema.tags?.includes('system')) return;
+  const query = schema.querystring ?? z.object({});
+  if (query instanceof z.ZodObject) schema.querystring = query.strict();
 }
 
 function problemForError(error: FastifyError | Error, bodyLimit: number): Problem {

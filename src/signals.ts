@@ -54,8 +54,16 @@ export interface Signal {
 
 export type SignalParseResult = { ok: true; signal: Signal } | { ok: false; reason: string };
 
+/** Every name parseSignal knows, without the SIG prefix (HUP ... SYS, aliases included). */
+export const SIGNAL_NAMES: readonly string[] = Object.keys(SIGNALS_BY_NAME);
+
 export function parseSignal(input: string | number): SignalParseResult {
-  const text = String(input).trim();
+  const text = String(input);
+  // Not trimmed: `SIGKILL ` is not what a careful caller sends, and accepting it let the OpenAPI document and
+  // the parser disagree about what a signal is.
+  if (text !== text.trim()) {
+    return { ok: false, reason: `invalid signal ${JSON.stringify(text)}: no surrounding whitespace allowed` };
+  }
   if (/^-?\d+$/.test(text)) {
     const number = Number(text);
     if (number >= 1 && number <= 31) return { ok: true, signal: { number, name: CANONICAL_NAMES[number]! } };

@@ -1,4 +1,5 @@
-import { lstat, readlink } from 'node:fs/promises';
+import type { Stats } from 'node:fs';
+import { lstat, readlink, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 
 /**
@@ -25,7 +26,9 @@ export async function resolveInRootfs(rootfs: string, path: string): Promise<str
     if (!info) return undefined;
     if (info.isSymbolicLink()) {
       if (++links > MAX_SYMLINKS) return undefined;
-      const target = await readlink(host);
+      // A link can vanish between lstat and readlink (a container rewriting its files, or dying): missing.
+      const target = await readlink(host).catch(() => undefined);
+      if (target === undefined) return undefined;
       if (target.startsWith('/')) resolved.length = 0;
       pending = [...target.split('/').filter((item) => item !== '' && item !== '.'), ...pending];
       continue;
@@ -48,6 +51,8 @@ export interface ExecutableLookup {
   found: boolean;
   /** What was searched: the PATH, or the path itself for a name with a slash. */
   searched: string;
+  /** For a path that exists but cannot be run: what it is instead. */
+  problem?: 'directory' | 'not_executable' | 'not_regular';
 }
 
 /**
@@ -63,21 +68,44 @@ export async function findExecutable(
 ): Promise<ExecutableLookup> {
   if (command.includes('/')) {
     const path = command.startsWith('/') ? command : `${cwd.replace(/\/$/, '')}/${command}`;
-    return { found: await isExecutable(rootfs, path), searched: path };
+    const kind = await executableKind(rootfs, path);
+    if (kind === 'executable') return { found: true, searched: path };
+    return { found: false, searched: path, ...(kind === 'missing' ? {} : { problem: kind }) };
   }
   const searchPath = pathOf(env) ?? '';
   for (const dir of searchPath.split(':')) {
     const base = dir === '' ? cwd : dir;
-    if (await isExecutable(rootfs, `${base.replace(/\/$/, '')}/${command}`)) {
+    if ((await executableKind(rootfs, `${base.replace(/\/$/, '')}/${command}`)) === 'executable') {
       return { found: true, searched: searchPath };
     }
   }
   return { found: false, searched: searchPath };
 }
 
-async function isExecutable(rootfs: string, path: string): Promise<boolean> {
+async function infoInRootfs(rootfs: string, path: string): Promise<Stats | undefined> {
   const host = await resolveInRootfs(rootfs, path);
-  if (!host) return false;
-  const info = await lstat(host).catch(() => undefined);
-  return info !== undefined && info.isFile() && (info.mode & 0o111) !== 0;
+  if (host === undefined) return undefined;
+  // The root itself may be /proc/PID/root, a link to the container's root only stat sees through.
+  return (host === join(rootfs) ? stat(host) : lstat(host)).catch(() => undefined);
+}
+
+/** What `path` is inside the rootfs (symlinks resolved in it): a directory, another file, or missing. */
+export async function entryKind(
+  rootfs: string,
+  path: string,
+): Promise<'directory' | 'file' | 'other' | 'missing'> {
+  const info = await infoInRootfs(rootfs, path);
+  if (!info) return 'missing';
+  return info.isDirectory() ? 'directory' : info.isFile() ? 'file' : 'other';
+}
+
+async function executableKind(
+  rootfs: string,
+  path: string,
+): Promise<'executable' | 'missing' | 'directory' | 'not_executable' | 'not_regular'> {
+  const info = await infoInRootfs(rootfs, path);
+  if (!info) return 'missing';
+  if (info.isDirectory()) return 'directory';
+  if (!info.isFile()) return 'not_regular';
+  return (info.mode & 0o111) !== 0 ? 'executable' : 'not_executable';
 }

@@ -71,9 +71,9 @@ export const REQUEST_EXAMPLES: Readonly<Record<string, Record<string, NamedExamp
     detailed: {
       summary: 'With environment, working directory, user and a deadline',
       value: {
-        args: ['ls', '-la', '/'],
+        args: ['ls', '-la'],
         env: ['DEBUG=1'],
-        cwd: '/tmp',
+        cwd: '/bin',
         user: '1000:1000',
         timeoutSeconds: 10,
       },

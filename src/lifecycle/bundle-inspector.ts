@@ -2,9 +2,10 @@ import { createHash } from 'node:crypto';
 import { constants } from 'node:fs';
 import { lstat, open, realpath, stat } from 'node:fs/promises';
 import { isAbsolute, join, resolve, sep } from 'node:path';
-import { InvalidInputError } from '../errors.js';
+import { ConflictError, InvalidInputError } from '../errors.js';
 import { clampRlimits, hostRlimits } from '../runtime/host-limits.js';
 import type { OciProcess, OciSpec } from '../runtime/oci.js';
+import { entryKind, findExecutable } from '../bundles/rootfs-lookup.js';
 import { BundlePolicy } from './bundle-policy.js';
 import { findMisspelledFields } from './oci-field-spelling.js';
 
@@ -36,6 +37,68 @@ export class BundleInspector {
   /** The policy's rules for a process runcd builds for exec. */
   checkExecProcess(process: OciProcess): void {
     this.policy.checkExecProcess(process);
+  }
+
+  /**
+   * cwd and args[0] of an exec process, looked up in the container's filesystem as runc will use them, so a
+   * caller's mistake is a 400 naming the field instead of runc's words in a 500. They are looked up through the
+   * init's root (`/proc/PID/root`), so the container's mounts (a tmpfs /tmp, a bind mount) count, and in the
+   * rootfs when there is no init (a created container's init is already inside its root, waiting on the exec
+   * fifo). Symlinks are resolved inside that root (rootfs-lookup), never on the host. A courtesy check, not a
+   * security boundary: runc still does the real chdir and execve inside the container.
+   */
+  async checkExecPaths(
+    container: { id: string; pid: number; rootfs: string },
+    process: OciProcess,
+  ): Promise<void> {
+    const initRoot = `/proc/${container.pid}/root`;
+    const alive = async () =>
+      container.pid > 0 && (await stat(initRoot).catch(() => undefined)) !== undefined;
+    const root = (await alive()) ? initRoot : container.rootfs;
+    try {
+      await this.checkExecPathsIn(root, process, container.id);
+    } catch (error) {
+      // Through /proc/PID/root every path disappears once the init is gone: a container killed during the
+      // lookup lost a race, it did not get a wrong cwd or command.
+      if (root === initRoot && !(await alive())) {
+        throw new ConflictError('container_stopped', 'the container stopped during exec', container.id);
+      }
+      throw error;
+    }
+  }
+
+  private async checkExecPathsIn(root: string, process: OciProcess, containerId: string): Promise<void> {
+    const cwdKind = await entryKind(root, process.cwd);
+    if (cwdKind !== 'directory') {
+      throw new InvalidInputError(
+        'invalid_cwd',
+        `cwd "${process.cwd}" ${cwdKind === 'missing' ? 'does not exist' : 'is not a directory'} in container "${containerId}"`,
+        containerId,
+      );
+    }
+    const command = process.args[0]!;
+    const lookup = await findExecutable(root, command, process.env, process.cwd);
+    if (lookup.found) return;
+    if (lookup.problem) {
+      const what =
+        lookup.problem === 'directory'
+          ? 'is a directory'
+          : lookup.problem === 'not_executable'
+            ? 'has no execute permission'
+            : 'is not a regular file';
+      throw new InvalidInputError(
+        'not_executable',
+        `args[0]: "${command}" ${what} in container "${containerId}"`,
+        containerId,
+      );
+    }
+    throw new InvalidInputError(
+      'executable_not_found',
+      command.includes('/')
+        ? `args[0]: exec: "${command}": no such file in container "${containerId}" (looked for ${lookup.searched})`
+        : `args[0]: exec: "${command}": executable file not found in $PATH (searched PATH=${lookup.searched} in container "${containerId}")`,
+      containerId,
+    );
   }
 
   async inspect(bundlePath: string): Promise<InspectedBundle> {

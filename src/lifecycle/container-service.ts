@@ -253,6 +253,7 @@ export class ContainerService {
     }
     const process = buildExecProcess(await this.processTemplate(record), request);
     this.deps.bundles.checkExecProcess(process);
+    await this.deps.bundles.checkExecPaths(record, process);
     let result: ExecResult;
     try {
       result = await this.deps.runc.exec(id, process, {
@@ -261,7 +262,17 @@ export class ContainerService {
         output,
       });
     } catch (error) {
-      throw this.translate(error, id, 'exec');
+      const translated = this.translate(error, id, 'exec');
+      // runc's words for an exec whose container died under it vary with the moment (the ones known are
+      // classified as `died`); whatever they are, a container that is no longer running means a lost race.
+      if (translated instanceof RuntimeFailureError && !(await this.stillRunning(id))) {
+        throw new ConflictError(
+          'container_stopped',
+          `the container stopped during exec: ${translated.message}`,
+          id,
+        );
+      }
+      throw translated;
     }
     this.deps.events.publish('exec', id, { command: request.args.join(' '), exitCode: result.exitCode });
     return result;
@@ -833,6 +844,16 @@ export class ContainerService {
     return template;
   }
 
+  /** False only when runc says the container is gone or stopped; a runtime that cannot answer is no proof. */
+  private async stillRunning(id: string): Promise<boolean> {
+    try {
+      const state = await this.deps.runc.state(id);
+      return state.status !== 'stopped';
+    } catch (error) {
+      return !(error instanceof RuntimeError && error.kind === 'not_found');
+    }
+  }
+
   private require(id: string): ContainerRecord {
     const record = this.view.get(id);
     if (!record) throw containerNotFound(id);
@@ -873,6 +894,16 @@ export class ContainerService {
         return new ConflictError('container_not_stopped', message, id);
       case 'executable_not_found':
         return new InvalidInputError('executable_not_found', message, id);
+      case 'not_executable':
+      case 'invalid_cwd':
+      case 'invalid_user':
+        return new InvalidInputError(error.kind, message, id);
+      case 'died':
+        return new ConflictError(
+          'container_stopped',
+          `the container stopped during ${command}: ${message}`,
+          id,
+        );
       case 'timeout':
         return new TimeoutError('runtime_timeout', message, id);
       default:

@@ -4,6 +4,8 @@ import type { EventQuery, EventRepository } from '../store/event-repository.js';
 export type EventAttributes = ContainerEvent['attributes'];
 export type EventListener = (event: ContainerEvent) => void;
 
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
 /** Where a stream of events goes: write() answers false when its reader is behind, until drained(). */
 export interface EventSink {
   write(event: ContainerEvent): boolean;
@@ -84,9 +86,13 @@ export class EventBus {
         untilPassed = true;
         resolve();
       };
-      const remaining = Date.parse(until) - Date.now();
-      if (remaining <= 0) pass();
-      else timer = setTimeout(pass, remaining);
+      // setTimeout takes at most 2^31-1 ms (24.8 days) and fires at once above that: a far `until` re-arms.
+      const arm = () => {
+        const remaining = Date.parse(until) - Date.now();
+        if (remaining <= 0) pass();
+        else timer = setTimeout(arm, Math.min(remaining, MAX_TIMER_MS));
+      };
+      arm();
     });
     // Waits for the sink; answers whether the stream goes on.
     const goesOn = async (wait: Promise<void>): Promise<boolean> => {

@@ -21,6 +21,10 @@ export type RuntimeErrorKind =
   | 'paused'
   | 'not_stopped'
   | 'executable_not_found'
+  | 'not_executable'
+  | 'invalid_cwd'
+  | 'invalid_user'
+  | 'died'
   | 'timeout'
   | 'failed';
 
@@ -39,6 +43,16 @@ export class RuntimeError extends Error {
 /** Ordered: the first pattern that matches runc's (or crun's) message decides the kind. */
 const ERROR_PATTERNS: ReadonlyArray<[RegExp, RuntimeErrorKind]> = [
   [/executable file not found|exec: "[^"]*": (stat|no such file)/i, 'executable_not_found'],
+  // runc's words when the process it was to exec is not a program: a directory, no execute bit, a noexec mount.
+  [/exec: "[^"]*": (permission denied|is a directory|exec format error)/i, 'not_executable'],
+  [/chdir to cwd .* failed/i, 'invalid_cwd'],
+  [/uids and gids must be in range|unable to find (user|group)/i, 'invalid_user'],
+  // The container died under an exec (a SIGKILL racing it): runc's init pipe breaks, or the namespaces to join
+  // are gone with the init. The caller lost a race, not a runtime failure: 409 like an exec into a stopped one.
+  [
+    /init-p: (broken pipe|connection reset)|namespace path: lstat \/proc\/\d+\/ns\/|\/proc\/\d+\/ns\/\w+: no such file/i,
+    'died',
+  ],
   [/container( "[^"]*")? does not exist|no such container/i, 'not_found'],
   [/already running/i, 'already_running'],
   [/that is not stopped|not stopped/i, 'not_stopped'],

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { RLIMIT_TYPES } from '../runtime/host-limits.js';
-import { CONTAINER_ID_PATTERN } from './common.js';
-import { CreateContainerBody, EnvEntry, Labels } from './container.js';
+import { CONTAINER_ID_PATTERN, UserParam } from './common.js';
+import { ArgvEntry, CreateContainerBody, EnvEntry, Labels } from './container.js';
 
 export const BundleId = z
   .string()
@@ -15,7 +15,7 @@ export const BundleId = z
 export const BundleIdParams = z.object({ id: BundleId });
 
 const MIB = 1024 * 1024;
-const AbsolutePath = z.string().startsWith('/', 'must be an absolute path').max(4096);
+const AbsolutePath = z.string().regex(/^\//, 'must be an absolute path').max(4096);
 
 export const ResourceLimits = z
   .object({
@@ -31,7 +31,9 @@ export const ResourceLimits = z
       .min(0.01)
       .max(1024)
       .optional()
-      .describe('CPUs worth of time: linux.resources.cpu.quota = cpus × period (100 ms)'),
+      .describe(
+        "CPUs worth of time: linux.resources.cpu.quota = cpus × period (100 ms); at most the host's CPUs (400 invalid_resources above them)",
+      ),
     pidsLimit: z.number().int().min(1).max(4194304).optional().describe('linux.resources.pids.limit'),
   })
   .strict()
@@ -50,7 +52,7 @@ export const Rlimit = z
 export const ProcessSpec = z
   .object({
     args: z
-      .array(z.string().min(1).max(65536))
+      .array(ArgvEntry.min(1))
       .min(1)
       .max(1024)
       .describe('Command and arguments; args[0] is looked up in the rootfs PATH at create, as runc would'),
@@ -60,12 +62,13 @@ export const ProcessSpec = z
       .optional()
       .describe('KEY=value, added to (and overriding) runc spec env'),
     cwd: AbsolutePath.optional().describe('Default /'),
-    user: z
-      .string()
-      .regex(/^\d{1,10}(:\d{1,10})?$/, 'user must be uid or uid:gid (numeric)')
+    user: UserParam.optional().describe('uid[:gid], 0-2147483647 each; default 0:0'),
+    terminal: z
+      .boolean()
       .optional()
-      .describe('uid[:gid]; default 0:0'),
-    terminal: z.boolean().optional().describe('Must be false: runcd keeps output as logs (default false)'),
+      // true is refused with its own code (terminal_not_supported), which says why; the document says false.
+      .meta({ const: false })
+      .describe('Must be false: runcd keeps output as logs (default false)'),
     rlimits: z.array(Rlimit).max(16).optional(),
   })
   .strict();
@@ -110,7 +113,8 @@ export const RootfsRequest = z
   .strict()
   .refine((rootfs) => (rootfs.path === undefined) !== (rootfs.upload === undefined), {
     message: 'give exactly one of rootfs.path or rootfs.upload: true',
-  });
+  })
+  .meta({ oneOf: [{ required: ['path'] }, { required: ['upload'] }] });
 
 export const CreateBundleBody = BundleSpec.extend({
   id: BundleId.optional().describe('Default: a random id'),
@@ -170,6 +174,17 @@ export const RootfsUploadResult = z
 export type RootfsUploadResult = z.infer<typeof RootfsUploadResult>;
 
 /**
+ * JSON Schema for "exactly one of these groups of fields": each branch requires its group and forbids the fields
+ * of every other group, so `oneOf` holds for exactly the bodies the refinement accepts.
+ */
+function exactlyOneOf(groups: string[][]): object[] {
+  return groups.map((group) => {
+    const others = groups.flat().filter((field) => !group.includes(field));
+    return { required: group, not: { anyOf: others.map((field) => ({ required: [field] })) } };
+  });
+}
+
+/**
  * POST /containers: the foundation's `{id, bundle: PATH}` plus the two managed forms, `{id, bundleId}` and
  * `{id, spec, rootfsFrom}` (a private bundle, deleted with its container). Defined here, on top of the
  * foundation's body, because it needs BundleSpec.
@@ -182,6 +197,7 @@ export const CreateContainerRequest = CreateContainerBody.extend({
 })
   .strict()
   .superRefine((body, ctx) => {
+    // Keep in step with CREATE_FORMS below, which says the same to the OpenAPI document.
     const forms = [body.bundle !== undefined, body.bundleId !== undefined, body.spec !== undefined];
     if (forms.filter(Boolean).length !== 1) {
       ctx.addIssue({
@@ -200,13 +216,17 @@ export const CreateContainerRequest = CreateContainerBody.extend({
   })
   .meta({
     example: { id: 'web-1', bundleId: 'web', labels: { app: 'web' }, start: true },
+    oneOf: exactlyOneOf([['bundle'], ['bundleId'], ['spec', 'rootfsFrom']]),
   });
 export type CreateContainerRequest = z.infer<typeof CreateContainerRequest>;
 
-export const UpdateResourcesBody = ResourceLimits.refine(
-  (limits) => Object.keys(limits).length > 0,
-  'give at least one of memoryBytes, cpus, pidsLimit',
-).meta({ example: { pidsLimit: 200 } });
+// Its own object, not ResourceLimits refined: a schema derived from ResourceLimits is documented as a reference to
+// it, which would drop minProperties.
+export const UpdateResourcesBody = z
+  .object(ResourceLimits.shape)
+  .strict()
+  .refine((limits) => Object.keys(limits).length > 0, 'give at least one of memoryBytes, cpus, pidsLimit')
+  .meta({ example: { pidsLimit: 200 }, minProperties: 1 });
 
 export const ContainerResources = z
   .object({

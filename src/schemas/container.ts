@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { ContainerId, QueryBoolean, SignalParam } from './common.js';
+import { ContainerId, QueryBoolean, SignalParam, UserParam } from './common.js';
 import { TimeParam } from './time.js';
 
 export const ContainerStatus = z
@@ -15,6 +15,7 @@ export const Labels = z
     z.string().max(4096),
   )
   .refine((labels) => Object.keys(labels).length <= 64, 'at most 64 labels')
+  .meta({ maxProperties: 64 })
   .describe('Free-form labels, filterable with ?label=key=value');
 
 export const RestartPolicy = z
@@ -88,6 +89,8 @@ export const CreateContainerBody = z
       .string()
       .min(1)
       .max(4096)
+      // The inspector refuses a relative path with its own code (bundle_path_relative); the document says so.
+      .meta({ pattern: '^/' })
       .describe('Absolute path of an OCI bundle (config.json + rootfs) inside one of the bundle roots'),
     labels: Labels.optional(),
     start: z.boolean().optional().describe('Start right after create, as `runc run` does'),
@@ -105,23 +108,21 @@ export const CreateContainerBody = z
   .meta({ example: { id: 'mycontainer', bundle: '/var/lib/runcd/bundles/demo', labels: { app: 'demo' } } });
 export type CreateContainerBody = z.infer<typeof CreateContainerBody>;
 
+const LabelFilter = z.string().regex(/^[^=]+=/, {
+  error: (issue) => `label filter ${JSON.stringify(issue.input)} must be key=value`,
+});
+
 export const ListContainersQuery = z.object({
   status: ContainerStatus.optional(),
   label: z
-    .union([z.string(), z.array(z.string())])
+    .union([LabelFilter, z.array(LabelFilter)])
     .optional()
-    .transform((value, ctx) => {
+    .transform((value): Array<[string, string]> => {
       const items = value === undefined ? [] : Array.isArray(value) ? value : [value];
-      const pairs: Array<[string, string]> = [];
-      for (const item of items) {
+      return items.map((item) => {
         const eq = item.indexOf('=');
-        if (eq <= 0) {
-          ctx.addIssue({ code: 'custom', message: `label filter ${JSON.stringify(item)} must be key=value` });
-          return z.NEVER;
-        }
-        pairs.push([item.slice(0, eq), item.slice(eq + 1)]);
-      }
-      return pairs;
+        return [item.slice(0, eq), item.slice(eq + 1)];
+      });
     })
     .describe('key=value; repeat to require several labels'),
 });
@@ -136,19 +137,18 @@ export const KillContainerQuery = z.object({
 
 export const EnvEntry = z.string().regex(/^[^=\0]+=[^\0]*$/, 'env entries must be KEY=value');
 
+/** An argv entry: execve takes C strings, so a NUL would make runc fail instead of the caller's request. */
+export const ArgvEntry = z
+  .string()
+  .regex(/^[^\0]*$/, 'arguments cannot contain NUL')
+  .max(65536);
+
 export const ExecBody = z
   .object({
-    args: z
-      .array(z.string().max(65536))
-      .min(1)
-      .max(1024)
-      .describe('Command and arguments, no shell involved'),
+    args: z.array(ArgvEntry).min(1).max(1024).describe('Command and arguments, no shell involved'),
     env: z.array(EnvEntry).max(1024).optional().describe('Added to (and overriding) the container env'),
-    cwd: z.string().startsWith('/', 'cwd must be an absolute path').max(4096).optional(),
-    user: z
-      .string()
-      .regex(/^\d{1,10}(:\d{1,10})?$/, 'user must be uid or uid:gid (numeric)')
-      .optional(),
+    cwd: z.string().regex(/^\//, 'cwd must be an absolute path').max(4096).optional(),
+    user: UserParam.optional().describe("uid[:gid], 0-2147483647 each; default the container's user"),
     timeoutSeconds: z.number().positive().max(86400).optional().describe('Kill the process after this long'),
   })
   .strict()

@@ -8,7 +8,8 @@ import type { TokenScope } from '../store/token-repository.js';
 import { outcomeFor, type AuditLog } from './audit-log.js';
 import { ROUTE_BODY_LIMITS } from './limits.js';
 import type { RateLimiter } from './rate-limiter.js';
-import { requiredAccess, scopeAllows } from './scopes.js';
+import type { RouteMethods } from '../route-methods.js';
+import { requiredAccess, scopeAllows, type RouteAccess } from './scopes.js';
 import { bearerSecret, type TokenAuthenticator } from './tokens.js';
 
 /**
@@ -27,6 +28,8 @@ export interface SecurityOptions {
   rateLimiter: RateLimiter;
   /** Absent only where no request is ever served (OpenAPI generation). */
   audit?: AuditLog | undefined;
+  /** The registered paths, for a request whose method matches no route (answered 405 by the app). */
+  routeMethods?: RouteMethods | undefined;
 }
 
 export interface RequestSecurity {
@@ -76,7 +79,10 @@ const securityPlugin: FastifyPluginAsync<SecurityOptions> = async (app, options)
       );
     }
     const routeUrl = request.routeOptions.url;
-    const access = requiredAccess(request.method, routeUrl);
+    const access =
+      routeUrl === undefined
+        ? unmatchedAccess(request.url, options.routeMethods)
+        : requiredAccess(request.method, routeUrl);
     if (access === 'public') return;
     const header = request.headers.authorization;
     if (header === undefined) {
@@ -178,6 +184,18 @@ function documentSecurity(route: RouteOptions, methods: string[]): void {
   const responses = (schema.response ?? {}) as Record<string, unknown>;
   for (const status of statuses) responses[status] ??= ProblemSchema;
   schema.response = responses;
+}
+
+/**
+ * A method no route has, on a path that exists: public when every method of the path is (TRACE /healthz gets its
+ * 405 without a token, as GET /healthz needs none), else as strict as an unknown route, so the 405 and its Allow
+ * list are only told to a caller allowed to use the path.
+ */
+function unmatchedAccess(url: string, routeMethods: RouteMethods | undefined): RouteAccess {
+  const known = routeMethods?.find(url);
+  if (known && known.methods.every((method) => requiredAccess(method, known.url) === 'public'))
+    return 'public';
+  return requiredAccess('', undefined);
 }
 
 function problemCodeOf(payload: string): string | null {

@@ -476,13 +476,13 @@ t.test('a barrage of hostile requests is refused cleanly and spawns nothing', as
   add('create with start: "yes"', body({ start: 'yes' }), 400, 'invalid_body');
 
   // Routes, methods and queries that do not exist
-  add('PUT /containers', { method: 'PUT', path: '/containers' }, 404, 'route_not_found');
-  add('PATCH a container', { method: 'PATCH', path: `/containers/${target}` }, 404, 'route_not_found');
-  add('OPTIONS /containers', { method: 'OPTIONS', path: '/containers' }, 404, 'route_not_found');
+  add('PUT /containers', { method: 'PUT', path: '/containers' }, 405, 'method_not_allowed');
+  add('PATCH a container', { method: 'PATCH', path: `/containers/${target}` }, 405, 'method_not_allowed');
+  add('OPTIONS /containers', { method: 'OPTIONS', path: '/containers' }, 405, 'method_not_allowed');
   add('TRACE /', { method: 'TRACE', path: '/' }, 404, 'route_not_found');
   add('GET /admin', { path: '/admin' }, 404, 'route_not_found');
   add('an unknown action', { method: 'POST', path: `/containers/${target}/escape` }, 404, 'route_not_found');
-  add('DELETE without an id', { method: 'DELETE', path: '/containers' }, 404, 'route_not_found');
+  add('DELETE without an id', { method: 'DELETE', path: '/containers' }, 405, 'method_not_allowed');
   add('force=maybe', { method: 'DELETE', path: `/containers/${target}?force=maybe` }, 400, 'invalid_query');
   add('status=sleeping', { path: '/containers?status=sleeping' }, 400, 'invalid_query');
   add('label=novalue', { path: '/containers?label=novalue' }, 400, 'invalid_query');

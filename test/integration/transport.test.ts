@@ -144,6 +144,16 @@ t.test(
       body: { code: 'origin_forbidden' },
     });
     t.match(await tcp('/healthz'), { status: 200 });
+    // A method the probe paths lack is a 405 for anyone, as their GET needs no token; elsewhere, still a 401.
+    for (const [path, status] of [
+      ['/healthz', 405],
+      ['/readyz', 405],
+      ['/containers', 401],
+    ] as const) {
+      const answer = await request(`http://127.0.0.1:${port}${path}`, { method: 'DELETE' });
+      await answer.body.dump();
+      t.equal(answer.statusCode, status, `DELETE ${path} on TCP without a token`);
+    }
     const unix = await daemon.request('GET', '/containers');
     t.equal(unix.status, 200, 'the unix socket does not require a token without --require-token');
     t.equal(

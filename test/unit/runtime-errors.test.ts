@@ -60,3 +60,29 @@ t.test('runc error output becomes its message and a kind', async (t) => {
     t.equal(classifyRuntimeMessage(extracted), kind, `kind of ${JSON.stringify(message)}`);
   }
 });
+
+// runc 1.1.5's words for an exec whose input is wrong, or whose container died under it (recorded here).
+const EXEC_FAILURES: ReadonlyArray<[string, string]> = [
+  [
+    'exec failed: unable to start container process: chdir to cwd ("/nope") set in config.json failed: no such file or directory',
+    'invalid_cwd',
+  ],
+  [
+    'exec failed: unable to start container process: chdir to cwd ("/plain") set in config.json failed: not a directory',
+    'invalid_cwd',
+  ],
+  ['exec failed: unable to start container process: exec: "/bin": permission denied', 'not_executable'],
+  [
+    'exec failed: unable to start container process: unable to setup user: uids and gids must be in range 0-2147483647',
+    'invalid_user',
+  ],
+  ['exec failed: write init-p: broken pipe', 'died'],
+  [
+    'exec failed: unable to create new parent process: namespace path: lstat /proc/8160/ns/ipc: no such file or directory',
+    'died',
+  ],
+];
+
+t.test('exec failures that are the caller’s mistake or a lost race have their own kinds', async (t) => {
+  for (const [message, kind] of EXEC_FAILURES) t.equal(classifyRuntimeMessage(message), kind, message);
+});

@@ -25,3 +25,11 @@ t.test('invalid signals are refused with a reason', async (t) => {
     if (!result.ok) t.match(result.reason, /signal/);
   }
 });
+
+t.test('a signal with surrounding whitespace is refused, not trimmed', async (t) => {
+  for (const input of ['SIGKILL ', ' SIGKILL', '9 ', '\tTERM', 'KILL\n']) {
+    const result = parseSignal(input);
+    t.equal(result.ok, false, JSON.stringify(input));
+    if (!result.ok) t.match(result.reason, /whitespace/);
+  }
+});
