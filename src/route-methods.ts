@@ -22,13 +22,19 @@ export class RouteMethods {
     if (method === 'GET') entry.methods.add('HEAD');
   }
 
-  /** The registered path `requestUrl` (query string and all) falls under, if any. */
+  /**
+   * The registered path `requestUrl` (query string and all) falls under, if any. Where several match (a static
+   * `/bundles/upload` beside `/bundles/:id`), the methods are their union: the router would route each of them.
+   */
   find(requestUrl: string): KnownPath | undefined {
     const path = requestUrl.split('?', 1)[0]!;
+    let found: { url: string; methods: Set<string> } | undefined;
     for (const [url, entry] of this.paths) {
-      if (entry.pattern.test(path)) return { url, methods: [...entry.methods].sort() };
+      if (!entry.pattern.test(path)) continue;
+      found ??= { url, methods: new Set() };
+      for (const method of entry.methods) found.methods.add(method);
     }
-    return undefined;
+    return found && { url: found.url, methods: [...found.methods].sort() };
   }
 }
 
