@@ -1,3 +1,5 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import t, { type Test } from 'tap';
 import type { Container } from '../../src/schemas/container.js';
 import type { ContainerEvent } from '../../src/schemas/events.js';
@@ -205,4 +207,56 @@ t.test('SIGKILL of runcd inside each phase of each operation', async (t) => {
       t.equal(state.monitor, 'ok');
     }
   });
+});
+
+t.test('a container that lost its monitor is never presented as a normal one', async (t) => {
+  const w = await world(t);
+  const { daemon, sandbox } = w;
+  const running = sandbox.id('lost-running');
+  const created = sandbox.id('lost-created');
+  t.equal(
+    (await daemon.request('POST', '/containers', { id: running, bundle: w.bundle, start: true })).status,
+    201,
+  );
+  t.equal((await daemon.request('POST', '/containers', { id: created, bundle: w.bundle })).status, 201);
+  await daemon.stop('SIGKILL');
+  // What a crash of conmon (or an OOM kill of it) leaves: the containers, without their monitors.
+  for (const id of [running, created]) {
+    const pid = Number(readFileSync(join(sandbox.stateDir, 'containers', id, 'conmon.pid'), 'utf8'));
+    process.kill(pid, 'SIGKILL');
+    await eventually(async () => (conmonAlive(sandbox.stateDir, id) ? undefined : true));
+  }
+  await daemon.start();
+
+  for (const [id, status] of [
+    [running, 'running'],
+    [created, 'created'],
+  ] as const) {
+    t.match(
+      await container(w, id),
+      { status, monitor: 'lost' },
+      `${status}, and said to be without its monitor`,
+    );
+    const events = await eventsOf(daemon, w.since, [id]);
+    t.equal(events.filter((event) => event.type === 'monitor-lost').length, 1, 'one monitor-lost event');
+  }
+  const refused = await daemon.request('POST', `/containers/${created}/start`);
+  t.match(refused, { status: 409, body: { code: 'container_monitor_lost' } }, 'start refuses it');
+
+  // Its end is still noticed (from /proc), with an exit code nobody can know.
+  t.equal((await daemon.request('POST', `/containers/${running}/kill?signal=KILL`)).status, 204);
+  const stopped = await stoppedState(w, running);
+  t.equal(stopped.exitCode, null, 'exit code unknown');
+  t.equal(stopped.monitor, 'lost');
+
+  // Restarting it again gives it a monitor.
+  t.equal((await daemon.request('POST', `/containers/${running}/restart`)).status, 200);
+  t.match(await container(w, running), { status: 'running', monitor: 'ok' });
+  t.ok(conmonAlive(sandbox.stateDir, running));
+
+  // A restart of runcd does not announce the loss twice.
+  await daemon.stop('SIGKILL');
+  await daemon.start();
+  const events = await eventsOf(daemon, w.since, [created]);
+  t.equal(events.filter((event) => event.type === 'monitor-lost').length, 1);
 });
