@@ -594,7 +594,6 @@ export class ContainerService {
       oomKilled: false,
       startedAt: null,
       finishedAt: null,
-      intent: null,
       monitorLost: false,
     });
     this.persist(record);
@@ -608,6 +607,8 @@ export class ContainerService {
     }
     record.status = 'running';
     record.startedAt = new Date().toISOString();
+    // A restart's intent lasts until here: killed before, the restarted runcd starts the container itself.
+    record.intent = null;
     this.persist(record);
   }
 
@@ -643,7 +644,15 @@ export class ContainerService {
       this.persist(record);
       throw this.translate(error, record.id, 'create');
     }
-    await this.startInstance(record);
+    try {
+      await this.startInstance(record);
+    } finally {
+      // A start that failed leaves a created container: nothing is left to finish.
+      if (record.intent) {
+        record.intent = null;
+        this.persist(record);
+      }
+    }
     await this.refreshExit(record);
   }
 
@@ -792,6 +801,7 @@ export class ContainerService {
         continue;
       }
       await this.reconcileInstance(record, state);
+      if (record.intent === 'restart') await this.finishInterruptedRestart(record);
     }
     for (const state of live.values()) {
       this.deps.logger.warn(
@@ -894,7 +904,6 @@ export class ContainerService {
       this.persist(record);
       return;
     }
-    const restarted = record.intent === 'restart';
     Object.assign(record, {
       status: 'created',
       pid: state.pid,
@@ -904,25 +913,34 @@ export class ContainerService {
       oomKilled: false,
       startedAt: null,
       finishedAt: null,
-      intent: null,
       monitorLost: false,
     });
     this.persist(record);
-    this.deps.events.publish('create', id, { bundle: record.bundle, ...RECONCILED });
     this.deps.logger.warn({ containerId: id, pid: record.pid }, 'finished a create runcd was killed in');
+    // A restart announces itself with its own event (below), as an uninterrupted one does.
+    if (record.intent !== 'restart') {
+      this.deps.events.publish('create', id, { bundle: record.bundle, ...RECONCILED });
+    }
     await this.reconcileInstance(record, state);
-    // A restart's caller asked for a running container: the start the killed runcd did not reach.
-    if (restarted && record.status === 'created' && !record.monitorLost) {
+    if (record.intent === 'restart') await this.finishInterruptedRestart(record);
+  }
+
+  /** A restart whose new instance exists: started if the killed runcd did not get that far, then announced. */
+  private async finishInterruptedRestart(record: ContainerRecord): Promise<void> {
+    if (record.status === 'created' && !record.monitorLost) {
       try {
         await this.startInstance(record);
-        this.deps.events.publish('start', id, { pid: record.pid, ...RECONCILED });
         await this.refreshExit(record);
       } catch (error) {
-        this.deps.logger.error({ containerId: id, err: error }, 'start of an interrupted restart failed');
+        this.deps.logger.error(
+          { containerId: record.id, err: error },
+          'start of an interrupted restart failed',
+        );
       }
     }
-    if (restarted)
-      this.deps.events.publish('restart', id, { restartCount: record.restartCount, ...RECONCILED });
+    record.intent = null;
+    this.persist(record);
+    this.deps.events.publish('restart', record.id, { restartCount: record.restartCount, ...RECONCILED });
   }
 
   /** A delete runcd was killed in: its intent was persisted before `runc delete`, so it is finished now. */
