@@ -20,6 +20,8 @@ export interface SoakOptions {
   maxContainers: number;
   seed: number;
   log?: (line: string) => void;
+  /** Ends the soak after the current round (and its cleanup) once aborted. */
+  signal?: AbortSignal;
 }
 
 export interface SoakReport {
@@ -122,7 +124,11 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
   const since = new Date(started - 1000).toISOString();
   try {
     await daemon.start();
-    while (report.rounds < options.rounds && Date.now() - started < options.seconds * 1000) {
+    while (
+      report.rounds < options.rounds &&
+      Date.now() - started < options.seconds * 1000 &&
+      !options.signal?.aborted
+    ) {
       report.rounds++;
       const before = new Set(runcIds(sandbox.runtimeRoot));
       for (const entry of tracked.values()) {
@@ -333,7 +339,11 @@ async function main(): Promise<void> {
       verbose: { type: 'boolean', default: false },
     },
   });
+  // Ctrl-C or a SIGTERM ends the round in progress, then cleans up (no container or monitor is left behind).
+  const stop = new AbortController();
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => stop.abort());
   const report = await runSoak({
+    signal: stop.signal,
     rounds: Number(values.rounds),
     seconds: Number(values.seconds),
     maxContainers: Number(values.containers),

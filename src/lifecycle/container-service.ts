@@ -355,6 +355,7 @@ export class ContainerService {
       this.restarts.reset(id);
       await this.recreateLocked(record);
       this.deps.events.publish('restart', id, { reason: 'caller', restartCount: record.restartCount });
+      await this.refreshExit(record);
       return toContainer(record);
     });
   }
@@ -612,7 +613,11 @@ export class ContainerService {
     this.persist(record);
   }
 
-  /** Replaces a stopped container's runtime instance: runc delete, then create and start from the same bundle. */
+  /**
+   * Replaces a stopped container's runtime instance: runc delete, then create and start from the same bundle. The
+   * caller publishes `restart` and then looks for an exit, so a container that dies at once has its `die` after
+   * the `restart` that began its run.
+   */
   private async recreateLocked(record: ContainerRecord): Promise<void> {
     if (record.status !== 'stopped') {
       throw new ConflictError(
@@ -653,7 +658,6 @@ export class ContainerService {
         this.persist(record);
       }
     }
-    await this.refreshExit(record);
   }
 
   private async restartByPolicy(id: string): Promise<void> {
@@ -667,6 +671,7 @@ export class ContainerService {
         this.revision++;
         await this.recreateLocked(record);
         this.deps.events.publish('restart', id, { reason: 'policy', restartCount: record.restartCount });
+        await this.refreshExit(record);
         this.deps.logger.info({ containerId: id, restartCount: record.restartCount }, 'restarted by policy');
       } catch (error) {
         this.deps.logger.error({ containerId: id, err: error }, 'restart by policy failed');
@@ -800,8 +805,10 @@ export class ContainerService {
         await this.finishInterruptedCreate(record, state);
         continue;
       }
+      const restarting = record.intent === 'restart';
+      if (restarting) this.announceInterruptedRestart(record);
       await this.reconcileInstance(record, state);
-      if (record.intent === 'restart') await this.finishInterruptedRestart(record);
+      if (restarting) await this.finishInterruptedRestart(record);
     }
     for (const state of live.values()) {
       this.deps.logger.warn(
@@ -917,15 +924,20 @@ export class ContainerService {
     });
     this.persist(record);
     this.deps.logger.warn({ containerId: id, pid: record.pid }, 'finished a create runcd was killed in');
-    // A restart announces itself with its own event (below), as an uninterrupted one does.
-    if (record.intent !== 'restart') {
-      this.deps.events.publish('create', id, { bundle: record.bundle, ...RECONCILED });
-    }
+    // A restart announces itself with its own event, as an uninterrupted one does.
+    const restarting = record.intent === 'restart';
+    if (restarting) this.announceInterruptedRestart(record);
+    else this.deps.events.publish('create', id, { bundle: record.bundle, ...RECONCILED });
     await this.reconcileInstance(record, state);
-    if (record.intent === 'restart') await this.finishInterruptedRestart(record);
+    if (restarting) await this.finishInterruptedRestart(record);
   }
 
-  /** A restart whose new instance exists: started if the killed runcd did not get that far, then announced. */
+  /** Once the restart's new instance exists, before anything it did (a `die`) is published. */
+  private announceInterruptedRestart(record: ContainerRecord): void {
+    this.deps.events.publish('restart', record.id, { restartCount: record.restartCount, ...RECONCILED });
+  }
+
+  /** A restart whose new instance exists: started if the killed runcd did not get that far. */
   private async finishInterruptedRestart(record: ContainerRecord): Promise<void> {
     if (record.status === 'created' && !record.monitorLost) {
       try {
@@ -940,7 +952,6 @@ export class ContainerService {
     }
     record.intent = null;
     this.persist(record);
-    this.deps.events.publish('restart', record.id, { restartCount: record.restartCount, ...RECONCILED });
   }
 
   /** A delete runcd was killed in: its intent was persisted before `runc delete`, so it is finished now. */
