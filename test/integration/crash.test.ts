@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
 import type { Container } from '../../src/schemas/container.js';
@@ -91,6 +91,21 @@ async function killRecords137(t: Test, w: World, id: string, diesBefore: number)
   t.equal(dies.at(-1)?.attributes.exitCode, 137);
 }
 
+/** What the process's descriptors point at. */
+function descriptorsOf(pid: number | undefined): string[] {
+  try {
+    return readdirSync(`/proc/${pid}/fd`).map((fd) => {
+      try {
+        return readlinkSync(`/proc/${pid}/fd/${fd}`);
+      } catch {
+        return '';
+      }
+    });
+  } catch {
+    return [];
+  }
+}
+
 function reconciled(events: ContainerEvent[], type: string): ContainerEvent[] {
   return events.filter((event) => event.type === type && event.attributes.reconciled === true);
 }
@@ -114,6 +129,28 @@ t.test('SIGKILL of runcd inside each phase of each operation', async (t) => {
     t.equal((await daemon.request('POST', `/containers/${id}/start`)).status, 200);
     await killRecords137(t, w, id, 0);
   });
+
+  await t.test(
+    'inside runc create, still held when runcd starts again: reconcile waits for it',
+    async (t) => {
+      const id = sandbox.id('create-late');
+      w.wrapper.arm('create');
+      const answer = daemon.request('POST', '/containers', { id, bundle: w.bundle }).catch((error) => error);
+      await w.wrapper.held('create');
+      await daemon.stop('SIGKILL');
+      await answer;
+      const starting = daemon.start();
+      // Released only once the new runcd reads the sync FIFO: the report reaches a reader that waits for it.
+      const fifo = join(sandbox.stateDir, 'containers', id, 'sync.fifo');
+      await eventually(async () => (descriptorsOf(daemon.pid()).includes(fifo) ? true : undefined), 60_000);
+      await w.wrapper.finish('create');
+      await starting;
+      await agreesLive(t, w, id, 'created');
+      t.same(countByType(await eventsOf(daemon, w.since, [id])), { create: 1 });
+      t.equal((await daemon.request('POST', `/containers/${id}/start`)).status, 200);
+      await killRecords137(t, w, id, 0);
+    },
+  );
 
   await t.test('inside runc create of a run (start: true)', async (t) => {
     const id = sandbox.id('run');
