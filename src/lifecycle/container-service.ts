@@ -220,13 +220,14 @@ export class ContainerService {
       this.admit(record);
       this.deps.tombstones.remove(record.id);
       try {
-        await this.createInstance(record, bundle.runtimeConfig);
+        await this.createInstance(record, bundle.runtimeConfig, () =>
+          this.deps.events.publish('create', record.id, { bundle: record.bundle }),
+        );
         this.processTemplates.set(record.id, bundle.spec.process!);
       } catch (error) {
         await this.discardFailedCreate(record.id);
         throw this.translate(error, record.id, 'create');
       }
-      this.deps.events.publish('create', record.id, { bundle: record.bundle });
       this.deps.logger.info({ containerId: record.id, pid: record.pid }, 'container created');
       if (input.start) await this.startLocked(record);
       return toContainer(record);
@@ -353,8 +354,9 @@ export class ContainerService {
       const record = this.require(id);
       this.callerStops.delete(id);
       this.restarts.reset(id);
-      await this.recreateLocked(record);
-      this.deps.events.publish('restart', id, { reason: 'caller', restartCount: record.restartCount });
+      await this.recreateLocked(record, () =>
+        this.deps.events.publish('restart', id, { reason: 'caller', restartCount: record.restartCount }),
+      );
       await this.refreshExit(record);
       return toContainer(record);
     });
@@ -376,8 +378,7 @@ export class ContainerService {
         throw this.translate(error, id, 'pause');
       }
       record.status = 'paused';
-      this.persist(record);
-      this.deps.events.publish('pause', id);
+      this.persistWith(record, () => this.deps.events.publish('pause', id));
       return toContainer(record);
     });
   }
@@ -398,8 +399,7 @@ export class ContainerService {
         throw this.translate(error, id, 'resume');
       }
       record.status = 'running';
-      this.persist(record);
-      this.deps.events.publish('resume', id);
+      this.persistWith(record, () => this.deps.events.publish('resume', id));
       return toContainer(record);
     });
   }
@@ -448,11 +448,13 @@ export class ContainerService {
       finishedAt: record.finishedAt,
       removedAt: new Date().toISOString(),
     };
-    this.deps.tombstones.put(tombstone);
-    this.forget(id);
+    this.deps.events.atomically(() => {
+      this.deps.tombstones.put(tombstone);
+      this.forget(id);
+      this.deps.events.publish('delete', id, attributes);
+    });
     this.processTemplates.delete(id);
     this.callerStops.delete(id);
-    this.deps.events.publish('delete', id, attributes);
     this.notify(id, 'removed', { ...waitResultOf(record), timedOut: false });
     this.deps.logger.info({ containerId: id }, 'container deleted');
   }
@@ -569,8 +571,7 @@ export class ContainerService {
       );
     }
     this.callerStops.delete(id);
-    await this.startInstance(record);
-    this.deps.events.publish('start', id, { pid: record.pid });
+    await this.startInstance(record, () => this.deps.events.publish('start', id, { pid: record.pid }));
     // A process that exits at once may already have its exit file; report it stopped right away.
     await this.refreshExit(record);
     this.deps.logger.info({ containerId: id }, 'container started');
@@ -582,7 +583,11 @@ export class ContainerService {
    * state` here cost a whole runc process per create): conmon reports the init pid, runc's ociVersion is its spec
    * version, `created` is when runc create ran, and the owner is runcd's user.
    */
-  private async createInstance(record: ContainerRecord, runtimeConfig?: string): Promise<void> {
+  private async createInstance(
+    record: ContainerRecord,
+    runtimeConfig?: string,
+    announce?: () => void,
+  ): Promise<void> {
     const created = new Date().toISOString();
     const { pid } = await this.deps.conmon.create(record.id, runtimeConfig);
     Object.assign(record, {
@@ -597,10 +602,10 @@ export class ContainerService {
       finishedAt: null,
       monitorLost: false,
     });
-    this.persist(record);
+    this.persistWith(record, announce);
   }
 
-  private async startInstance(record: ContainerRecord): Promise<void> {
+  private async startInstance(record: ContainerRecord, announce?: () => void): Promise<void> {
     try {
       await this.deps.runc.start(record.id);
     } catch (error) {
@@ -610,7 +615,7 @@ export class ContainerService {
     record.startedAt = new Date().toISOString();
     // A restart's intent lasts until here: killed before, the restarted runcd starts the container itself.
     record.intent = null;
-    this.persist(record);
+    this.persistWith(record, announce);
   }
 
   /**
@@ -618,7 +623,7 @@ export class ContainerService {
    * caller publishes `restart` and then looks for an exit, so a container that dies at once has its `die` after
    * the `restart` that began its run.
    */
-  private async recreateLocked(record: ContainerRecord): Promise<void> {
+  private async recreateLocked(record: ContainerRecord, announce: () => void): Promise<void> {
     if (record.status !== 'stopped') {
       throw new ConflictError(
         'container_not_stopped',
@@ -650,7 +655,7 @@ export class ContainerService {
       throw this.translate(error, record.id, 'create');
     }
     try {
-      await this.startInstance(record);
+      await this.startInstance(record, announce);
     } finally {
       // A start that failed leaves a created container: nothing is left to finish.
       if (record.intent) {
@@ -669,8 +674,9 @@ export class ContainerService {
         record.restartCount++;
         // Readable at once; the store gets it with the recreate's own persist below.
         this.revision++;
-        await this.recreateLocked(record);
-        this.deps.events.publish('restart', id, { reason: 'policy', restartCount: record.restartCount });
+        await this.recreateLocked(record, () =>
+          this.deps.events.publish('restart', id, { reason: 'policy', restartCount: record.restartCount }),
+        );
         await this.refreshExit(record);
         this.deps.logger.info({ containerId: id, restartCount: record.restartCount }, 'restarted by policy');
       } catch (error) {
@@ -704,12 +710,13 @@ export class ContainerService {
     record.exitCode = exit?.exitCode ?? null;
     record.oomKilled = exit?.oomKilled ?? false;
     record.finishedAt = exit?.finishedAt ?? new Date().toISOString();
-    this.persist(record);
-    this.deps.events.publish('die', record.id, {
-      exitCode: record.exitCode,
-      oomKilled: record.oomKilled,
-      ...attributes,
-    });
+    this.persistWith(record, () =>
+      this.deps.events.publish('die', record.id, {
+        exitCode: record.exitCode,
+        oomKilled: record.oomKilled,
+        ...attributes,
+      }),
+    );
     this.deps.logger.info(
       { containerId: record.id, exitCode: record.exitCode, oomKilled: record.oomKilled },
       'container exited',
@@ -869,12 +876,13 @@ export class ContainerService {
       return;
     }
     record.monitorLost = true;
-    this.persist(record);
+    this.persistWith(record, () =>
+      this.deps.events.publish('monitor-lost', record.id, { status: record.status, ...RECONCILED }),
+    );
     this.deps.logger.warn(
       { containerId: record.id, status: record.status, pid: record.pid },
       'container has lost its conmon monitor: its exit code will not be known and its output is not logged; delete it and create it again',
     );
-    this.deps.events.publish('monitor-lost', record.id, { status: record.status, ...RECONCILED });
   }
 
   /**
@@ -922,19 +930,27 @@ export class ContainerService {
       finishedAt: null,
       monitorLost: false,
     });
-    this.persist(record);
-    this.deps.logger.warn({ containerId: id, pid: record.pid }, 'finished a create runcd was killed in');
     // A restart announces itself with its own event, as an uninterrupted one does.
     const restarting = record.intent === 'restart';
     if (restarting) this.announceInterruptedRestart(record);
-    else this.deps.events.publish('create', id, { bundle: record.bundle, ...RECONCILED });
+    else
+      this.persistWith(record, () =>
+        this.deps.events.publish('create', id, { bundle: record.bundle, ...RECONCILED }),
+      );
+    this.deps.logger.warn({ containerId: id, pid: record.pid }, 'finished a create runcd was killed in');
     await this.reconcileInstance(record, state);
     if (restarting) await this.finishInterruptedRestart(record);
   }
 
-  /** Once the restart's new instance exists, before anything it did (a `die`) is published. */
+  /**
+   * Once the restart's new instance exists, before anything it did (a `die`) is published. The intent goes with
+   * the event: a runcd killed after this announces nothing twice (it leaves a created container as it is).
+   */
   private announceInterruptedRestart(record: ContainerRecord): void {
-    this.deps.events.publish('restart', record.id, { restartCount: record.restartCount, ...RECONCILED });
+    record.intent = null;
+    this.persistWith(record, () =>
+      this.deps.events.publish('restart', record.id, { restartCount: record.restartCount, ...RECONCILED }),
+    );
   }
 
   /** A restart whose new instance exists: started if the killed runcd did not get that far. */
@@ -950,8 +966,6 @@ export class ContainerService {
         );
       }
     }
-    record.intent = null;
-    this.persist(record);
   }
 
   /** A delete runcd was killed in: its intent was persisted before `runc delete`, so it is finished now. */
@@ -978,9 +992,19 @@ export class ContainerService {
    * end is noticed (stopped, exit code unknown) and `stop`, `kill` and `wait` still answer.
    */
   private watchLostMonitors(): void {
+    const lost = () =>
+      [...this.view.values()].filter(
+        (record) => record.monitorLost && record.status !== 'stopped' && record.status !== 'creating',
+      );
+    // Only while there is one: an idle daemon does not wake up for nothing.
+    if (this.lostMonitorTimer || lost().length === 0) return;
     this.lostMonitorTimer = setInterval(() => {
-      for (const record of this.view.values()) {
-        if (!record.monitorLost || record.status === 'stopped' || record.status === 'creating') continue;
+      const watched = lost();
+      if (watched.length === 0) {
+        clearInterval(this.lostMonitorTimer);
+        this.lostMonitorTimer = undefined;
+      }
+      for (const record of watched) {
         if (isProcessRunning(record.pid)) continue;
         void this.locks.run(record.id, async () => {
           const current = this.view.get(record.id);
@@ -1000,6 +1024,18 @@ export class ContainerService {
   private persist(record: ContainerRecord): void {
     this.deps.repository.save(record);
     this.revision++;
+  }
+
+  /** persist, and the events of the change in the same transaction (see EventBus.atomically). */
+  private persistWith(record: ContainerRecord, announce?: () => void): void {
+    if (!announce) {
+      this.persist(record);
+      return;
+    }
+    this.deps.events.atomically(() => {
+      this.persist(record);
+      announce();
+    });
   }
 
   private admit(record: ContainerRecord): void {
@@ -1028,14 +1064,15 @@ export class ContainerService {
     record.status = state.status === 'creating' ? 'created' : state.status;
     record.pid = state.pid;
     if (record.status === 'running' && !record.startedAt) record.startedAt = new Date().toISOString();
-    this.persist(record);
-    if (!attributes || before === record.status) return;
-    if (before === 'created' && record.status !== 'created') {
-      this.deps.events.publish('start', record.id, { pid: record.pid, ...attributes });
-    }
-    if (record.status === 'paused') this.deps.events.publish('pause', record.id, attributes);
-    if (before === 'paused' && record.status === 'running')
-      this.deps.events.publish('resume', record.id, attributes);
+    this.persistWith(record, () => {
+      if (!attributes || before === record.status) return;
+      if (before === 'created' && record.status !== 'created') {
+        this.deps.events.publish('start', record.id, { pid: record.pid, ...attributes });
+      }
+      if (record.status === 'paused') this.deps.events.publish('pause', record.id, attributes);
+      if (before === 'paused' && record.status === 'running')
+        this.deps.events.publish('resume', record.id, attributes);
+    });
   }
 
   private async processTemplate(record: ContainerRecord): Promise<OciProcess> {
