@@ -15,7 +15,7 @@ import {
 import type { Conmon, ExitRecord } from '../runtime/conmon.js';
 import { ExitWatcher } from '../runtime/exit-watcher.js';
 import type { OciProcess, OciSpec } from '../runtime/oci.js';
-import { readProcess } from '../runtime/procfs.js';
+import { isProcessRunning, readProcess } from '../runtime/procfs.js';
 import {
   RuntimeError,
   UNLIMITED,
@@ -37,7 +37,7 @@ import { signalName, type Signal } from '../signals.js';
 import type { ContainerRecord, ContainerRepository } from '../store/container-repository.js';
 import type { TombstoneRepository } from '../store/tombstone-repository.js';
 import type { BundleInspector } from './bundle-inspector.js';
-import type { EventBus } from './event-bus.js';
+import type { EventAttributes, EventBus } from './event-bus.js';
 import { KeyedMutex } from './keyed-mutex.js';
 import { RestartScheduler } from './restart-scheduler.js';
 
@@ -92,6 +92,10 @@ const DEFAULT_STOP_TIMEOUT_SECONDS = 10;
 const CALLER_KILL_WINDOW_MS = 10_000;
 /** Exit codes of deleted containers stay readable through wait for at least 5 minutes. */
 const TOMBSTONE_RETENTION_MS = 10 * 60_000;
+/** How often the init of a container without its monitor is looked for in /proc (nobody else reports its end). */
+const LOST_MONITOR_POLL_MS = 500;
+/** The mark on events a restarted runcd publishes for what it found or finished at startup. */
+const RECONCILED: EventAttributes = { reconciled: true };
 
 /**
  * Owns the container state machine (creating → created → running ⇄ paused → stopped), per-id locking, events
@@ -117,6 +121,7 @@ export class ContainerService {
   /** runc's `ociVersion` (its spec version), asked once at init so creates need no `runc state`. */
   private runtimeSpecVersion: string | undefined;
   private closed = false;
+  private lostMonitorTimer: NodeJS.Timeout | undefined;
 
   constructor(private readonly deps: ContainerServiceDeps) {
     this.watcher = new ExitWatcher(deps.conmon.exitDir, (id) => void this.onExitFile(id));
@@ -135,12 +140,14 @@ export class ContainerService {
     for (const record of this.deps.repository.all()) this.view.set(record.id, record);
     await this.reconcile();
     await this.watcher.start();
+    this.watchLostMonitors();
   }
 
   close(): void {
     this.closed = true;
     this.watcher.stop();
     this.restarts.cancelAll();
+    clearInterval(this.lostMonitorTimer);
   }
 
   get viewRevision(): number {
@@ -214,17 +221,20 @@ export class ContainerService {
         restartCount: 0,
         stopSignal: input.stopSignal?.number ?? SIGTERM,
         stopTimeout: input.stopTimeout ?? DEFAULT_STOP_TIMEOUT_SECONDS,
+        intent: null,
+        monitorLost: false,
       };
       this.admit(record);
       this.deps.tombstones.remove(record.id);
       try {
-        await this.createInstance(record, bundle.runtimeConfig);
+        await this.createInstance(record, bundle.runtimeConfig, () =>
+          this.deps.events.publish('create', record.id, { bundle: record.bundle }),
+        );
         this.processTemplates.set(record.id, bundle.spec.process!);
       } catch (error) {
         await this.discardFailedCreate(record.id);
         throw this.translate(error, record.id, 'create');
       }
-      this.deps.events.publish('create', record.id, { bundle: record.bundle });
       this.deps.logger.info({ containerId: record.id, pid: record.pid }, 'container created');
       if (input.start) await this.startLocked(record);
       return toContainer(record);
@@ -358,8 +368,10 @@ export class ContainerService {
       const record = this.require(id);
       this.callerStops.delete(id);
       this.restarts.reset(id);
-      await this.recreateLocked(record);
-      this.deps.events.publish('restart', id, { reason: 'caller', restartCount: record.restartCount });
+      await this.recreateLocked(record, () =>
+        this.deps.events.publish('restart', id, { reason: 'caller', restartCount: record.restartCount }),
+      );
+      await this.refreshExit(record);
       return toContainer(record);
     });
   }
@@ -380,8 +392,7 @@ export class ContainerService {
         throw this.translate(error, id, 'pause');
       }
       record.status = 'paused';
-      this.persist(record);
-      this.deps.events.publish('pause', id);
+      this.persistWith(record, () => this.deps.events.publish('pause', id));
       return toContainer(record);
     });
   }
@@ -402,8 +413,7 @@ export class ContainerService {
         throw this.translate(error, id, 'resume');
       }
       record.status = 'running';
-      this.persist(record);
-      this.deps.events.publish('resume', id);
+      this.persistWith(record, () => this.deps.events.publish('resume', id));
       return toContainer(record);
     });
   }
@@ -421,30 +431,46 @@ export class ContainerService {
       }
       this.restarts.reset(id);
       this.callerStops.set(id, Infinity);
+      // The intent first: from here on a runcd killed at any step finishes the delete when it starts again,
+      // instead of leaving a row for a container runc no longer has.
+      record.intent = 'delete';
+      this.persist(record);
       try {
         await this.deps.runc.delete(id, { force: record.status !== 'stopped' });
       } catch (error) {
-        if (!(error instanceof RuntimeError && error.kind === 'not_found'))
+        if (!(error instanceof RuntimeError && error.kind === 'not_found')) {
+          record.intent = null;
+          this.persist(record);
           throw this.translate(error, id, 'delete');
+        }
       }
-      await this.deps.conmon.waitForMonitorExit(id);
-      if (record.status !== 'stopped') this.markStopped(record, await this.deps.conmon.readExit(id));
-      await this.deps.conmon.removeFiles(id);
-      const tombstone = {
-        id,
-        exitCode: record.exitCode,
-        oomKilled: record.oomKilled,
-        finishedAt: record.finishedAt,
-        removedAt: new Date().toISOString(),
-      };
+      await this.completeDelete(record);
+    });
+  }
+
+  /** The steps of a delete after `runc delete`: the exit, the files, the tombstone, the row, the event. */
+  private async completeDelete(record: ContainerRecord, attributes?: EventAttributes): Promise<void> {
+    const id = record.id;
+    await this.deps.conmon.waitForMonitorExit(id);
+    if (record.status !== 'stopped')
+      this.markStopped(record, await this.deps.conmon.readExit(id), attributes);
+    await this.deps.conmon.removeFiles(id);
+    const tombstone = {
+      id,
+      exitCode: record.exitCode,
+      oomKilled: record.oomKilled,
+      finishedAt: record.finishedAt,
+      removedAt: new Date().toISOString(),
+    };
+    this.deps.events.atomically(() => {
       this.deps.tombstones.put(tombstone);
       this.forget(id);
-      this.processTemplates.delete(id);
-      this.callerStops.delete(id);
-      this.deps.events.publish('delete', id);
-      this.notify(id, 'removed', { ...waitResultOf(record), timedOut: false });
-      this.deps.logger.info({ containerId: id }, 'container deleted');
+      this.deps.events.publish('delete', id, attributes);
     });
+    this.processTemplates.delete(id);
+    this.callerStops.delete(id);
+    this.notify(id, 'removed', { ...waitResultOf(record), timedOut: false });
+    this.deps.logger.info({ containerId: id }, 'container deleted');
   }
 
   /**
@@ -551,9 +577,15 @@ export class ContainerService {
     };
     const refused = refusal[record.status];
     if (refused) throw new ConflictError(refused[0], refused[1], id);
+    if (record.monitorLost) {
+      throw new ConflictError(
+        'container_monitor_lost',
+        `container "${id}" has lost its monitor: its exit would not be recorded nor its output logged; delete it and create it again`,
+        id,
+      );
+    }
     this.callerStops.delete(id);
-    await this.startInstance(record);
-    this.deps.events.publish('start', id, { pid: record.pid });
+    await this.startInstance(record, () => this.deps.events.publish('start', id, { pid: record.pid }));
     // A process that exits at once may already have its exit file; report it stopped right away.
     await this.refreshExit(record);
     this.deps.logger.info({ containerId: id }, 'container started');
@@ -565,7 +597,11 @@ export class ContainerService {
    * state` here cost a whole runc process per create): conmon reports the init pid, runc's ociVersion is its spec
    * version, `created` is when runc create ran, and the owner is runcd's user.
    */
-  private async createInstance(record: ContainerRecord, runtimeConfig?: string): Promise<void> {
+  private async createInstance(
+    record: ContainerRecord,
+    runtimeConfig?: string,
+    announce?: () => void,
+  ): Promise<void> {
     const created = new Date().toISOString();
     const { pid } = await this.deps.conmon.create(record.id, runtimeConfig);
     Object.assign(record, {
@@ -578,11 +614,12 @@ export class ContainerService {
       oomKilled: false,
       startedAt: null,
       finishedAt: null,
+      monitorLost: false,
     });
-    this.persist(record);
+    this.persistWith(record, announce);
   }
 
-  private async startInstance(record: ContainerRecord): Promise<void> {
+  private async startInstance(record: ContainerRecord, announce?: () => void): Promise<void> {
     try {
       await this.deps.runc.start(record.id);
     } catch (error) {
@@ -590,11 +627,17 @@ export class ContainerService {
     }
     record.status = 'running';
     record.startedAt = new Date().toISOString();
-    this.persist(record);
+    // A restart's intent lasts until here: killed before, the restarted runcd starts the container itself.
+    record.intent = null;
+    this.persistWith(record, announce);
   }
 
-  /** Replaces a stopped container's runtime instance: runc delete, then create and start from the same bundle. */
-  private async recreateLocked(record: ContainerRecord): Promise<void> {
+  /**
+   * Replaces a stopped container's runtime instance: runc delete, then create and start from the same bundle. The
+   * caller publishes `restart` and then looks for an exit, so a container that dies at once has its `die` after
+   * the `restart` that began its run.
+   */
+  private async recreateLocked(record: ContainerRecord, announce: () => void): Promise<void> {
     if (record.status !== 'stopped') {
       throw new ConflictError(
         'container_not_stopped',
@@ -610,17 +653,30 @@ export class ContainerService {
     }
     await this.deps.conmon.waitForMonitorExit(record.id);
     await this.deps.conmon.clearExit(record.id);
+    // `creating` with the restart's intent: a runcd killed during the create finishes it (or puts the container
+    // back to stopped, its last exit kept) instead of keeping a stopped row over a new runc container.
+    record.status = 'creating';
+    record.intent = 'restart';
+    this.persist(record);
     try {
       await this.createInstance(record);
     } catch (error) {
       // The old instance is gone and no new one exists: the container stays stopped with its last exit.
       record.status = 'stopped';
       record.pid = 0;
+      record.intent = null;
       this.persist(record);
       throw this.translate(error, record.id, 'create');
     }
-    await this.startInstance(record);
-    await this.refreshExit(record);
+    try {
+      await this.startInstance(record, announce);
+    } finally {
+      // A start that failed leaves a created container: nothing is left to finish.
+      if (record.intent) {
+        record.intent = null;
+        this.persist(record);
+      }
+    }
   }
 
   private async restartByPolicy(id: string): Promise<void> {
@@ -632,8 +688,10 @@ export class ContainerService {
         record.restartCount++;
         // Readable at once; the store gets it with the recreate's own persist below.
         this.revision++;
-        await this.recreateLocked(record);
-        this.deps.events.publish('restart', id, { reason: 'policy', restartCount: record.restartCount });
+        await this.recreateLocked(record, () =>
+          this.deps.events.publish('restart', id, { reason: 'policy', restartCount: record.restartCount }),
+        );
+        await this.refreshExit(record);
         this.deps.logger.info({ containerId: id, restartCount: record.restartCount }, 'restarted by policy');
       } catch (error) {
         this.deps.logger.error({ containerId: id, err: error }, 'restart by policy failed');
@@ -655,15 +713,24 @@ export class ContainerService {
     if (exit) this.markStopped(record, exit);
   }
 
-  private markStopped(record: ContainerRecord, exit: ExitRecord | undefined): void {
+  private markStopped(
+    record: ContainerRecord,
+    exit: ExitRecord | undefined,
+    attributes?: EventAttributes,
+  ): void {
     const ranForMs = record.startedAt ? Date.now() - Date.parse(record.startedAt) : 0;
     record.status = 'stopped';
     record.pid = 0;
     record.exitCode = exit?.exitCode ?? null;
     record.oomKilled = exit?.oomKilled ?? false;
     record.finishedAt = exit?.finishedAt ?? new Date().toISOString();
-    this.persist(record);
-    this.deps.events.publish('die', record.id, { exitCode: record.exitCode, oomKilled: record.oomKilled });
+    this.persistWith(record, () =>
+      this.deps.events.publish('die', record.id, {
+        exitCode: record.exitCode,
+        oomKilled: record.oomKilled,
+        ...attributes,
+      }),
+    );
     this.deps.logger.info(
       { containerId: record.id, exitCode: record.exitCode, oomKilled: record.oomKilled },
       'container exited',
@@ -740,8 +807,10 @@ export class ContainerService {
 
   /**
    * Startup reconciliation. Exits that happened while runcd was down come from conmon's exit files (and emit
-   * their `die` event once); `creating` rows that never became runc containers are removed; runc containers in
-   * runcd's root without a row are adopted.
+   * their `die` event once); operations a killed runcd was in the middle of are finished (a create from conmon's
+   * report in the sync FIFO, a delete or restart from the intent persisted before its first step); runc
+   * containers in runcd's root without a row are adopted. Every transition found or finished here publishes its
+   * event, marked `reconciled`, once: the row is persisted in its new state before the event is.
    */
   private async reconcile(): Promise<void> {
     const live = new Map<string, RuntimeState>();
@@ -749,26 +818,18 @@ export class ContainerService {
     for (const record of [...this.view.values()]) {
       const state = live.get(record.id);
       live.delete(record.id);
-      if (record.status === 'creating' && !state) {
-        this.deps.logger.warn({ containerId: record.id }, 'removing container whose create never finished');
-        await this.discardFailedCreate(record.id);
+      if (record.intent === 'delete') {
+        await this.finishInterruptedDelete(record);
         continue;
       }
-      if (record.status === 'stopped') continue;
-      const exit = await this.deps.conmon.readExit(record.id);
-      if (exit) {
-        this.markStopped(record, exit);
+      if (record.status === 'creating') {
+        await this.finishInterruptedCreate(record, state);
         continue;
       }
-      if (!state) {
-        this.deps.logger.warn(
-          { containerId: record.id },
-          'container vanished from the runtime; marking stopped',
-        );
-        this.markStopped(record, undefined);
-        continue;
-      }
-      this.applyRuntimeState(record, state);
+      const restarting = record.intent === 'restart';
+      if (restarting) this.announceInterruptedRestart(record);
+      await this.reconcileInstance(record, state);
+      if (restarting) await this.finishInterruptedRestart(record);
     }
     for (const state of live.values()) {
       this.deps.logger.warn(
@@ -794,10 +855,180 @@ export class ContainerService {
         restartCount: 0,
         stopSignal: SIGTERM,
         stopTimeout: DEFAULT_STOP_TIMEOUT_SECONDS,
+        intent: null,
+        monitorLost: false,
       };
       this.admit(record);
       this.applyRuntimeState(record, state);
     }
+  }
+
+  /** A row that is not in the middle of an operation, against what runc and conmon say now. */
+  private async reconcileInstance(record: ContainerRecord, state: RuntimeState | undefined): Promise<void> {
+    if (record.status === 'stopped') return;
+    const exit = await this.deps.conmon.readExit(record.id);
+    if (exit) {
+      this.markStopped(record, exit, RECONCILED);
+      return;
+    }
+    if (!state) {
+      this.deps.logger.warn(
+        { containerId: record.id },
+        'container vanished from the runtime; marking stopped',
+      );
+      this.markStopped(record, undefined, RECONCILED);
+      return;
+    }
+    this.applyRuntimeState(record, state, RECONCILED);
+    // (re-read: applyRuntimeState may have stopped it, which TypeScript's narrowing above cannot know)
+    if ((record.status as ContainerStatus) === 'stopped' || record.monitorLost) return;
+    if (await this.deps.conmon.monitorAlive(record.id)) return;
+    // conmon writes the exit file and then exits: an exit between the two reads above is an ordinary one.
+    const lateExit = await this.deps.conmon.readExit(record.id);
+    if (lateExit) {
+      this.markStopped(record, lateExit, RECONCILED);
+      return;
+    }
+    record.monitorLost = true;
+    this.persistWith(record, () =>
+      this.deps.events.publish('monitor-lost', record.id, { status: record.status, ...RECONCILED }),
+    );
+    this.deps.logger.warn(
+      { containerId: record.id, status: record.status, pid: record.pid },
+      'container has lost its conmon monitor: its exit code will not be known and its output is not logged; delete it and create it again',
+    );
+  }
+
+  /**
+   * A create (a first one, or a restart's) that runcd was killed in. conmon, if it lives, reports the init pid in
+   * the sync FIFO even though nobody was reading; runc's own state says whether the create happened. Without a
+   * container in runc the create is undone: a first create's row goes, a restart's container is stopped again
+   * with its last exit.
+   */
+  private async finishInterruptedCreate(
+    record: ContainerRecord,
+    found: RuntimeState | undefined,
+  ): Promise<void> {
+    const id = record.id;
+    let state = found;
+    if ((!state || state.status === 'creating') && (await this.deps.conmon.monitorAlive(id))) {
+      const report = await this.deps.conmon.awaitInterruptedCreate(id);
+      if (report && 'error' in report) {
+        this.deps.logger.warn({ containerId: id, error: report.error }, 'interrupted create had failed');
+      }
+      state = await this.deps.runc.state(id).catch(() => undefined);
+    }
+    if (!state || state.status === 'creating') {
+      this.deps.logger.warn({ containerId: id }, 'undoing a create that never finished');
+      if (record.intent !== 'restart') {
+        await this.discardFailedCreate(id);
+        return;
+      }
+      await this.deps.runc.delete(id, { force: true }).catch(() => undefined);
+      await this.deps.conmon.waitForMonitorExit(id);
+      await this.deps.conmon.clearExit(id);
+      record.status = 'stopped';
+      record.pid = 0;
+      record.intent = null;
+      this.persist(record);
+      return;
+    }
+    Object.assign(record, {
+      status: 'created',
+      pid: state.pid,
+      created: state.created,
+      ociVersion: this.runtimeSpecVersion ?? record.ociVersion,
+      exitCode: null,
+      oomKilled: false,
+      startedAt: null,
+      finishedAt: null,
+      monitorLost: false,
+    });
+    // A restart announces itself with its own event, as an uninterrupted one does.
+    const restarting = record.intent === 'restart';
+    if (restarting) this.announceInterruptedRestart(record);
+    else
+      this.persistWith(record, () =>
+        this.deps.events.publish('create', id, { bundle: record.bundle, ...RECONCILED }),
+      );
+    this.deps.logger.warn({ containerId: id, pid: record.pid }, 'finished a create runcd was killed in');
+    await this.reconcileInstance(record, state);
+    if (restarting) await this.finishInterruptedRestart(record);
+  }
+
+  /**
+   * Once the restart's new instance exists, before anything it did (a `die`) is published. The intent goes with
+   * the event: a runcd killed after this announces nothing twice (it leaves a created container as it is).
+   */
+  private announceInterruptedRestart(record: ContainerRecord): void {
+    record.intent = null;
+    this.persistWith(record, () =>
+      this.deps.events.publish('restart', record.id, { restartCount: record.restartCount, ...RECONCILED }),
+    );
+  }
+
+  /** A restart whose new instance exists: started if the killed runcd did not get that far. */
+  private async finishInterruptedRestart(record: ContainerRecord): Promise<void> {
+    if (record.status === 'created' && !record.monitorLost) {
+      try {
+        await this.startInstance(record);
+        await this.refreshExit(record);
+      } catch (error) {
+        this.deps.logger.error(
+          { containerId: record.id, err: error },
+          'start of an interrupted restart failed',
+        );
+      }
+    }
+  }
+
+  /** A delete runcd was killed in: its intent was persisted before `runc delete`, so it is finished now. */
+  private async finishInterruptedDelete(record: ContainerRecord): Promise<void> {
+    this.callerStops.set(record.id, Infinity);
+    try {
+      await this.deps.runc.delete(record.id, { force: true });
+    } catch (error) {
+      if (!(error instanceof RuntimeError && error.kind === 'not_found')) {
+        // The row stays, with its intent, so the next start (or the caller's next delete) tries again.
+        this.deps.logger.error(
+          { containerId: record.id, err: error },
+          'finishing an interrupted delete failed',
+        );
+        return;
+      }
+    }
+    this.deps.logger.warn({ containerId: record.id }, 'finishing a delete runcd was killed in');
+    await this.completeDelete(record, RECONCILED);
+  }
+
+  /**
+   * Nobody writes the exit of a container whose monitor is gone, so its init is looked for in /proc instead: its
+   * end is noticed (stopped, exit code unknown) and `stop`, `kill` and `wait` still answer.
+   */
+  private watchLostMonitors(): void {
+    const lost = () =>
+      [...this.view.values()].filter(
+        (record) => record.monitorLost && record.status !== 'stopped' && record.status !== 'creating',
+      );
+    // Only while there is one: an idle daemon does not wake up for nothing.
+    if (this.lostMonitorTimer || lost().length === 0) return;
+    this.lostMonitorTimer = setInterval(() => {
+      const watched = lost();
+      if (watched.length === 0) {
+        clearInterval(this.lostMonitorTimer);
+        this.lostMonitorTimer = undefined;
+      }
+      for (const record of watched) {
+        if (isProcessRunning(record.pid)) continue;
+        void this.locks.run(record.id, async () => {
+          const current = this.view.get(record.id);
+          if (current?.monitorLost && current.status !== 'stopped' && !isProcessRunning(current.pid)) {
+            this.markStopped(current, undefined);
+          }
+        });
+      }
+    }, LOST_MONITOR_POLL_MS);
+    this.lostMonitorTimer.unref();
   }
 
   /**
@@ -807,6 +1038,18 @@ export class ContainerService {
   private persist(record: ContainerRecord): void {
     this.deps.repository.save(record);
     this.revision++;
+  }
+
+  /** persist, and the events of the change in the same transaction (see EventBus.atomically). */
+  private persistWith(record: ContainerRecord, announce?: () => void): void {
+    if (!announce) {
+      this.persist(record);
+      return;
+    }
+    this.deps.events.atomically(() => {
+      this.persist(record);
+      announce();
+    });
   }
 
   private admit(record: ContainerRecord): void {
@@ -821,15 +1064,29 @@ export class ContainerService {
     this.revision++;
   }
 
-  private applyRuntimeState(record: ContainerRecord, state: RuntimeState): void {
+  /** With `attributes` (a reconcile), the transition found publishes its event(s) with them. */
+  private applyRuntimeState(
+    record: ContainerRecord,
+    state: RuntimeState,
+    attributes?: EventAttributes,
+  ): void {
     if (state.status === 'stopped') {
-      this.markStopped(record, undefined);
+      this.markStopped(record, undefined, attributes);
       return;
     }
+    const before = record.status;
     record.status = state.status === 'creating' ? 'created' : state.status;
     record.pid = state.pid;
     if (record.status === 'running' && !record.startedAt) record.startedAt = new Date().toISOString();
-    this.persist(record);
+    this.persistWith(record, () => {
+      if (!attributes || before === record.status) return;
+      if (before === 'created' && record.status !== 'created') {
+        this.deps.events.publish('start', record.id, { pid: record.pid, ...attributes });
+      }
+      if (record.status === 'paused') this.deps.events.publish('pause', record.id, attributes);
+      if (before === 'paused' && record.status === 'running')
+        this.deps.events.publish('resume', record.id, attributes);
+    });
   }
 
   private async processTemplate(record: ContainerRecord): Promise<OciProcess> {
@@ -948,6 +1205,7 @@ function toContainer(record: ContainerRecord): Container {
     restartCount: record.restartCount,
     stopSignal: signalName(record.stopSignal) ?? String(record.stopSignal),
     stopTimeout: record.stopTimeout,
+    monitor: record.monitorLost ? 'lost' : 'ok',
   };
 }
 

@@ -1,9 +1,15 @@
-import { existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { Readable } from 'node:stream';
 import { killProcessGroup, type ProcessRunner } from './process-runner.js';
 import { RuntimeError, classifyRuntimeMessage, extractRuntimeMessage, type Runc } from './runc.js';
+import {
+  openSyncChannel,
+  openSyncReader,
+  readSyncMessage,
+  SyncFifoPool,
+  type SyncMessage,
+} from './sync-fifo.js';
 
 /**
  * conmon is each container's parent: it runs `runc create`, stays as the init's parent (so the exit status is
@@ -29,6 +35,8 @@ export interface ContainerFiles {
   exitFile: string;
   persistExitFile: string;
   oomFile: string;
+  /** conmon's sync channel (see sync-fifo.ts); kept for the container's life, so restarts reuse it. */
+  syncFifo: string;
 }
 
 export interface ExitRecord {
@@ -52,6 +60,7 @@ export class Conmon {
   private readonly containersDir: string;
   private readonly socketDir: string;
   private readonly options: ConmonOptions;
+  private readonly fifos: SyncFifoPool;
 
   constructor(options: ConmonOptions) {
     this.options = options;
@@ -59,12 +68,14 @@ export class Conmon {
     this.exitDir = join(options.stateDir, 'exits');
     this.containersDir = join(options.stateDir, 'containers');
     this.socketDir = join(options.stateDir, 'sock');
+    this.fifos = new SyncFifoPool(options.runner, join(options.stateDir, 'fifos'));
   }
 
   async prepare(): Promise<void> {
     for (const dir of [this.exitDir, this.containersDir, this.socketDir]) {
       mkdirSync(dir, { recursive: true, mode: 0o700 });
     }
+    this.fifos.prepare();
   }
 
   filesFor(id: string): ContainerFiles {
@@ -80,6 +91,7 @@ export class Conmon {
       exitFile: join(this.exitDir, id),
       persistExitFile: join(dir, 'exit'),
       oomFile: join(dir, 'oom'),
+      syncFifo: join(dir, 'sync.fifo'),
     };
   }
 
@@ -90,7 +102,7 @@ export class Conmon {
 
   /**
    * Spawns conmon, which runs `runc create`. Resolves with the container's init pid once conmon reports it on
-   * the sync pipe (`{"data": PID}`); a negative value comes with runc's message and becomes a RuntimeError.
+   * the sync FIFO (`{"data": PID}`); a negative value comes with runc's message and becomes a RuntimeError.
    *
    * `runtimeConfig` is the already-validated config.json. It is written into a bundle directory only root can
    * write, and that directory is what runc gets, so what runc reads is byte for byte what was checked: a caller
@@ -143,22 +155,32 @@ export class Conmon {
       '--runtime-arg',
       `--log=${files.runtimeLog}`,
     ];
+    if (!existsSync(files.syncFifo)) await this.fifos.place(files.syncFifo);
+    const channel = openSyncChannel(files.syncFifo);
     const started = performance.now();
-    // Only fd 3 (the sync pipe) is passed beyond stdio; conmon hands runc nothing else.
-    const { child, release } = await this.options.runner.spawn(this.binary, argv, {
-      env: { _OCI_SYNCPIPE: '3' },
-      stdio: ['ignore', 'ignore', 'pipe', 'pipe'],
-      // conmon drops files (an `oom` marker among them) into its working directory: keep them with the container.
-      cwd: files.dir,
-    });
+    let spawned;
+    try {
+      // Only fd 3 (the sync FIFO) is passed beyond stdio; conmon hands runc nothing else.
+      spawned = await this.options.runner.spawn(this.binary, argv, {
+        env: { _OCI_SYNCPIPE: '3' },
+        stdio: ['ignore', 'ignore', 'pipe', channel.conmonEnd],
+        // conmon drops files (an `oom` marker among them) into its working directory: keep them with the container.
+        cwd: files.dir,
+      });
+    } catch (error) {
+      closeSync(channel.reader);
+      throw error;
+    } finally {
+      // conmon has its own copy now: with runcd's closed, conmon's exit is the reader's EOF.
+      closeSync(channel.conmonEnd);
+    }
+    const { child, release } = spawned;
     const stderrChunks: Buffer[] = [];
     child.stderr?.on('data', (chunk: Buffer) => stderrChunks.push(chunk));
-    const syncPipe = child.stdio[3] as Readable;
     let message: SyncMessage | undefined;
     try {
-      message = await readSyncMessage(syncPipe, this.options.syncTimeoutMs ?? 60_000);
+      message = await readSyncMessage(channel.reader, this.options.syncTimeoutMs ?? 60_000);
     } finally {
-      syncPipe.destroy();
       child.stderr?.destroy();
       // The create is over either way: the monitor lives on by design, so it no longer counts as a runtime call.
       release();
@@ -210,6 +232,25 @@ export class Conmon {
     return pid > 0 ? pid : undefined;
   }
 
+  /** Whether the container's conmon is still there to record its exit. */
+  async monitorAlive(id: string): Promise<boolean> {
+    const pid = await this.conmonPid(id);
+    return pid !== undefined && isMonitorAlive(pid, id);
+  }
+
+  /**
+   * For a create runcd was killed in: conmon's report of the init pid, which stays in the sync FIFO for as long
+   * as conmon lives. Waits while conmon is still running `runc create`; undefined when conmon exited without a
+   * report (its end of the FIFO closed) or none came in time.
+   */
+  async awaitInterruptedCreate(id: string): Promise<{ pid: number } | { error: string } | undefined> {
+    const reader = openSyncReader(this.filesFor(id).syncFifo);
+    if (reader === undefined) return undefined;
+    const message = await readSyncMessage(reader, this.options.syncTimeoutMs ?? 60_000);
+    if (message === undefined) return undefined;
+    return message.data > 0 ? { pid: message.data } : { error: cleanRuntimeMessage(message.message ?? '') };
+  }
+
   /**
    * After the container is gone conmon writes the exit file and exits. Waiting for that before removing files
    * keeps a late exit file from being mistaken for the exit of a new container that reuses the id.
@@ -250,11 +291,6 @@ export class Conmon {
   }
 }
 
-interface SyncMessage {
-  data: number;
-  message?: string;
-}
-
 function cleanRuntimeMessage(message: string): string {
   return message.trim().replace(/^(runc|crun) create failed: /, '');
 }
@@ -290,31 +326,6 @@ async function readExitFile(path: string, oomFile: string): Promise<ExitRecord |
     await new Promise((resolve) => setTimeout(resolve, 5));
   }
   return undefined;
-}
-
-function readSyncMessage(pipe: Readable, timeoutMs: number): Promise<SyncMessage | undefined> {
-  return new Promise((resolve) => {
-    let buffer = '';
-    const finish = (value: SyncMessage | undefined) => {
-      clearTimeout(timer);
-      pipe.removeAllListeners('data');
-      resolve(value);
-    };
-    const timer = setTimeout(() => finish(undefined), timeoutMs);
-    pipe.setEncoding('utf8');
-    pipe.on('data', (chunk: string) => {
-      buffer += chunk;
-      const end = buffer.indexOf('}');
-      if (end === -1) return;
-      try {
-        finish(JSON.parse(buffer.slice(0, end + 1)) as SyncMessage);
-      } catch {
-        finish({ data: -1, message: `unreadable message from conmon: ${buffer}` });
-      }
-    });
-    pipe.on('end', () => finish(buffer ? { data: -1, message: buffer } : undefined));
-    pipe.on('error', () => finish(undefined));
-  });
 }
 
 function isMonitorAlive(pid: number, id: string): boolean {

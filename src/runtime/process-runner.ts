@@ -90,7 +90,8 @@ type Stdio = 'ignore' | 'pipe';
 
 export interface SpawnOptions {
   env?: Record<string, string>;
-  stdio: readonly [Stdio, Stdio, Stdio, ...Stdio[]];
+  /** Beyond stdio, a number is a descriptor of runcd's handed to the child as is (conmon's sync FIFO). */
+  stdio: readonly [Stdio, Stdio, Stdio, ...(Stdio | number)[]];
   /** Counted in the session pool instead of the command pool. */
   longLived?: boolean;
   cwd?: string;
@@ -184,7 +185,8 @@ export class ProcessRunner {
     try {
       child = execa(binary, argv, {
         ...LEAN_EXECA_OPTIONS,
-        stdio: options.stdio,
+        // execa hands a descriptor number beyond stdio to the child as is; its types only admit one for fds 0-2.
+        stdio: options.stdio as readonly [Stdio, Stdio, Stdio, ...Stdio[]],
         env: { PATH: CLEAN_PATH, ...options.env },
         ...(options.cwd ? { cwd: options.cwd } : {}),
       }) as unknown as LeanSubprocess;

@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 
 export interface ProcessDetails {
@@ -28,5 +29,17 @@ export async function readProcess(pid: number): Promise<ProcessDetails | undefin
     return { pid, ppid: Number(fields[1]), uid, state: fields[0] ?? '?', command };
   } catch {
     return undefined;
+  }
+}
+
+/** Whether `pid` is a live process (a zombie has exited: where nobody reaps it, it lingers as one). */
+export function isProcessRunning(pid: number): boolean {
+  if (!(pid > 0)) return false;
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
+    return state !== 'Z' && state !== 'X';
+  } catch {
+    return false;
   }
 }

@@ -57,6 +57,11 @@ export const Container = z
     restartCount: z.number().int().describe('Restarts performed by the restart policy'),
     stopSignal: z.string().describe('Signal `stop` sends first'),
     stopTimeout: z.number().int().describe('Seconds `stop` waits before SIGKILL'),
+    monitor: z
+      .enum(['ok', 'lost'])
+      .describe(
+        'lost: the container outlived its conmon monitor, so its exit code will never be known and its output is no longer logged; delete it (force) and create it again',
+      ),
   })
   .meta({
     id: 'Container',
@@ -78,6 +83,7 @@ export const Container = z
       restartCount: 0,
       stopSignal: 'SIGTERM',
       stopTimeout: 10,
+      monitor: 'ok',
     },
   });
 export type Container = z.infer<typeof Container>;

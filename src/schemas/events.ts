@@ -13,6 +13,7 @@ export const EventType = z.enum([
   'resume',
   'restart',
   'delete',
+  'monitor-lost',
 ]);
 export type EventType = z.infer<typeof EventType>;
 
@@ -25,7 +26,7 @@ export const ContainerEvent = z
     attributes: z
       .record(z.string(), z.union([z.string(), z.number(), z.boolean(), z.null()]))
       .describe(
-        'die: exitCode, oomKilled; kill: signal; exec: args, exitCode; restart: reason, restartCount',
+        'die: exitCode, oomKilled; kill: signal; exec: args, exitCode; restart: reason, restartCount; reconciled: true on an event a restarted runcd published for a transition it found or finished (an operation its predecessor was killed in)',
       ),
   })
   .meta({

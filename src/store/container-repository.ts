@@ -1,6 +1,12 @@
 import { commitDurably, type Db } from './database.js';
 import type { ContainerStatus, RestartPolicy } from '../schemas/container.js';
 
+/**
+ * An operation that changes the runtime instance in steps, persisted before its first step so a runcd killed in
+ * between finishes it at startup. A first create needs none: its `creating` row says it.
+ */
+export type ContainerIntent = 'restart' | 'delete';
+
 /** What runcd persists about a container. */
 export interface ContainerRecord {
   id: string;
@@ -21,6 +27,9 @@ export interface ContainerRecord {
   restartCount: number;
   stopSignal: number;
   stopTimeout: number;
+  intent: ContainerIntent | null;
+  /** conmon was gone while runc still had the container: nobody records its exit (see the README). */
+  monitorLost: boolean;
 }
 
 interface ContainerRow {
@@ -42,6 +51,8 @@ interface ContainerRow {
   restart_count: number;
   stop_signal: number;
   stop_timeout: number;
+  intent: string | null;
+  monitor_lost: number;
 }
 
 function fromRow(row: ContainerRow): ContainerRecord {
@@ -64,6 +75,8 @@ function fromRow(row: ContainerRow): ContainerRecord {
     restartCount: row.restart_count,
     stopSignal: row.stop_signal,
     stopTimeout: row.stop_timeout,
+    intent: row.intent as ContainerIntent | null,
+    monitorLost: row.monitor_lost === 1,
   };
 }
 
@@ -87,6 +100,8 @@ function toParams(record: ContainerRecord) {
     restart_count: record.restartCount,
     stop_signal: record.stopSignal,
     stop_timeout: record.stopTimeout,
+    intent: record.intent,
+    monitor_lost: record.monitorLost ? 1 : 0,
   };
 }
 
@@ -99,17 +114,17 @@ export class ContainerRepository {
       insert: db.prepare(
         `INSERT INTO containers (id, status, bundle, rootfs, config_digest, labels, pid, oci_version, owner,
            created, started_at, finished_at, exit_code, oom_killed, restart_policy, restart_count, stop_signal,
-           stop_timeout)
+           stop_timeout, intent, monitor_lost)
          VALUES (@id, @status, @bundle, @rootfs, @config_digest, @labels, @pid, @oci_version, @owner,
            @created, @started_at, @finished_at, @exit_code, @oom_killed, @restart_policy, @restart_count,
-           @stop_signal, @stop_timeout)`,
+           @stop_signal, @stop_timeout, @intent, @monitor_lost)`,
       ),
       update: db.prepare(
         `UPDATE containers SET status = @status, bundle = @bundle, rootfs = @rootfs, config_digest = @config_digest,
            labels = @labels, pid = @pid, oci_version = @oci_version, owner = @owner, created = @created,
            started_at = @started_at, finished_at = @finished_at, exit_code = @exit_code, oom_killed = @oom_killed,
            restart_policy = @restart_policy, restart_count = @restart_count, stop_signal = @stop_signal,
-           stop_timeout = @stop_timeout
+           stop_timeout = @stop_timeout, intent = @intent, monitor_lost = @monitor_lost
          WHERE id = @id`,
       ),
       remove: db.prepare<[string]>('DELETE FROM containers WHERE id = ?'),

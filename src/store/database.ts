@@ -73,6 +73,9 @@ const MIGRATIONS: readonly string[] = [
      id         INTEGER PRIMARY KEY CHECK (id = 1),
      checked_at TEXT NOT NULL
    ) STRICT`,
+  // issue 13: what an operation in flight had started (so a restarted runcd finishes it) and a lost monitor.
+  `ALTER TABLE containers ADD COLUMN intent TEXT CHECK (intent IN ('restart', 'delete'));
+   ALTER TABLE containers ADD COLUMN monitor_lost INTEGER NOT NULL DEFAULT 0`,
 ];
 
 /**

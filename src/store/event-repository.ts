@@ -24,7 +24,7 @@ export class EventRepository {
   private readonly statements;
   private appendsSincePrune = 0;
 
-  constructor(db: Db) {
+  constructor(private readonly db: Db) {
     this.statements = {
       append: db.prepare<[string, string, string, string]>(
         'INSERT INTO events (time, type, container_id, attributes) VALUES (?, ?, ?, ?)',
@@ -35,6 +35,14 @@ export class EventRepository {
       lastSeq: db.prepare<[], { seq: number | null }>('SELECT MAX(seq) AS seq FROM events'),
       prune: db.prepare<[number]>('DELETE FROM events WHERE seq <= (SELECT MAX(seq) FROM events) - ?'),
     };
+  }
+
+  /**
+   * Runs `write` (other repositories' writes on the same database included) as one transaction: a SIGKILL
+   * lands before all of it or after all of it, so a state change and its event are never kept one without the other.
+   */
+  transaction(write: () => void): void {
+    this.db.transaction(write)();
   }
 
   append(event: Omit<ContainerEvent, 'seq'>): ContainerEvent {

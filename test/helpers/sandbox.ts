@@ -39,6 +39,13 @@ export interface Sandbox {
 }
 
 export function makeSandbox(t: Test, name: string): Sandbox {
+  const sandbox = createSandbox(name);
+  t.teardown(() => destroySandbox(sandbox));
+  return sandbox;
+}
+
+/** A sandbox outside tap (the soak): the caller calls destroySandbox. */
+export function createSandbox(name: string): Sandbox {
   const tag = randomBytes(3).toString('hex');
   const dir = join('/tmp', `runcd-t-${name}-${tag}`);
   const stateDir = join(dir, 'state');
@@ -74,7 +81,6 @@ export function makeSandbox(t: Test, name: string): Sandbox {
     },
     id: (containerName) => `${name}-${tag}-${containerName}`,
   };
-  t.teardown(() => destroySandbox(sandbox));
   return sandbox;
 }
 

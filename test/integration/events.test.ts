@@ -175,3 +175,31 @@ t.test(
     t.equal((await daemon.request('DELETE', `/containers/${id}?force=true`)).status, 204);
   },
 );
+
+t.test(
+  'a restarted container that dies at once has its die after the restart that began its run',
+  async (t) => {
+    const sandbox = makeSandbox(t, 'events-order');
+    const daemon = await startInProcess(t, sandbox);
+    const api = client(daemon);
+    const since = new Date().toISOString();
+    const id = sandbox.id('quick');
+    await api.post('/containers', { id, bundle: sandbox.bundle('quick', ['true']), start: true });
+    await eventually(async () =>
+      (await api.get<Container>(`/containers/${id}`)).body.status === 'stopped' ? true : undefined,
+    );
+    await api.post(`/containers/${id}/restart`);
+    await eventually(async () =>
+      (await api.get<Container>(`/containers/${id}`)).body.status === 'stopped' ? true : undefined,
+    );
+    const response = await daemon.app.inject({
+      method: 'GET',
+      url: `/events?since=${since}&until=${new Date().toISOString()}&id=${id}`,
+    });
+    t.same(
+      parseNdjson(response.body).map((event) => event.type),
+      ['create', 'start', 'die', 'restart', 'die'],
+    );
+    await api.delete(`/containers/${id}`);
+  },
+);
