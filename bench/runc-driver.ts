@@ -1,7 +1,7 @@
 import { execFile, spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { isProcessRunning } from '../src/runtime/procfs.js';
 import { BenchError, type BundleKind, type LifecycleDriver } from './drivers.js';
 import { RUNC, type Workspace } from './workspace.js';
 
@@ -93,7 +93,7 @@ export class RuncCliDriver implements LifecycleDriver {
   async waitStopped(id: string): Promise<number | null> {
     const pid = this.pids.get(id);
     if (pid === undefined) throw new BenchError(`no pid for ${id}`);
-    while (isAlive(pid)) await new Promise((resolve) => setTimeout(resolve, RAW_WAIT_POLL_MS));
+    while (isProcessRunning(pid)) await new Promise((resolve) => setTimeout(resolve, RAW_WAIT_POLL_MS));
     return null;
   }
 
@@ -119,15 +119,5 @@ export class RuncCliDriver implements LifecycleDriver {
         else resolve(stdout);
       });
     });
-  }
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
-    return state !== 'Z' && state !== 'X';
-  } catch {
-    return false;
   }
 }

@@ -1,6 +1,7 @@
 import { closeSync, existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
+import { isProcessRunning } from './procfs.js';
 import { killProcessGroup, type ProcessRunner } from './process-runner.js';
 import { RuntimeError, classifyRuntimeMessage, extractRuntimeMessage, type Runc } from './runc.js';
 import {
@@ -329,13 +330,10 @@ async function readExitFile(path: string, oomFile: string): Promise<ExitRecord |
 }
 
 function isMonitorAlive(pid: number, id: string): boolean {
+  // Where PID 1 does not reap, an exited conmon lingers as a zombie: isProcessRunning counts that as gone.
+  if (!isProcessRunning(pid)) return false;
   try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    // A zombie (state Z) has exited; where PID 1 does not reap, conmon lingers as one.
-    const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
-    if (state === 'Z' || state === 'X') return false;
-    const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
-    return cmdline.includes(id);
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(id);
   } catch {
     return false;
   }
