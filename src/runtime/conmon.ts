@@ -76,7 +76,7 @@ export class Conmon {
     for (const dir of [this.exitDir, this.containersDir, this.socketDir]) {
       mkdirSync(dir, { recursive: true, mode: 0o700 });
     }
-    this.fifos.prepare();
+    await this.fifos.prepare();
   }
 
   filesFor(id: string): ContainerFiles {

@@ -44,9 +44,11 @@ export class SyncFifoPool {
     private readonly dir: string,
   ) {}
 
-  prepare(): void {
+  /** Takes over the FIFOs a previous runcd left and fills the pool, so creates after startup spawn no mkfifo. */
+  async prepare(): Promise<void> {
     mkdirSync(this.dir, { recursive: true, mode: 0o700 });
     for (const name of readdirSync(this.dir)) this.spare.push(join(this.dir, name));
+    if (this.spare.length < LOW_WATER) await this.startRefill();
   }
 
   /** Moves a fresh FIFO to `path` (same filesystem: the state dir). */
