@@ -1,4 +1,7 @@
 import { execFile } from 'node:child_process';
+import { join } from 'node:path';
+import type { Test } from 'tap';
+import { DaemonProcess, type Sandbox } from './sandbox.js';
 
 export interface DockerCliResult {
   code: number;
@@ -30,4 +33,16 @@ export function dockerCli(socket: string, ...args: string[]): Promise<DockerCliR
       },
     );
   });
+}
+
+/** A runcd child process that also serves the Docker API on a socket in the sandbox; closed at teardown. */
+export async function startWithDockerSocket(
+  t: Test,
+  sandbox: Sandbox,
+): Promise<{ daemon: DaemonProcess; dockerSocket: string }> {
+  const dockerSocket = join(sandbox.dir, 'docker.sock');
+  const daemon = new DaemonProcess(sandbox, ['--docker-socket', dockerSocket]);
+  t.teardown(() => daemon.close());
+  await daemon.start();
+  return { daemon, dockerSocket };
 }

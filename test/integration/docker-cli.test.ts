@@ -4,15 +4,12 @@ import t from 'tap';
 import { dockerIdOf } from '../../src/docker/docker-ids.js';
 import type { Container } from '../../src/schemas/container.js';
 import { makeBusyboxRootfs, tarball } from '../helpers/rootfs.js';
-import { dockerCli as docker } from '../helpers/docker-cli.js';
-import { DaemonProcess, makeSandbox } from '../helpers/sandbox.js';
+import { dockerCli as docker, startWithDockerSocket } from '../helpers/docker-cli.js';
+import { makeSandbox } from '../helpers/sandbox.js';
 
 t.test('the docker CLI drives runcd containers through --docker-socket', async (t) => {
   const sandbox = makeSandbox(t, 'dcli');
-  const dockerSocket = join(sandbox.dir, 'docker.sock');
-  const daemon = new DaemonProcess(sandbox, ['--docker-socket', dockerSocket]);
-  await daemon.start();
-  t.teardown(() => daemon.close());
+  const { daemon, dockerSocket } = await startWithDockerSocket(t, sandbox);
   const run = (...args: string[]) => docker(dockerSocket, ...args);
 
   const version = await run('version', '--format', '{{.Server.APIVersion}} {{.Server.Os}}');
@@ -120,10 +117,7 @@ t.test(
   'docker import makes an image; docker run uses it, in the background and in the foreground',
   async (t) => {
     const sandbox = makeSandbox(t, 'dimg');
-    const dockerSocket = join(sandbox.dir, 'docker.sock');
-    const daemon = new DaemonProcess(sandbox, ['--docker-socket', dockerSocket]);
-    await daemon.start();
-    t.teardown(() => daemon.close());
+    const { dockerSocket } = await startWithDockerSocket(t, sandbox);
     const run = (...args: string[]) => docker(dockerSocket, ...args);
     const archive = join(sandbox.dir, 'busybox.tar');
     writeFileSync(archive, tarball(makeBusyboxRootfs(sandbox.dir)));
@@ -185,10 +179,7 @@ t.test(
 
 t.test('what runcd does not implement answers 501 naming the endpoint', async (t) => {
   const sandbox = makeSandbox(t, 'd501');
-  const dockerSocket = join(sandbox.dir, 'docker.sock');
-  const daemon = new DaemonProcess(sandbox, ['--docker-socket', dockerSocket]);
-  await daemon.start();
-  t.teardown(() => daemon.close());
+  const { dockerSocket } = await startWithDockerSocket(t, sandbox);
   const run = (...args: string[]) => docker(dockerSocket, ...args);
 
   const network = await run('network', 'ls');

@@ -12,8 +12,8 @@ import {
   ociArchiveOf,
 } from '../helpers/image-archive.js';
 import { makeBusyboxRootfs } from '../helpers/rootfs.js';
-import { dockerCli as docker } from '../helpers/docker-cli.js';
-import { DaemonProcess, makeSandbox, startInProcess } from '../helpers/sandbox.js';
+import { dockerCli as docker, startWithDockerSocket } from '../helpers/docker-cli.js';
+import { makeSandbox, startInProcess } from '../helpers/sandbox.js';
 
 /** Nothing of a load may stay behind in the bundle root but the bundles it made. */
 function scratchLeft(bundleRoot: string): string[] {
@@ -24,10 +24,7 @@ t.test(
   'docker load of docker save archives (Docker form and OCI layout) made without a Docker engine',
   async (t) => {
     const sandbox = makeSandbox(t, 'dload');
-    const dockerSocket = join(sandbox.dir, 'docker.sock');
-    const daemon = new DaemonProcess(sandbox, ['--docker-socket', dockerSocket]);
-    await daemon.start();
-    t.teardown(() => daemon.close());
+    const { dockerSocket } = await startWithDockerSocket(t, sandbox);
     const run = (...args: string[]) => docker(dockerSocket, ...args);
 
     const rootfs = makeBusyboxRootfs(sandbox.dir);

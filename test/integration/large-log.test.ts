@@ -4,8 +4,8 @@ import { connect } from 'node:net';
 import { join } from 'node:path';
 import t from 'tap';
 import type { Container } from '../../src/schemas/container.js';
-import { dockerCli } from '../helpers/docker-cli.js';
-import { DaemonProcess, makeSandbox } from '../helpers/sandbox.js';
+import { dockerCli, startWithDockerSocket } from '../helpers/docker-cli.js';
+import { makeSandbox } from '../helpers/sandbox.js';
 
 /**
  * A container with a 120 MB log: a tail reads it from the end, and neither a tail nor a client that never reads
@@ -48,10 +48,7 @@ function neverRead(socketPath: string, head: string): Promise<void> {
 
 t.test('a 120 MB log: tails from its end, bounded memory for every reader', async (t) => {
   const sandbox = makeSandbox(t, 'biglog');
-  const dockerSocket = join(sandbox.dir, 'docker.sock');
-  const daemon = new DaemonProcess(sandbox, ['--docker-socket', dockerSocket]);
-  await daemon.start();
-  t.teardown(() => daemon.close());
+  const { daemon, dockerSocket } = await startWithDockerSocket(t, sandbox);
   const pid = daemon.pid()!;
 
   const id = sandbox.id('big');

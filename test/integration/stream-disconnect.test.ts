@@ -1,10 +1,10 @@
 import { spawn } from 'node:child_process';
 import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
-import { join } from 'node:path';
 import t, { type Test } from 'tap';
 import type { Container } from '../../src/schemas/container.js';
-import { DaemonProcess, eventually, makeSandbox } from '../helpers/sandbox.js';
+import { startWithDockerSocket } from '../helpers/docker-cli.js';
+import { eventually, makeSandbox } from '../helpers/sandbox.js';
 
 /**
  * Clients that leave a stream in every way a real one can (closing after the first byte, resetting the
@@ -107,10 +107,7 @@ async function misbehave(
 
 t.test('a client leaving a stream never takes runcd down, nor makes it grow', async (t) => {
   const sandbox = makeSandbox(t, 'sdisc');
-  const dockerSocket = join(sandbox.dir, 'docker.sock');
-  const daemon = new DaemonProcess(sandbox, ['--docker-socket', dockerSocket]);
-  await daemon.start();
-  t.teardown(() => daemon.close());
+  const { daemon, dockerSocket } = await startWithDockerSocket(t, sandbox);
   const pid = daemon.pid()!;
 
   // quiet: a target for exec, stats and wait. chatty: writes to its log all the time (bounded, so the sandbox's
