@@ -150,7 +150,8 @@ const containerRoutes: FastifyPluginAsyncZod<ContainerRoutesOptions> = async (
       schema: {
         operationId: 'deleteContainer',
         tags: ['containers'],
-        summary: 'Delete a stopped container (runc delete); force=true kills it first',
+        summary:
+          'Delete a stopped or created container (runc delete); force=true kills a running or paused one first',
         params: ContainerIdParams,
         querystring: DeleteContainerQuery,
         response: { 204: z.null().describe('Deleted'), ...errors(400, 404, 409) },

@@ -422,7 +422,9 @@ export class ContainerService {
     await this.locks.run(id, async () => {
       const record = this.require(id);
       if (record.status !== 'stopped') await this.refreshExit(record);
-      if (record.status !== 'stopped' && !options.force) {
+      // `runc delete` of a created container kills its waiting init and removes it without --force (runc's
+      // delete.go), and Docker removes a created container too: only a running or paused one needs force.
+      if ((record.status === 'running' || record.status === 'paused') && !options.force) {
         throw new ConflictError(
           'container_not_stopped',
           `cannot delete container that is not stopped: ${record.status}`,
@@ -436,7 +438,7 @@ export class ContainerService {
       record.intent = 'delete';
       this.persist(record);
       try {
-        await this.deps.runc.delete(id, { force: record.status !== 'stopped' });
+        await this.deps.runc.delete(id, { force: record.status === 'running' || record.status === 'paused' });
       } catch (error) {
         if (!(error instanceof RuntimeError && error.kind === 'not_found')) {
           record.intent = null;

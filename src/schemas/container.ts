@@ -134,7 +134,7 @@ export const ListContainersQuery = z.object({
 });
 
 export const DeleteContainerQuery = z.object({
-  force: QueryBoolean.default(false).describe('Kill the container first if it is not stopped'),
+  force: QueryBoolean.default(false).describe('Kill the container first if it is running or paused'),
 });
 
 export const KillContainerQuery = z.object({

@@ -43,6 +43,16 @@ t.test('common lifecycle errors', async (t) => {
     t.equal((await api.get(`/containers/${id}`)).status, 404);
   });
 
+  t.test('delete of a created (never started) container needs no force, as runc delete', async (t) => {
+    const created = sandbox.id('created');
+    t.equal((await api.post('/containers', { id: created, bundle })).status, 201);
+    const deleted = await api.delete(`/containers/${created}`);
+    t.equal(deleted.status, 204, JSON.stringify(deleted.body));
+    t.equal((await api.get(`/containers/${created}`)).status, 404);
+    const wait = await api.post(`/containers/${created}/wait`);
+    t.equal(wait.status, 200, 'its end stays readable through wait');
+  });
+
   t.test('exec failures: missing executable is a 400, non-zero exit is a 200', async (t) => {
     const c2 = sandbox.id('c2');
     await api.post('/containers', { id: c2, bundle, start: true });
