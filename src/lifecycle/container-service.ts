@@ -38,6 +38,7 @@ import type { ContainerRecord, ContainerRepository } from '../store/container-re
 import type { TombstoneRepository } from '../store/tombstone-repository.js';
 import type { BundleInspector } from './bundle-inspector.js';
 import type { EventAttributes, EventBus } from './event-bus.js';
+import { assertAllowed, setStatus } from './container-states.js';
 import { KeyedMutex } from './keyed-mutex.js';
 import { RestartScheduler } from './restart-scheduler.js';
 
@@ -252,15 +253,7 @@ export class ContainerService {
   /** With `output`, output is streamed to the caller as it comes (and the result's stdout/stderr are empty). */
   async exec(id: string, request: ExecBody, output?: ExecOutput): Promise<ExecResult> {
     const record = this.require(id);
-    if (record.status === 'stopped') {
-      throw new ConflictError('container_stopped', 'cannot exec into a stopped container', id);
-    }
-    if (record.status === 'paused') {
-      throw new ConflictError('container_paused', 'cannot exec into a paused container: resume it first', id);
-    }
-    if (record.status === 'creating') {
-      throw new ConflictError('container_not_running', `container "${id}" is still being created`, id);
-    }
+    assertAllowed('exec', record);
     const process = buildExecProcess(await this.processTemplate(record), request);
     this.deps.bundles.checkExecProcess(process);
     await this.deps.bundles.checkExecPaths(record, process);
@@ -297,9 +290,7 @@ export class ContainerService {
     try {
       await this.locks.run(id, async () => {
         const record = this.require(id);
-        if (record.status === 'stopped' || record.status === 'creating') {
-          throw new ConflictError('container_not_running', `container "${id}" is not running`, id);
-        }
+        assertAllowed('kill', record);
         this.callerStops.set(id, Math.max(this.callerStops.get(id) ?? 0, Date.now() + CALLER_KILL_WINDOW_MS));
         await this.signal(record, signal.number);
         this.deps.events.publish('kill', id, { signal: signal.name });
@@ -328,9 +319,7 @@ export class ContainerService {
       const alreadyStopped = await this.locks.run(id, async () => {
         const current = this.require(id);
         if (current.status === 'stopped') return true;
-        if (current.status === 'creating') {
-          throw new ConflictError('container_not_created', `container "${id}" is still being created`, id);
-        }
+        assertAllowed('stop', current);
         this.restarts.cancel(id);
         this.callerStops.set(id, Infinity);
         await this.signal(current, signalNumber, true);
@@ -379,19 +368,13 @@ export class ContainerService {
   async pause(id: string): Promise<Container> {
     return this.locks.run(id, async () => {
       const record = this.require(id);
-      if (record.status !== 'running') {
-        throw new ConflictError(
-          'container_not_running',
-          `cannot pause a container that is ${record.status}`,
-          id,
-        );
-      }
+      assertAllowed('pause', record);
       try {
         await this.deps.runc.pause(id);
       } catch (error) {
         throw this.translate(error, id, 'pause');
       }
-      record.status = 'paused';
+      setStatus(record, 'paused');
       this.persistWith(record, () => this.deps.events.publish('pause', id));
       return toContainer(record);
     });
@@ -400,19 +383,13 @@ export class ContainerService {
   async resume(id: string): Promise<Container> {
     return this.locks.run(id, async () => {
       const record = this.require(id);
-      if (record.status !== 'paused') {
-        throw new ConflictError(
-          'container_not_paused',
-          `cannot resume a container that is ${record.status}`,
-          id,
-        );
-      }
+      assertAllowed('resume', record);
       try {
         await this.deps.runc.resume(id);
       } catch (error) {
         throw this.translate(error, id, 'resume');
       }
-      record.status = 'running';
+      setStatus(record, 'running');
       this.persistWith(record, () => this.deps.events.publish('resume', id));
       return toContainer(record);
     });
@@ -424,13 +401,7 @@ export class ContainerService {
       if (record.status !== 'stopped') await this.refreshExit(record);
       // `runc delete` of a created container kills its waiting init and removes it without --force (runc's
       // delete.go), and Docker removes a created container too: only a running or paused one needs force.
-      if ((record.status === 'running' || record.status === 'paused') && !options.force) {
-        throw new ConflictError(
-          'container_not_stopped',
-          `cannot delete container that is not stopped: ${record.status}`,
-          id,
-        );
-      }
+      assertAllowed(options.force ? 'delete --force' : 'delete', record);
       this.restarts.reset(id);
       this.callerStops.set(id, Infinity);
       // The intent first: from here on a runcd killed at any step finishes the delete when it starts again,
@@ -506,9 +477,7 @@ export class ContainerService {
 
   async processes(id: string): Promise<ContainerProcessInfo[]> {
     const record = this.require(id);
-    if (record.status === 'stopped' || record.status === 'creating') {
-      throw new ConflictError('container_not_running', `container "${id}" is not running`, id);
-    }
+    assertAllowed('processes', record);
     let pids: number[];
     try {
       pids = await this.deps.runc.ps(id);
@@ -523,7 +492,7 @@ export class ContainerService {
   }
 
   async stats(id: string): Promise<ContainerStats> {
-    this.requireLive(id);
+    assertAllowed('stats', this.require(id));
     try {
       return toContainerStats(id, await this.deps.runc.stats(id));
     } catch (error) {
@@ -538,7 +507,7 @@ export class ContainerService {
     onStats: (stats: ContainerStats) => void,
     signal: AbortSignal,
   ): Promise<void> {
-    this.requireLive(id);
+    assertAllowed('stats', this.require(id));
     const stream = await this.deps.runc.streamStats(id, intervalSeconds, (stats) =>
       onStats(toContainerStats(id, stats)),
     );
@@ -571,14 +540,7 @@ export class ContainerService {
 
   private async startLocked(record: ContainerRecord): Promise<void> {
     const id = record.id;
-    const refusal: Partial<Record<ContainerStatus, [string, string]>> = {
-      running: ['container_already_running', 'cannot start an already running container'],
-      paused: ['container_paused', 'cannot start a paused container: resume it instead'],
-      stopped: ['container_stopped', 'cannot start a container that has stopped'],
-      creating: ['container_not_created', `container "${id}" is still being created`],
-    };
-    const refused = refusal[record.status];
-    if (refused) throw new ConflictError(refused[0], refused[1], id);
+    assertAllowed('start', record);
     if (record.monitorLost) {
       throw new ConflictError(
         'container_monitor_lost',
@@ -606,8 +568,8 @@ export class ContainerService {
   ): Promise<void> {
     const created = new Date().toISOString();
     const { pid } = await this.deps.conmon.create(record.id, runtimeConfig);
+    setStatus(record, 'created');
     Object.assign(record, {
-      status: 'created',
       pid,
       created,
       ociVersion: this.runtimeSpecVersion ?? record.ociVersion,
@@ -627,7 +589,7 @@ export class ContainerService {
     } catch (error) {
       throw this.translate(error, record.id, 'start');
     }
-    record.status = 'running';
+    setStatus(record, 'running');
     record.startedAt = new Date().toISOString();
     // A restart's intent lasts until here: killed before, the restarted runcd starts the container itself.
     record.intent = null;
@@ -657,14 +619,14 @@ export class ContainerService {
     await this.deps.conmon.clearExit(record.id);
     // `creating` with the restart's intent: a runcd killed during the create finishes it (or puts the container
     // back to stopped, its last exit kept) instead of keeping a stopped row over a new runc container.
-    record.status = 'creating';
+    setStatus(record, 'creating');
     record.intent = 'restart';
     this.persist(record);
     try {
       await this.createInstance(record);
     } catch (error) {
       // The old instance is gone and no new one exists: the container stays stopped with its last exit.
-      record.status = 'stopped';
+      setStatus(record, 'stopped');
       record.pid = 0;
       record.intent = null;
       this.persist(record);
@@ -721,7 +683,7 @@ export class ContainerService {
     attributes?: EventAttributes,
   ): void {
     const ranForMs = record.startedAt ? Date.now() - Date.parse(record.startedAt) : 0;
-    record.status = 'stopped';
+    setStatus(record, 'stopped');
     record.pid = 0;
     record.exitCode = exit?.exitCode ?? null;
     record.oomKilled = exit?.oomKilled ?? false;
@@ -754,7 +716,7 @@ export class ContainerService {
       await this.deps.runc.kill(record.id, signalNumber);
       if (record.status === 'paused') {
         await this.deps.runc.resume(record.id);
-        record.status = 'running';
+        setStatus(record, 'running');
         this.persist(record);
       }
     } catch (error) {
@@ -929,14 +891,14 @@ export class ContainerService {
       await this.deps.runc.delete(id, { force: true }).catch(() => undefined);
       await this.deps.conmon.waitForMonitorExit(id);
       await this.deps.conmon.clearExit(id);
-      record.status = 'stopped';
+      setStatus(record, 'stopped');
       record.pid = 0;
       record.intent = null;
       this.persist(record);
       return;
     }
+    setStatus(record, 'created');
     Object.assign(record, {
-      status: 'created',
       pid: state.pid,
       created: state.created,
       ociVersion: this.runtimeSpecVersion ?? record.ociVersion,
@@ -1077,7 +1039,7 @@ export class ContainerService {
       return;
     }
     const before = record.status;
-    record.status = state.status === 'creating' ? 'created' : state.status;
+    setStatus(record, state.status === 'creating' ? 'created' : state.status);
     record.pid = state.pid;
     if (record.status === 'running' && !record.startedAt) record.startedAt = new Date().toISOString();
     this.persistWith(record, () => {
@@ -1116,14 +1078,6 @@ export class ContainerService {
   private require(id: string): ContainerRecord {
     const record = this.view.get(id);
     if (!record) throw containerNotFound(id);
-    return record;
-  }
-
-  private requireLive(id: string): ContainerRecord {
-    const record = this.require(id);
-    if (record.status === 'stopped' || record.status === 'creating') {
-      throw new ConflictError('container_not_running', `container "${id}" is not running`, id);
-    }
     return record;
   }
 
