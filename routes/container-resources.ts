@@ -1,5 +1,5 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
-import type { ContainerResourceService } from '../src/bundles/container-resources.js';
+import type { ContainerResourceService } from '../src/lifecycle/container-resources.js';
 import { ContainerIdParams, ProblemSchema } from '../src/schemas/common.js';
 import { ContainerResources, UpdateResourcesBody } from '../src/schemas/bundle.js';
 

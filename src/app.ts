@@ -34,7 +34,7 @@ import {
   type Problem,
 } from './errors.js';
 import type { BundleService } from './bundles/bundle-service.js';
-import type { ContainerResourceService } from './bundles/container-resources.js';
+import type { ContainerResourceService } from './lifecycle/container-resources.js';
 import type { ContainerService } from './lifecycle/container-service.js';
 import { LogService } from './lifecycle/log-service.js';
 import httpObservability, { requestIdFor } from './observability/http-observability.js';

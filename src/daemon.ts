@@ -5,7 +5,7 @@ import type { Logger } from 'pino';
 import { buildApp } from './app.js';
 import type { Config } from './config.js';
 import { BundleService } from './bundles/bundle-service.js';
-import { ContainerResourceService } from './bundles/container-resources.js';
+import { ContainerResourceService } from './lifecycle/container-resources.js';
 import { DEFAULT_INIT_BINARY, DEFAULT_MAX_ROOTFS_BYTES } from './config.js';
 import { BundleInspector } from './lifecycle/bundle-inspector.js';
 import { BundlePolicy, type BundlePolicyRules } from './lifecycle/bundle-policy.js';

@@ -40,6 +40,7 @@ import type { BundleInspector } from './bundle-inspector.js';
 import type { EventAttributes, EventBus } from './event-bus.js';
 import { assertAllowed, setStatus } from './container-states.js';
 import { KeyedMutex } from './keyed-mutex.js';
+import { RunningConfig } from './running-config.js';
 import { RestartScheduler } from './restart-scheduler.js';
 
 export interface ContainerServiceDeps {
@@ -119,14 +120,25 @@ export class ContainerService {
   private readonly watcher: ExitWatcher;
   private readonly restarts: RestartScheduler;
   private readonly owner = userInfo().username;
+  private readonly config: RunningConfig;
   /** runc's `ociVersion` (its spec version), asked once at init so creates need no `runc state`. */
   private runtimeSpecVersion: string | undefined;
   private closed = false;
   private lostMonitorTimer: NodeJS.Timeout | undefined;
 
   constructor(private readonly deps: ContainerServiceDeps) {
+    this.config = new RunningConfig(deps.conmon);
     this.watcher = new ExitWatcher(deps.conmon.exitDir, (id) => void this.onExitFile(id));
     this.restarts = new RestartScheduler((id) => this.restartByPolicy(id));
+  }
+
+  /**
+   * The config.json runc runs for the container (runcd's checked copy, limits changed by `runc update`
+   * included), not the caller's bundle file; undefined for a container adopted from outside runcd.
+   */
+  async runningConfig(id: string): Promise<OciSpec | undefined> {
+    this.require(id);
+    return this.config.read(id);
   }
 
   get events(): EventBus {
@@ -1058,9 +1070,8 @@ export class ContainerService {
     if (cached) return cached;
     // runcd's own copy, the one runc ran: the caller's config.json may have changed since it was checked.
     // Without it (a container adopted from elsewhere) exec gets a bare process: no capabilities at all.
-    const text = await readFile(this.deps.conmon.filesFor(record.id).bundleConfig, 'utf8').catch(() => '{}');
-    const spec = JSON.parse(text) as OciSpec;
-    const template = spec.process ?? { user: { uid: 0, gid: 0 }, args: ['sh'], cwd: '/' };
+    const spec = await this.config.read(record.id);
+    const template = spec?.process ?? { user: { uid: 0, gid: 0 }, args: ['sh'], cwd: '/' };
     this.processTemplates.set(record.id, template);
     return template;
   }

@@ -1,34 +1,32 @@
-import { readFile, rename, writeFile } from 'node:fs/promises';
 import { ConflictError, RuntimeRejectedError } from '../errors.js';
-import type { ContainerService } from '../lifecycle/container-service.js';
+import { CPU_PERIOD_MICROS, mergeResources, resourceUpdate } from '../bundles/config-generator.js';
+import type { BundleService } from '../bundles/bundle-service.js';
 import type { Conmon } from '../runtime/conmon.js';
 import type { OciSpec } from '../runtime/oci.js';
 import { RuntimeError, type Runc } from '../runtime/runc.js';
 import type { ContainerResources, ResourceLimits } from '../schemas/bundle.js';
-import { CPU_PERIOD_MICROS, mergeResources, resourceUpdate } from './config-generator.js';
-import type { BundleService } from './bundle-service.js';
+import { assertAllowed } from './container-states.js';
+import type { ContainerService } from './container-service.js';
+import { RunningConfig } from './running-config.js';
 
 /**
  * PATCH /containers/ID/resources: `runc update` on a live container, then the same limits written into runcd's
  * own copy of its config.json (the one runc reads on a restart), so a restart keeps them.
  */
 export class ContainerResourceService {
+  private readonly config: RunningConfig;
+
   constructor(
-    private readonly containers: ContainerService,
-    private readonly bundles: BundleService,
-    private readonly runc: Runc,
-    private readonly conmon: Conmon,
-  ) {}
+    private readonly containers: Pick<ContainerService, 'get'>,
+    private readonly bundles: Pick<BundleService, 'checkResources'>,
+    private readonly runc: Pick<Runc, 'update'>,
+    conmon: Pick<Conmon, 'filesFor'>,
+  ) {
+    this.config = new RunningConfig(conmon);
+  }
 
   async update(id: string, limits: ResourceLimits): Promise<ContainerResources> {
-    const container = this.containers.get(id);
-    if (container.status === 'stopped' || container.status === 'creating') {
-      throw new ConflictError(
-        'container_not_running',
-        `cannot change the resources of a container that is ${container.status}`,
-        id,
-      );
-    }
+    assertAllowed('update', this.containers.get(id));
     this.bundles.checkResources(limits);
     try {
       await this.runc.update(id, resourceUpdate(limits));
@@ -45,10 +43,15 @@ export class ContainerResourceService {
       }
       throw error;
     }
-    const path = this.conmon.filesFor(id).bundleConfig;
-    const spec = mergeResources(JSON.parse(await readFile(path, 'utf8')) as OciSpec, limits);
-    await writeFile(`${path}.new`, JSON.stringify(spec, null, 2) + '\n', { mode: 0o600 });
-    await rename(`${path}.new`, path);
+    const running = await this.config.read(id);
+    if (!running) {
+      // As before this accessor existed: a 500, since only a container adopted from outside runcd lacks it.
+      throw new Error(
+        `container "${id}" has no config of runcd's own (adopted from outside runcd): its limits were changed but cannot be kept for a restart`,
+      );
+    }
+    const spec = mergeResources(running, limits);
+    await this.config.replace(id, spec);
     return { id, ...limitsOf(spec) };
   }
 }
