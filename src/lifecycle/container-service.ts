@@ -64,6 +64,8 @@ export interface CreateContainerInput {
   stopTimeout?: number | undefined;
   /** For a bundle runcd wrote: the digest of the config.json it wrote; a config changed since is refused. */
   expectedConfigDigest?: string | undefined;
+  /** Deleted once it stops and no restart follows (`docker run --rm`); persisted with the container. */
+  autoRemove?: boolean | undefined;
 }
 
 export interface ContainerFilter {
@@ -119,6 +121,8 @@ export class ContainerService {
   private readonly locks = new KeyedMutex();
   private readonly watcher: ExitWatcher;
   private readonly restarts: RestartScheduler;
+  /** Ids between a caller's restart's stop and its recreate: not auto-removed. */
+  private readonly callerRestarts = new Set<string>();
   private readonly owner = userInfo().username;
   private readonly config: RunningConfig;
   /** runc's `ociVersion` (its spec version), asked once at init so creates need no `runc state`. */
@@ -152,6 +156,10 @@ export class ContainerService {
     this.deps.tombstones.pruneRemovedBefore(new Date(Date.now() - TOMBSTONE_RETENTION_MS).toISOString());
     for (const record of this.deps.repository.all()) this.view.set(record.id, record);
     await this.reconcile();
+    // Stopped while runcd was down, or stopped just before it was killed: removed now, as they would have been.
+    for (const record of this.view.values()) {
+      if (record.autoRemove && record.status === 'stopped') this.scheduleAutoRemove(record.id);
+    }
     await this.watcher.start();
     this.watchLostMonitors();
   }
@@ -236,6 +244,7 @@ export class ContainerService {
         stopTimeout: input.stopTimeout ?? DEFAULT_STOP_TIMEOUT_SECONDS,
         intent: null,
         monitorLost: false,
+        autoRemove: input.autoRemove ?? false,
       };
       this.admit(record);
       this.deps.tombstones.remove(record.id);
@@ -364,17 +373,25 @@ export class ContainerService {
 
   /** Stops the container if needed, then creates and starts it again from the same bundle with the same id. */
   async restart(id: string, options: { timeoutSeconds?: number | undefined } = {}): Promise<Container> {
-    await this.stop(id, { timeoutSeconds: options.timeoutSeconds });
-    return this.locks.run(id, async () => {
-      const record = this.require(id);
-      this.callerStops.delete(id);
-      this.restarts.reset(id);
-      await this.recreateLocked(record, () =>
-        this.deps.events.publish('restart', id, { reason: 'caller', restartCount: record.restartCount }),
-      );
-      await this.refreshExit(record);
-      return toContainer(record);
-    });
+    // A caller's restart is not the end of an auto-remove container (Docker does not remove it either).
+    this.callerRestarts.add(id);
+    try {
+      await this.stop(id, { timeoutSeconds: options.timeoutSeconds });
+      return await this.locks.run(id, async () => {
+        const record = this.require(id);
+        this.callerStops.delete(id);
+        this.restarts.reset(id);
+        await this.recreateLocked(record, () =>
+          this.deps.events.publish('restart', id, { reason: 'caller', restartCount: record.restartCount }),
+        );
+        await this.refreshExit(record);
+        return toContainer(record);
+      });
+    } finally {
+      this.callerRestarts.delete(id);
+      // A restart that failed (or whose container died at once) leaves it stopped: removed after all.
+      if (this.view.get(id)?.status === 'stopped') this.scheduleAutoRemove(id);
+    }
   }
 
   async pause(id: string): Promise<Container> {
@@ -411,25 +428,52 @@ export class ContainerService {
     await this.locks.run(id, async () => {
       const record = this.require(id);
       if (record.status !== 'stopped') await this.refreshExit(record);
-      // `runc delete` of a created container kills its waiting init and removes it without --force (runc's
-      // delete.go), and Docker removes a created container too: only a running or paused one needs force.
       assertAllowed(options.force ? 'delete --force' : 'delete', record);
-      this.restarts.reset(id);
-      this.callerStops.set(id, Infinity);
-      // The intent first: from here on a runcd killed at any step finishes the delete when it starts again,
-      // instead of leaving a row for a container runc no longer has.
-      record.intent = 'delete';
-      this.persist(record);
-      try {
-        await this.deps.runc.delete(id, { force: record.status === 'running' || record.status === 'paused' });
-      } catch (error) {
-        if (!(error instanceof RuntimeError && error.kind === 'not_found')) {
-          record.intent = null;
-          this.persist(record);
-          throw this.translate(error, id, 'delete');
-        }
+      await this.deleteLocked(record);
+    });
+  }
+
+  /** Caller holds the id's lock and has checked that the record's status allows the delete. */
+  private async deleteLocked(record: ContainerRecord): Promise<void> {
+    const id = record.id;
+    this.restarts.reset(id);
+    this.callerStops.set(id, Infinity);
+    // The intent first: from here on a runcd killed at any step finishes the delete when it starts again,
+    // instead of leaving a row for a container runc no longer has.
+    record.intent = 'delete';
+    this.persist(record);
+    try {
+      // `runc delete` kills and removes a created container itself (runc's delete.go): --force only when live.
+      await this.deps.runc.delete(id, { force: record.status === 'running' || record.status === 'paused' });
+    } catch (error) {
+      if (!(error instanceof RuntimeError && error.kind === 'not_found')) {
+        record.intent = null;
+        this.persist(record);
+        throw this.translate(error, id, 'delete');
       }
-      await this.completeDelete(record);
+    }
+    await this.completeDelete(record);
+  }
+
+  /**
+   * Auto-removal of a stopped container whose restart policy does not restart it. Scheduled after the exit's own
+   * handling (the `die` is published from inside it, under the lock) and rechecked under the lock, since a caller
+   * may have deleted, or be restarting, it meanwhile.
+   */
+  private scheduleAutoRemove(id: string): void {
+    setImmediate(() => {
+      if (this.closed) return;
+      void this.locks
+        .run(id, async () => {
+          const record = this.view.get(id);
+          if (!record?.autoRemove || record.status !== 'stopped' || record.intent) return;
+          if (this.callerRestarts.has(id) || this.restarts.pending(id)) return;
+          await this.deleteLocked(record);
+          this.deps.logger.info({ containerId: id }, 'auto-removed');
+        })
+        .catch((error: unknown) =>
+          this.deps.logger.error({ containerId: id, err: error }, 'auto-removal failed'),
+        );
     });
   }
 
@@ -713,6 +757,7 @@ export class ContainerService {
     );
     this.notify(record.id, 'stopped', { ...waitResultOf(record), timedOut: false });
     if (shouldRestart(record) && !this.isCallerStop(record.id)) this.restarts.schedule(record.id, ranForMs);
+    else if (record.autoRemove) this.scheduleAutoRemove(record.id);
   }
 
   private isCallerStop(id: string): boolean {
@@ -833,6 +878,7 @@ export class ContainerService {
         stopTimeout: DEFAULT_STOP_TIMEOUT_SECONDS,
         intent: null,
         monitorLost: false,
+        autoRemove: false,
       };
       this.admit(record);
       this.applyRuntimeState(record, state);
@@ -1172,6 +1218,7 @@ function toContainer(record: ContainerRecord): Container {
     restartCount: record.restartCount,
     stopSignal: signalName(record.stopSignal) ?? String(record.stopSignal),
     stopTimeout: record.stopTimeout,
+    autoRemove: record.autoRemove,
     monitor: record.monitorLost ? 'lost' : 'ok',
   };
 }

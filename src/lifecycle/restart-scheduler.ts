@@ -26,6 +26,11 @@ export class RestartScheduler {
     return delay;
   }
 
+  /** A restart is waiting for its delay. */
+  pending(id: string): boolean {
+    return this.timers.has(id);
+  }
+
   cancel(id: string): void {
     clearTimeout(this.timers.get(id));
     this.timers.delete(id);

@@ -57,6 +57,11 @@ export const Container = z
     restartCount: z.number().int().describe('Restarts performed by the restart policy'),
     stopSignal: z.string().describe('Signal `stop` sends first'),
     stopTimeout: z.number().int().describe('Seconds `stop` waits before SIGKILL'),
+    autoRemove: z
+      .boolean()
+      .describe(
+        'Deleted by runcd (with its delete event) once it stops and no restart follows, even across daemon restarts',
+      ),
     monitor: z
       .enum(['ok', 'lost'])
       .describe(
@@ -83,6 +88,7 @@ export const Container = z
       restartCount: 0,
       stopSignal: 'SIGTERM',
       stopTimeout: 10,
+      autoRemove: false,
       monitor: 'ok',
     },
   });
@@ -109,6 +115,12 @@ export const CreateContainerBody = z
       .max(3600)
       .optional()
       .describe('Default stop timeout in seconds (10)'),
+    autoRemove: z
+      .boolean()
+      .optional()
+      .describe(
+        'Delete the container once it stops and its restart policy does not restart it, like docker run --rm (default false)',
+      ),
   })
   .strict()
   .meta({ example: { id: 'mycontainer', bundle: '/var/lib/runcd/bundles/demo', labels: { app: 'demo' } } });

@@ -30,6 +30,8 @@ export interface ContainerRecord {
   intent: ContainerIntent | null;
   /** conmon was gone while runc still had the container: nobody records its exit (see the README). */
   monitorLost: boolean;
+  /** Deleted by runcd once it stops and no restart follows (`docker run --rm`). */
+  autoRemove: boolean;
 }
 
 interface ContainerRow {
@@ -53,6 +55,7 @@ interface ContainerRow {
   stop_timeout: number;
   intent: string | null;
   monitor_lost: number;
+  auto_remove: number;
 }
 
 function fromRow(row: ContainerRow): ContainerRecord {
@@ -77,6 +80,7 @@ function fromRow(row: ContainerRow): ContainerRecord {
     stopTimeout: row.stop_timeout,
     intent: row.intent as ContainerIntent | null,
     monitorLost: row.monitor_lost === 1,
+    autoRemove: row.auto_remove === 1,
   };
 }
 
@@ -102,6 +106,7 @@ function toParams(record: ContainerRecord) {
     stop_timeout: record.stopTimeout,
     intent: record.intent,
     monitor_lost: record.monitorLost ? 1 : 0,
+    auto_remove: record.autoRemove ? 1 : 0,
   };
 }
 
@@ -114,17 +119,18 @@ export class ContainerRepository {
       insert: db.prepare(
         `INSERT INTO containers (id, status, bundle, rootfs, config_digest, labels, pid, oci_version, owner,
            created, started_at, finished_at, exit_code, oom_killed, restart_policy, restart_count, stop_signal,
-           stop_timeout, intent, monitor_lost)
+           stop_timeout, intent, monitor_lost, auto_remove)
          VALUES (@id, @status, @bundle, @rootfs, @config_digest, @labels, @pid, @oci_version, @owner,
            @created, @started_at, @finished_at, @exit_code, @oom_killed, @restart_policy, @restart_count,
-           @stop_signal, @stop_timeout, @intent, @monitor_lost)`,
+           @stop_signal, @stop_timeout, @intent, @monitor_lost, @auto_remove)`,
       ),
       update: db.prepare(
         `UPDATE containers SET status = @status, bundle = @bundle, rootfs = @rootfs, config_digest = @config_digest,
            labels = @labels, pid = @pid, oci_version = @oci_version, owner = @owner, created = @created,
            started_at = @started_at, finished_at = @finished_at, exit_code = @exit_code, oom_killed = @oom_killed,
            restart_policy = @restart_policy, restart_count = @restart_count, stop_signal = @stop_signal,
-           stop_timeout = @stop_timeout, intent = @intent, monitor_lost = @monitor_lost
+           stop_timeout = @stop_timeout, intent = @intent, monitor_lost = @monitor_lost,
+           auto_remove = @auto_remove
          WHERE id = @id`,
       ),
       remove: db.prepare<[string]>('DELETE FROM containers WHERE id = ?'),

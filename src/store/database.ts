@@ -76,6 +76,8 @@ const MIGRATIONS: readonly string[] = [
   // issue 13: what an operation in flight had started (so a restarted runcd finishes it) and a lost monitor.
   `ALTER TABLE containers ADD COLUMN intent TEXT CHECK (intent IN ('restart', 'delete'));
    ALTER TABLE containers ADD COLUMN monitor_lost INTEGER NOT NULL DEFAULT 0`,
+  // issue 14: auto-removal (`docker run --rm`) is the container's, so a restarted runcd still removes it.
+  `ALTER TABLE containers ADD COLUMN auto_remove INTEGER NOT NULL DEFAULT 0`,
 ];
 
 /**
