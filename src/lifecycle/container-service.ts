@@ -1,33 +1,12 @@
-import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
-import { userInfo } from 'node:os';
 import type { Logger } from 'pino';
-import {
-  ConflictError,
-  containerNotFound,
-  DomainError,
-  InvalidInputError,
-  NotFoundError,
-  RuntimeFailureError,
-  RuntimeRejectedError,
-  TimeoutError,
-} from '../errors.js';
-import type { Conmon, ExitRecord } from '../runtime/conmon.js';
+import { ConflictError, RuntimeFailureError, TimeoutError } from '../errors.js';
 import { ExitWatcher } from '../runtime/exit-watcher.js';
-import type { OciProcess, OciSpec } from '../runtime/oci.js';
-import { isProcessRunning, readProcess } from '../runtime/procfs.js';
-import {
-  RuntimeError,
-  UNLIMITED,
-  type ExecOutput,
-  type Runc,
-  type RuntimeState,
-  type RuntimeStats,
-} from '../runtime/runc.js';
+import type { OciSpec } from '../runtime/oci.js';
+import { readProcess } from '../runtime/procfs.js';
+import { RuntimeError, type ExecOutput } from '../runtime/runc.js';
 import type {
   Container,
   ContainerStats,
-  ContainerStatus,
   ExecBody,
   ExecResult,
   RestartPolicy,
@@ -37,19 +16,35 @@ import { signalName, type Signal } from '../signals.js';
 import type { ContainerRecord, ContainerRepository } from '../store/container-repository.js';
 import type { TombstoneRepository } from '../store/tombstone-repository.js';
 import type { BundleInspector } from './bundle-inspector.js';
-import type { EventAttributes, EventBus } from './event-bus.js';
-import { assertAllowed, setStatus } from './container-states.js';
+import { readPasswd, toContainerStats, type ContainerProcessInfo } from './container-inspection.js';
+import { ContainerInstances, type ContainerMonitor, type ContainerRuntime } from './container-instances.js';
+import { Reconciler } from './container-reconcile.js';
+import { assertAllowed } from './container-states.js';
+import { ContainerView, toContainer, type ContainerFilter } from './container-view.js';
+import { ContainerWaiters, withTimeout, type WaitCondition } from './container-waiters.js';
+import type { EventBus } from './event-bus.js';
+import { buildExecProcess, ExecProcessTemplates } from './exec-process.js';
 import { KeyedMutex } from './keyed-mutex.js';
+import { RestartPolicy as RestartPolicyRule } from './restart-policy.js';
 import { RunningConfig } from './running-config.js';
-import { RestartScheduler } from './restart-scheduler.js';
+import { translateRuntimeError } from './runtime-error-translation.js';
+
+export type { ContainerProcessInfo } from './container-inspection.js';
+export type { ContainerMonitor, ContainerRuntime } from './container-instances.js';
+export type { ContainerFilter } from './container-view.js';
+export type { WaitCondition } from './container-waiters.js';
+export { buildExecProcess } from './exec-process.js';
+
+/** The bundle checks the lifecycle asks for at create and exec. */
+export type ContainerBundleChecks = Pick<BundleInspector, 'inspect' | 'checkExecProcess' | 'checkExecPaths'>;
 
 export interface ContainerServiceDeps {
-  repository: ContainerRepository;
-  tombstones: TombstoneRepository;
+  repository: Pick<ContainerRepository, 'all' | 'insert' | 'save' | 'remove'>;
+  tombstones: Pick<TombstoneRepository, 'get' | 'put' | 'remove' | 'pruneRemovedBefore'>;
   events: EventBus;
-  runc: Runc;
-  conmon: Conmon;
-  bundles: BundleInspector;
+  runc: ContainerRuntime;
+  conmon: ContainerMonitor;
+  bundles: ContainerBundleChecks;
   logger: Logger;
   execOutputLimitBytes?: number;
 }
@@ -68,81 +63,62 @@ export interface CreateContainerInput {
   autoRemove?: boolean | undefined;
 }
 
-export interface ContainerFilter {
-  status?: ContainerStatus | undefined;
-  labels?: Array<[string, string]> | undefined;
-}
-
-export type WaitCondition = 'stopped' | 'removed';
-
-export interface ContainerProcessInfo {
-  pid: number;
-  ppid: number;
-  uid: number;
-  user: string;
-  state: string;
-  command: string;
-}
-
-type Waiter = (condition: WaitCondition, result: WaitResult) => void;
-
 const SIGKILL = 9;
 const SIGTERM = 15;
 const KILL_SETTLE_TIMEOUT_MS = 2_000;
 const SIGKILL_STOP_TIMEOUT_MS = 10_000;
 const DEFAULT_EXEC_OUTPUT_LIMIT = 1024 * 1024;
 const DEFAULT_STOP_TIMEOUT_SECONDS = 10;
-/** A container that dies this soon after a caller's kill was stopped by the caller: no policy restart. */
-const CALLER_KILL_WINDOW_MS = 10_000;
-/** Exit codes of deleted containers stay readable through wait for at least 5 minutes. */
-const TOMBSTONE_RETENTION_MS = 10 * 60_000;
-/** How often the init of a container without its monitor is looked for in /proc (nobody else reports its end). */
-const LOST_MONITOR_POLL_MS = 500;
-/** The mark on events a restarted runcd publishes for what it found or finished at startup. */
-const RECONCILED: EventAttributes = { reconciled: true };
 
 /**
- * Owns the container state machine (creating → created → running ⇄ paused → stopped), per-id locking, events
- * and persistence. runc stays the source of truth for live status; the store is the source of truth for what
- * runcd created; the in-memory view is kept exact by runcd's own operations and by conmon's exit files, so reads
- * never spawn runc.
+ * The container operations (create, start, exec, kill, stop, restart, pause, resume, delete, wait, processes,
+ * stats, logs), each under the id's lock and after asking the state table (container-states.ts). runc stays the
+ * source of truth for live status; the store for what runcd created; the in-memory view (container-view.ts) is
+ * kept exact by these operations and by conmon's exit files, so reads never spawn runc. The steps they share
+ * with reconcile are in container-instances.ts; startup in container-reconcile.ts; restarts in restart-policy.ts.
  */
 export class ContainerService {
-  private readonly view = new Map<string, ContainerRecord>();
-  /**
-   * Moves on with every change a read can show (a persisted record, one added or removed), so an answer built
-   * from the view at one revision stays exact until it moves: GET /containers serves its bytes from that.
-   */
-  private revision = 0;
-  private readonly processTemplates = new Map<string, OciProcess>();
-  private readonly waiters = new Map<string, Set<Waiter>>();
-  /** id → time until which a death counts as caller-requested (Infinity after an explicit stop). */
-  private readonly callerStops = new Map<string, number>();
+  private readonly view: ContainerView;
+  private readonly waiters: ContainerWaiters;
+  private readonly policy: RestartPolicyRule;
+  private readonly instances: ContainerInstances;
+  private readonly reconciler: Reconciler;
+  private readonly templates: ExecProcessTemplates;
+  private readonly config: RunningConfig;
   private readonly locks = new KeyedMutex();
   private readonly watcher: ExitWatcher;
-  private readonly restarts: RestartScheduler;
-  /** Ids between a caller's restart's stop and its recreate: not auto-removed. */
-  private readonly callerRestarts = new Set<string>();
-  private readonly owner = userInfo().username;
-  private readonly config: RunningConfig;
-  /** runc's `ociVersion` (its spec version), asked once at init so creates need no `runc state`. */
-  private runtimeSpecVersion: string | undefined;
   private closed = false;
-  private lostMonitorTimer: NodeJS.Timeout | undefined;
 
   constructor(private readonly deps: ContainerServiceDeps) {
+    this.view = new ContainerView(deps.repository, deps.events);
+    this.waiters = new ContainerWaiters(deps.tombstones);
+    this.policy = new RestartPolicyRule((id) => this.restartByPolicy(id));
     this.config = new RunningConfig(deps.conmon);
+    this.templates = new ExecProcessTemplates(this.config);
+    this.instances = new ContainerInstances({
+      runc: deps.runc,
+      conmon: deps.conmon,
+      events: deps.events,
+      logger: deps.logger,
+      view: this.view,
+      waiters: this.waiters,
+      policy: this.policy,
+      templates: this.templates,
+      onFinalStop: (record) => {
+        if (record.autoRemove) this.scheduleAutoRemove(record.id);
+      },
+    });
+    this.reconciler = new Reconciler({
+      runc: deps.runc,
+      conmon: deps.conmon,
+      events: deps.events,
+      logger: deps.logger,
+      view: this.view,
+      instances: this.instances,
+      policy: this.policy,
+      locks: this.locks,
+    });
     this.watcher = new ExitWatcher(deps.conmon.exitDir, (id) => void this.onExitFile(id));
-    this.restarts = new RestartScheduler((id) => this.restartByPolicy(id));
-  }
-
-  /**
-   * The config.json runc runs for the container (runcd's checked copy, limits changed by `runc update`
-   * included), not the caller's bundle file; undefined for a container adopted from outside runcd.
-   */
-  async runningConfig(id: string): Promise<OciSpec | undefined> {
-    this.require(id);
-    return this.config.read(id);
   }
 
   get events(): EventBus {
@@ -152,59 +128,62 @@ export class ContainerService {
   /** Loads the store, reconciles it with the runtime, then starts watching for exits. */
   async init(): Promise<void> {
     await this.deps.conmon.prepare();
-    this.runtimeSpecVersion = await this.deps.runc.specVersion();
-    this.deps.tombstones.pruneRemovedBefore(new Date(Date.now() - TOMBSTONE_RETENTION_MS).toISOString());
-    for (const record of this.deps.repository.all()) this.view.set(record.id, record);
-    await this.reconcile();
+    this.instances.runtimeSpecVersion = await this.deps.runc.specVersion();
+    this.waiters.pruneTombstones();
+    this.view.load();
+    await this.reconciler.reconcile();
     // Stopped while runcd was down, or stopped just before it was killed: removed now, as they would have been.
-    for (const record of this.view.values()) {
+    for (const record of this.view.all()) {
       if (record.autoRemove && record.status === 'stopped') this.scheduleAutoRemove(record.id);
     }
     await this.watcher.start();
-    this.watchLostMonitors();
+    this.reconciler.watchLostMonitors();
   }
 
   close(): void {
     this.closed = true;
     this.watcher.stop();
-    this.restarts.cancelAll();
-    clearInterval(this.lostMonitorTimer);
+    this.policy.cancelAll();
+    this.reconciler.close();
   }
 
   get viewRevision(): number {
-    return this.revision;
+    return this.view.revision;
   }
 
   list(filter: ContainerFilter = {}): Container[] {
-    const result: Container[] = [];
-    for (const record of this.view.values()) {
-      if (filter.status && record.status !== filter.status) continue;
-      if (filter.labels?.some(([key, value]) => record.labels[key] !== value)) continue;
-      result.push(toContainer(record));
-    }
-    return result;
+    return this.view.list(filter);
   }
 
   get(id: string): Container {
-    return toContainer(this.require(id));
+    return toContainer(this.view.require(id));
+  }
+
+  /**
+   * The config.json runc runs for the container (runcd's checked copy, limits changed by `runc update`
+   * included), not the caller's bundle file; undefined for a container adopted from outside runcd.
+   */
+  async runningConfig(id: string): Promise<OciSpec | undefined> {
+    this.view.require(id);
+    return this.config.read(id);
   }
 
   /** Asks the runtime instead of the view (`?refresh=true`), correcting the view if they disagree. */
   async refresh(id: string): Promise<Container> {
     return this.locks.run(id, async () => {
-      const record = this.require(id);
+      const record = this.view.require(id);
       if (record.status === 'stopped') return toContainer(record);
       const exit = await this.deps.conmon.readExit(id);
       if (exit) {
-        this.markStopped(record, exit);
+        this.instances.markStopped(record, exit);
         return toContainer(record);
       }
       try {
-        this.applyRuntimeState(record, await this.deps.runc.state(id));
+        this.instances.applyRuntimeState(record, await this.deps.runc.state(id));
       } catch (error) {
         if (!(error instanceof RuntimeError && error.kind === 'not_found'))
-          throw this.translate(error, id, 'state');
-        this.markStopped(record, undefined);
+          throw translateRuntimeError(error, id, 'state');
+        this.instances.markStopped(record, undefined);
       }
       return toContainer(record);
     });
@@ -231,7 +210,7 @@ export class ContainerService {
         rootfs: bundle.rootfs,
         created: new Date().toISOString(),
         ociVersion: bundle.spec.ociVersion ?? '',
-        owner: this.owner,
+        owner: this.instances.owner,
         labels: input.labels ?? {},
         exitCode: null,
         oomKilled: false,
@@ -246,16 +225,16 @@ export class ContainerService {
         monitorLost: false,
         autoRemove: input.autoRemove ?? false,
       };
-      this.admit(record);
-      this.deps.tombstones.remove(record.id);
+      this.view.admit(record);
+      this.waiters.forgetTombstone(record.id);
       try {
-        await this.createInstance(record, bundle.runtimeConfig, () =>
+        await this.instances.create(record, bundle.runtimeConfig, () =>
           this.deps.events.publish('create', record.id, { bundle: record.bundle }),
         );
-        this.processTemplates.set(record.id, bundle.spec.process!);
+        this.templates.remember(record.id, bundle.spec.process!);
       } catch (error) {
-        await this.discardFailedCreate(record.id);
-        throw this.translate(error, record.id, 'create');
+        await this.instances.discardFailedCreate(record.id);
+        throw translateRuntimeError(error, record.id, 'create');
       }
       this.deps.logger.info({ containerId: record.id, pid: record.pid }, 'container created');
       if (input.start) await this.startLocked(record);
@@ -265,7 +244,7 @@ export class ContainerService {
 
   async start(id: string): Promise<Container> {
     return this.locks.run(id, async () => {
-      const record = this.require(id);
+      const record = this.view.require(id);
       await this.startLocked(record);
       return toContainer(record);
     });
@@ -273,9 +252,9 @@ export class ContainerService {
 
   /** With `output`, output is streamed to the caller as it comes (and the result's stdout/stderr are empty). */
   async exec(id: string, request: ExecBody, output?: ExecOutput): Promise<ExecResult> {
-    const record = this.require(id);
+    const record = this.view.require(id);
     assertAllowed('exec', record);
-    const process = buildExecProcess(await this.processTemplate(record), request);
+    const process = buildExecProcess(await this.templates.of(id), request);
     this.deps.bundles.checkExecProcess(process);
     await this.deps.bundles.checkExecPaths(record, process);
     let result: ExecResult;
@@ -286,10 +265,10 @@ export class ContainerService {
         output,
       });
     } catch (error) {
-      const translated = this.translate(error, id, 'exec');
+      const translated = translateRuntimeError(error, id, 'exec');
       // runc's words for an exec whose container died under it vary with the moment (the ones known are
       // classified as `died`); whatever they are, a container that is no longer running means a lost race.
-      if (translated instanceof RuntimeFailureError && !(await this.stillRunning(id))) {
+      if (translated instanceof RuntimeFailureError && !(await this.instances.stillRunning(id))) {
         throw new ConflictError(
           'container_stopped',
           `the container stopped during exec: ${translated.message}`,
@@ -307,13 +286,13 @@ export class ContainerService {
    * that kills and then reads the container sees it stopped, with its exit code, as the seed's walkthrough expects.
    */
   async kill(id: string, signal: Signal): Promise<void> {
-    const exited = this.waitForCondition(id, 'stopped');
+    const exited = this.waiters.register(id, 'stopped');
     try {
       await this.locks.run(id, async () => {
-        const record = this.require(id);
+        const record = this.view.require(id);
         assertAllowed('kill', record);
-        this.callerStops.set(id, Math.max(this.callerStops.get(id) ?? 0, Date.now() + CALLER_KILL_WINDOW_MS));
-        await this.signal(record, signal.number);
+        this.policy.callerKilled(id);
+        await this.instances.signal(record, signal.number);
         this.deps.events.publish('kill', id, { signal: signal.name });
         this.deps.logger.info({ containerId: id, signal: signal.name }, 'signal sent');
       });
@@ -331,19 +310,18 @@ export class ContainerService {
     id: string,
     options: { timeoutSeconds?: number | undefined; signal?: Signal | undefined } = {},
   ): Promise<Container> {
-    const record = this.require(id);
+    const record = this.view.require(id);
     if (record.status === 'stopped') return toContainer(record);
     const timeoutSeconds = options.timeoutSeconds ?? record.stopTimeout;
     const signalNumber = options.signal?.number ?? record.stopSignal;
-    const exited = this.waitForCondition(id, 'stopped');
+    const exited = this.waiters.register(id, 'stopped');
     try {
       const alreadyStopped = await this.locks.run(id, async () => {
-        const current = this.require(id);
+        const current = this.view.require(id);
         if (current.status === 'stopped') return true;
         assertAllowed('stop', current);
-        this.restarts.cancel(id);
-        this.callerStops.set(id, Infinity);
-        await this.signal(current, signalNumber, true);
+        this.policy.callerStopped(id);
+        await this.instances.signal(current, signalNumber, true);
         return false;
       });
       if (!alreadyStopped) {
@@ -353,8 +331,8 @@ export class ContainerService {
             : await withTimeout(exited.promise, timeoutSeconds * 1000);
         if (!graceful) {
           await this.locks.run(id, async () => {
-            const current = this.require(id);
-            if (current.status !== 'stopped') await this.signal(current, SIGKILL, true);
+            const current = this.view.require(id);
+            if (current.status !== 'stopped') await this.instances.signal(current, SIGKILL, true);
           });
           if (!(await withTimeout(exited.promise, SIGKILL_STOP_TIMEOUT_MS))) {
             throw new TimeoutError('stop_timeout', `container "${id}" did not stop after SIGKILL`, id);
@@ -368,138 +346,68 @@ export class ContainerService {
     } finally {
       exited.cancel();
     }
-    return toContainer(this.require(id));
+    return toContainer(this.view.require(id));
   }
 
   /** Stops the container if needed, then creates and starts it again from the same bundle with the same id. */
   async restart(id: string, options: { timeoutSeconds?: number | undefined } = {}): Promise<Container> {
-    // A caller's restart is not the end of an auto-remove container (Docker does not remove it either).
-    this.callerRestarts.add(id);
+    assertAllowed('restart', this.view.require(id));
     try {
-      await this.stop(id, { timeoutSeconds: options.timeoutSeconds });
-      return await this.locks.run(id, async () => {
-        const record = this.require(id);
-        this.callerStops.delete(id);
-        this.restarts.reset(id);
-        await this.recreateLocked(record, () =>
-          this.deps.events.publish('restart', id, { reason: 'caller', restartCount: record.restartCount }),
-        );
-        await this.refreshExit(record);
-        return toContainer(record);
+      // A caller's restart is not the end of an auto-remove container (Docker does not remove it either).
+      return await this.policy.duringCallerRestart(id, async () => {
+        await this.stop(id, { timeoutSeconds: options.timeoutSeconds });
+        return this.locks.run(id, async () => {
+          const record = this.view.require(id);
+          this.policy.callerStarted(id);
+          this.policy.reset(id);
+          await this.instances.recreate(record, () =>
+            this.deps.events.publish('restart', id, { reason: 'caller', restartCount: record.restartCount }),
+          );
+          await this.instances.refreshExit(record);
+          return toContainer(record);
+        });
       });
     } finally {
-      this.callerRestarts.delete(id);
       // A restart that failed (or whose container died at once) leaves it stopped: removed after all.
-      if (this.view.get(id)?.status === 'stopped') this.scheduleAutoRemove(id);
+      if (this.view.find(id)?.status === 'stopped') this.scheduleAutoRemove(id);
     }
   }
 
   async pause(id: string): Promise<Container> {
     return this.locks.run(id, async () => {
-      const record = this.require(id);
+      const record = this.view.require(id);
       assertAllowed('pause', record);
       try {
         await this.deps.runc.pause(id);
       } catch (error) {
-        throw this.translate(error, id, 'pause');
+        throw translateRuntimeError(error, id, 'pause');
       }
-      setStatus(record, 'paused');
-      this.persistWith(record, () => this.deps.events.publish('pause', id));
+      this.instances.paused(record);
       return toContainer(record);
     });
   }
 
   async resume(id: string): Promise<Container> {
     return this.locks.run(id, async () => {
-      const record = this.require(id);
+      const record = this.view.require(id);
       assertAllowed('resume', record);
       try {
         await this.deps.runc.resume(id);
       } catch (error) {
-        throw this.translate(error, id, 'resume');
+        throw translateRuntimeError(error, id, 'resume');
       }
-      setStatus(record, 'running');
-      this.persistWith(record, () => this.deps.events.publish('resume', id));
+      this.instances.resumed(record);
       return toContainer(record);
     });
   }
 
   async delete(id: string, options: { force: boolean }): Promise<void> {
     await this.locks.run(id, async () => {
-      const record = this.require(id);
-      if (record.status !== 'stopped') await this.refreshExit(record);
+      const record = this.view.require(id);
+      if (record.status !== 'stopped') await this.instances.refreshExit(record);
       assertAllowed(options.force ? 'delete --force' : 'delete', record);
-      await this.deleteLocked(record);
+      await this.instances.delete(record);
     });
-  }
-
-  /** Caller holds the id's lock and has checked that the record's status allows the delete. */
-  private async deleteLocked(record: ContainerRecord): Promise<void> {
-    const id = record.id;
-    this.restarts.reset(id);
-    this.callerStops.set(id, Infinity);
-    // The intent first: from here on a runcd killed at any step finishes the delete when it starts again,
-    // instead of leaving a row for a container runc no longer has.
-    record.intent = 'delete';
-    this.persist(record);
-    try {
-      // `runc delete` kills and removes a created container itself (runc's delete.go): --force only when live.
-      await this.deps.runc.delete(id, { force: record.status === 'running' || record.status === 'paused' });
-    } catch (error) {
-      if (!(error instanceof RuntimeError && error.kind === 'not_found')) {
-        record.intent = null;
-        this.persist(record);
-        throw this.translate(error, id, 'delete');
-      }
-    }
-    await this.completeDelete(record);
-  }
-
-  /**
-   * Auto-removal of a stopped container whose restart policy does not restart it. Scheduled after the exit's own
-   * handling (the `die` is published from inside it, under the lock) and rechecked under the lock, since a caller
-   * may have deleted, or be restarting, it meanwhile.
-   */
-  private scheduleAutoRemove(id: string): void {
-    setImmediate(() => {
-      if (this.closed) return;
-      void this.locks
-        .run(id, async () => {
-          const record = this.view.get(id);
-          if (!record?.autoRemove || record.status !== 'stopped' || record.intent) return;
-          if (this.callerRestarts.has(id) || this.restarts.pending(id)) return;
-          await this.deleteLocked(record);
-          this.deps.logger.info({ containerId: id }, 'auto-removed');
-        })
-        .catch((error: unknown) =>
-          this.deps.logger.error({ containerId: id, err: error }, 'auto-removal failed'),
-        );
-    });
-  }
-
-  /** The steps of a delete after `runc delete`: the exit, the files, the tombstone, the row, the event. */
-  private async completeDelete(record: ContainerRecord, attributes?: EventAttributes): Promise<void> {
-    const id = record.id;
-    await this.deps.conmon.waitForMonitorExit(id);
-    if (record.status !== 'stopped')
-      this.markStopped(record, await this.deps.conmon.readExit(id), attributes);
-    await this.deps.conmon.removeFiles(id);
-    const tombstone = {
-      id,
-      exitCode: record.exitCode,
-      oomKilled: record.oomKilled,
-      finishedAt: record.finishedAt,
-      removedAt: new Date().toISOString(),
-    };
-    this.deps.events.atomically(() => {
-      this.deps.tombstones.put(tombstone);
-      this.forget(id);
-      this.deps.events.publish('delete', id, attributes);
-    });
-    this.processTemplates.delete(id);
-    this.callerStops.delete(id);
-    this.notify(id, 'removed', { ...waitResultOf(record), timedOut: false });
-    this.deps.logger.info({ containerId: id }, 'container deleted');
   }
 
   /**
@@ -507,38 +415,17 @@ export class ContainerService {
    * race past it. Answers at once when the condition already holds; a deleted container answers from its tombstone.
    */
   waitFor(id: string, condition: WaitCondition): { result: Promise<WaitResult>; cancel: () => void } {
-    const record = this.view.get(id);
-    if (!record) {
-      const tombstone = this.deps.tombstones.get(id);
-      if (!tombstone) throw containerNotFound(id);
-      return {
-        result: Promise.resolve({
-          exitCode: tombstone.exitCode,
-          oomKilled: tombstone.oomKilled,
-          finishedAt: tombstone.finishedAt,
-          timedOut: false,
-        }),
-        cancel: () => undefined,
-      };
-    }
-    if (condition === 'stopped' && record.status === 'stopped') {
-      return {
-        result: Promise.resolve({ ...waitResultOf(record), timedOut: false }),
-        cancel: () => undefined,
-      };
-    }
-    const waiter = this.waitForCondition(id, condition);
-    return { result: waiter.promise, cancel: waiter.cancel };
+    return this.waiters.waitFor(id, this.view.find(id), condition);
   }
 
   async processes(id: string): Promise<ContainerProcessInfo[]> {
-    const record = this.require(id);
+    const record = this.view.require(id);
     assertAllowed('processes', record);
     let pids: number[];
     try {
       pids = await this.deps.runc.ps(id);
     } catch (error) {
-      throw this.translate(error, id, 'ps');
+      throw translateRuntimeError(error, id, 'ps');
     }
     const users = await readPasswd(record.rootfs);
     const details = await Promise.all(pids.map((pid) => readProcess(pid)));
@@ -548,11 +435,11 @@ export class ContainerService {
   }
 
   async stats(id: string): Promise<ContainerStats> {
-    assertAllowed('stats', this.require(id));
+    assertAllowed('stats', this.view.require(id));
     try {
       return toContainerStats(id, await this.deps.runc.stats(id));
     } catch (error) {
-      throw this.translate(error, id, 'stats');
+      throw translateRuntimeError(error, id, 'stats');
     }
   }
 
@@ -563,11 +450,11 @@ export class ContainerService {
     onStats: (stats: ContainerStats) => void,
     signal: AbortSignal,
   ): Promise<void> {
-    assertAllowed('stats', this.require(id));
+    assertAllowed('stats', this.view.require(id));
     const stream = await this.deps.runc.streamStats(id, intervalSeconds, (stats) =>
       onStats(toContainerStats(id, stats)),
     );
-    const stopped = this.waitForCondition(id, 'stopped');
+    const stopped = this.waiters.register(id, 'stopped');
     const aborted = new Promise<void>((resolve) =>
       signal.addEventListener('abort', () => resolve(), { once: true }),
     );
@@ -581,10 +468,10 @@ export class ContainerService {
 
   /** The container's log file and a promise that settles when the container stops (or is deleted). */
   logSource(id: string): { path: string; running: boolean; stopped: Promise<unknown>; cancel: () => void } {
-    const record = this.require(id);
+    const record = this.view.require(id);
     const running = record.status !== 'stopped';
     const stopped = running
-      ? this.waitForCondition(id, 'stopped')
+      ? this.waiters.register(id, 'stopped')
       : { promise: Promise.resolve(), cancel: () => undefined };
     return {
       path: this.deps.conmon.filesFor(id).log,
@@ -604,114 +491,26 @@ export class ContainerService {
         id,
       );
     }
-    this.callerStops.delete(id);
-    await this.startInstance(record, () => this.deps.events.publish('start', id, { pid: record.pid }));
+    this.policy.callerStarted(id);
+    await this.instances.start(record, () => this.deps.events.publish('start', id, { pid: record.pid }));
     // A process that exits at once may already have its exit file; report it stopped right away.
-    await this.refreshExit(record);
+    await this.instances.refreshExit(record);
     this.deps.logger.info({ containerId: id }, 'container started');
-  }
-
-  /**
-   * conmon + `runc create` on runcd's checked copy of the record's config (written from `runtimeConfig` on the
-   * first create, reused on restarts). Everything `runc state` would add is known without asking it (a `runc
-   * state` here cost a whole runc process per create): conmon reports the init pid, runc's ociVersion is its spec
-   * version, `created` is when runc create ran, and the owner is runcd's user.
-   */
-  private async createInstance(
-    record: ContainerRecord,
-    runtimeConfig?: string,
-    announce?: () => void,
-  ): Promise<void> {
-    const created = new Date().toISOString();
-    const { pid } = await this.deps.conmon.create(record.id, runtimeConfig);
-    setStatus(record, 'created');
-    Object.assign(record, {
-      pid,
-      created,
-      ociVersion: this.runtimeSpecVersion ?? record.ociVersion,
-      owner: this.owner,
-      exitCode: null,
-      oomKilled: false,
-      startedAt: null,
-      finishedAt: null,
-      monitorLost: false,
-    });
-    this.persistWith(record, announce);
-  }
-
-  private async startInstance(record: ContainerRecord, announce?: () => void): Promise<void> {
-    try {
-      await this.deps.runc.start(record.id);
-    } catch (error) {
-      throw this.translate(error, record.id, 'start');
-    }
-    setStatus(record, 'running');
-    record.startedAt = new Date().toISOString();
-    // A restart's intent lasts until here: killed before, the restarted runcd starts the container itself.
-    record.intent = null;
-    this.persistWith(record, announce);
-  }
-
-  /**
-   * Replaces a stopped container's runtime instance: runc delete, then create and start from the same bundle. The
-   * caller publishes `restart` and then looks for an exit, so a container that dies at once has its `die` after
-   * the `restart` that began its run.
-   */
-  private async recreateLocked(record: ContainerRecord, announce: () => void): Promise<void> {
-    if (record.status !== 'stopped') {
-      throw new ConflictError(
-        'container_not_stopped',
-        `container "${record.id}" is ${record.status}`,
-        record.id,
-      );
-    }
-    try {
-      await this.deps.runc.delete(record.id);
-    } catch (error) {
-      if (!(error instanceof RuntimeError && error.kind === 'not_found'))
-        throw this.translate(error, record.id, 'delete');
-    }
-    await this.deps.conmon.waitForMonitorExit(record.id);
-    await this.deps.conmon.clearExit(record.id);
-    // `creating` with the restart's intent: a runcd killed during the create finishes it (or puts the container
-    // back to stopped, its last exit kept) instead of keeping a stopped row over a new runc container.
-    setStatus(record, 'creating');
-    record.intent = 'restart';
-    this.persist(record);
-    try {
-      await this.createInstance(record);
-    } catch (error) {
-      // The old instance is gone and no new one exists: the container stays stopped with its last exit.
-      setStatus(record, 'stopped');
-      record.pid = 0;
-      record.intent = null;
-      this.persist(record);
-      throw this.translate(error, record.id, 'create');
-    }
-    try {
-      await this.startInstance(record, announce);
-    } finally {
-      // A start that failed leaves a created container: nothing is left to finish.
-      if (record.intent) {
-        record.intent = null;
-        this.persist(record);
-      }
-    }
   }
 
   private async restartByPolicy(id: string): Promise<void> {
     if (this.closed) return;
     await this.locks.run(id, async () => {
-      const record = this.view.get(id);
-      if (!record || record.status !== 'stopped' || this.isCallerStop(id)) return;
+      const record = this.view.find(id);
+      if (!record || record.status !== 'stopped' || this.policy.isCallerStop(id)) return;
       try {
         record.restartCount++;
         // Readable at once; the store gets it with the recreate's own persist below.
-        this.revision++;
-        await this.recreateLocked(record, () =>
+        this.view.touch();
+        await this.instances.recreate(record, () =>
           this.deps.events.publish('restart', id, { reason: 'policy', restartCount: record.restartCount }),
         );
-        await this.refreshExit(record);
+        await this.instances.refreshExit(record);
         this.deps.logger.info({ containerId: id, restartCount: record.restartCount }, 'restarted by policy');
       } catch (error) {
         this.deps.logger.error({ containerId: id, err: error }, 'restart by policy failed');
@@ -719,570 +518,33 @@ export class ContainerService {
     });
   }
 
+  /**
+   * Auto-removal of a stopped container whose restart policy does not restart it. Scheduled after the exit's own
+   * handling (the `die` is published from inside it, under the lock) and rechecked under the lock, since a caller
+   * may have deleted, or be restarting, it meanwhile.
+   */
+  private scheduleAutoRemove(id: string): void {
+    setImmediate(() => {
+      if (this.closed) return;
+      void this.locks
+        .run(id, async () => {
+          const record = this.view.find(id);
+          if (!record?.autoRemove || record.status !== 'stopped' || record.intent) return;
+          if (this.policy.isCallerRestarting(id) || this.policy.pending(id)) return;
+          await this.instances.delete(record);
+          this.deps.logger.info({ containerId: id }, 'auto-removed');
+        })
+        .catch((error: unknown) =>
+          this.deps.logger.error({ containerId: id, err: error }, 'auto-removal failed'),
+        );
+    });
+  }
+
   private async onExitFile(id: string): Promise<void> {
     if (!this.view.has(id)) return;
     await this.locks.run(id, async () => {
-      const record = this.view.get(id);
-      if (record && record.status !== 'stopped') await this.refreshExit(record);
+      const record = this.view.find(id);
+      if (record && record.status !== 'stopped') await this.instances.refreshExit(record);
     });
   }
-
-  /** Marks the record stopped when conmon has written its exit file. Caller holds the id's lock. */
-  private async refreshExit(record: ContainerRecord): Promise<void> {
-    const exit = await this.deps.conmon.readExit(record.id);
-    if (exit) this.markStopped(record, exit);
-  }
-
-  private markStopped(
-    record: ContainerRecord,
-    exit: ExitRecord | undefined,
-    attributes?: EventAttributes,
-  ): void {
-    const ranForMs = record.startedAt ? Date.now() - Date.parse(record.startedAt) : 0;
-    setStatus(record, 'stopped');
-    record.pid = 0;
-    record.exitCode = exit?.exitCode ?? null;
-    record.oomKilled = exit?.oomKilled ?? false;
-    record.finishedAt = exit?.finishedAt ?? new Date().toISOString();
-    this.persistWith(record, () =>
-      this.deps.events.publish('die', record.id, {
-        exitCode: record.exitCode,
-        oomKilled: record.oomKilled,
-        ...attributes,
-      }),
-    );
-    this.deps.logger.info(
-      { containerId: record.id, exitCode: record.exitCode, oomKilled: record.oomKilled },
-      'container exited',
-    );
-    this.notify(record.id, 'stopped', { ...waitResultOf(record), timedOut: false });
-    if (shouldRestart(record) && !this.isCallerStop(record.id)) this.restarts.schedule(record.id, ranForMs);
-    else if (record.autoRemove) this.scheduleAutoRemove(record.id);
-  }
-
-  private isCallerStop(id: string): boolean {
-    return (this.callerStops.get(id) ?? 0) > Date.now();
-  }
-
-  /**
-   * runc kill; a paused container is resumed afterwards so the signal is actually delivered. With
-   * `tolerateExit`, a container that died before the signal reached it (its exit not yet seen) is not an error.
-   */
-  private async signal(record: ContainerRecord, signalNumber: number, tolerateExit = false): Promise<void> {
-    try {
-      await this.deps.runc.kill(record.id, signalNumber);
-      if (record.status === 'paused') {
-        await this.deps.runc.resume(record.id);
-        setStatus(record, 'running');
-        this.persist(record);
-      }
-    } catch (error) {
-      const exited =
-        error instanceof RuntimeError && (error.kind === 'not_running' || error.kind === 'stopped');
-      if (!(tolerateExit && exited)) throw this.translate(error, record.id, 'kill');
-    }
-  }
-
-  private waitForCondition(
-    id: string,
-    condition: WaitCondition,
-  ): { promise: Promise<WaitResult>; cancel: () => void } {
-    let waiter!: Waiter;
-    const promise = new Promise<WaitResult>((resolve) => {
-      waiter = (happened, result) => {
-        // A removal also satisfies a wait for "stopped": a deleted container is certainly not running.
-        if (happened === condition || happened === 'removed') resolve(result);
-      };
-    });
-    const set = this.waiters.get(id) ?? new Set<Waiter>();
-    set.add(waiter);
-    this.waiters.set(id, set);
-    return {
-      promise,
-      cancel: () => {
-        set.delete(waiter);
-        if (set.size === 0 && this.waiters.get(id) === set) this.waiters.delete(id);
-      },
-    };
-  }
-
-  private notify(id: string, condition: WaitCondition, result: WaitResult): void {
-    for (const waiter of [...(this.waiters.get(id) ?? [])]) waiter(condition, result);
-  }
-
-  private async discardFailedCreate(id: string): Promise<void> {
-    try {
-      await this.deps.runc.delete(id, { force: true });
-    } catch (error) {
-      if (!(error instanceof RuntimeError && error.kind === 'not_found')) {
-        this.deps.logger.warn(
-          { containerId: id, err: error },
-          'cleanup after failed create: runtime delete failed',
-        );
-      }
-    }
-    await this.deps.conmon.waitForMonitorExit(id);
-    await this.deps.conmon.removeFiles(id);
-    this.forget(id);
-  }
-
-  /**
-   * Startup reconciliation. Exits that happened while runcd was down come from conmon's exit files (and emit
-   * their `die` event once); operations a killed runcd was in the middle of are finished (a create from conmon's
-   * report in the sync FIFO, a delete or restart from the intent persisted before its first step); runc
-   * containers in runcd's root without a row are adopted. Every transition found or finished here publishes its
-   * event, marked `reconciled`, once: the row is persisted in its new state before the event is.
-   */
-  private async reconcile(): Promise<void> {
-    const live = new Map<string, RuntimeState>();
-    for (const state of await this.deps.runc.list()) live.set(state.id, state);
-    for (const record of [...this.view.values()]) {
-      const state = live.get(record.id);
-      live.delete(record.id);
-      if (record.intent === 'delete') {
-        await this.finishInterruptedDelete(record);
-        continue;
-      }
-      if (record.status === 'creating') {
-        await this.finishInterruptedCreate(record, state);
-        continue;
-      }
-      const restarting = record.intent === 'restart';
-      if (restarting) this.announceInterruptedRestart(record);
-      await this.reconcileInstance(record, state);
-      if (restarting) await this.finishInterruptedRestart(record);
-    }
-    for (const state of live.values()) {
-      this.deps.logger.warn(
-        { containerId: state.id, status: state.status },
-        'adopting runtime container without a record',
-      );
-      const record: ContainerRecord = {
-        id: state.id,
-        status: 'creating',
-        pid: 0,
-        bundle: state.bundle,
-        rootfs: state.rootfs,
-        created: state.created,
-        ociVersion: state.ociVersion,
-        owner: state.owner || this.owner,
-        labels: {},
-        exitCode: null,
-        oomKilled: false,
-        startedAt: null,
-        finishedAt: null,
-        configDigest: '',
-        restartPolicy: { name: 'no' },
-        restartCount: 0,
-        stopSignal: SIGTERM,
-        stopTimeout: DEFAULT_STOP_TIMEOUT_SECONDS,
-        intent: null,
-        monitorLost: false,
-        autoRemove: false,
-      };
-      this.admit(record);
-      this.applyRuntimeState(record, state);
-    }
-  }
-
-  /** A row that is not in the middle of an operation, against what runc and conmon say now. */
-  private async reconcileInstance(record: ContainerRecord, state: RuntimeState | undefined): Promise<void> {
-    if (record.status === 'stopped') return;
-    const exit = await this.deps.conmon.readExit(record.id);
-    if (exit) {
-      this.markStopped(record, exit, RECONCILED);
-      return;
-    }
-    if (!state) {
-      this.deps.logger.warn(
-        { containerId: record.id },
-        'container vanished from the runtime; marking stopped',
-      );
-      this.markStopped(record, undefined, RECONCILED);
-      return;
-    }
-    this.applyRuntimeState(record, state, RECONCILED);
-    // (re-read: applyRuntimeState may have stopped it, which TypeScript's narrowing above cannot know)
-    if ((record.status as ContainerStatus) === 'stopped' || record.monitorLost) return;
-    if (await this.deps.conmon.monitorAlive(record.id)) return;
-    // conmon writes the exit file and then exits: an exit between the two reads above is an ordinary one.
-    const lateExit = await this.deps.conmon.readExit(record.id);
-    if (lateExit) {
-      this.markStopped(record, lateExit, RECONCILED);
-      return;
-    }
-    record.monitorLost = true;
-    this.persistWith(record, () =>
-      this.deps.events.publish('monitor-lost', record.id, { status: record.status, ...RECONCILED }),
-    );
-    this.deps.logger.warn(
-      { containerId: record.id, status: record.status, pid: record.pid },
-      'container has lost its conmon monitor: its exit code will not be known and its output is not logged; delete it and create it again',
-    );
-  }
-
-  /**
-   * A create (a first one, or a restart's) that runcd was killed in. conmon, if it lives, reports the init pid in
-   * the sync FIFO even though nobody was reading; runc's own state says whether the create happened. Without a
-   * container in runc the create is undone: a first create's row goes, a restart's container is stopped again
-   * with its last exit.
-   */
-  private async finishInterruptedCreate(
-    record: ContainerRecord,
-    found: RuntimeState | undefined,
-  ): Promise<void> {
-    const id = record.id;
-    let state = found;
-    if ((!state || state.status === 'creating') && (await this.deps.conmon.monitorAlive(id))) {
-      const report = await this.deps.conmon.awaitInterruptedCreate(id);
-      if (report && 'error' in report) {
-        this.deps.logger.warn({ containerId: id, error: report.error }, 'interrupted create had failed');
-      }
-      state = await this.deps.runc.state(id).catch(() => undefined);
-    }
-    if (!state || state.status === 'creating') {
-      this.deps.logger.warn({ containerId: id }, 'undoing a create that never finished');
-      if (record.intent !== 'restart') {
-        await this.discardFailedCreate(id);
-        return;
-      }
-      await this.deps.runc.delete(id, { force: true }).catch(() => undefined);
-      await this.deps.conmon.waitForMonitorExit(id);
-      await this.deps.conmon.clearExit(id);
-      setStatus(record, 'stopped');
-      record.pid = 0;
-      record.intent = null;
-      this.persist(record);
-      return;
-    }
-    setStatus(record, 'created');
-    Object.assign(record, {
-      pid: state.pid,
-      created: state.created,
-      ociVersion: this.runtimeSpecVersion ?? record.ociVersion,
-      exitCode: null,
-      oomKilled: false,
-      startedAt: null,
-      finishedAt: null,
-      monitorLost: false,
-    });
-    // A restart announces itself with its own event, as an uninterrupted one does.
-    const restarting = record.intent === 'restart';
-    if (restarting) this.announceInterruptedRestart(record);
-    else
-      this.persistWith(record, () =>
-        this.deps.events.publish('create', id, { bundle: record.bundle, ...RECONCILED }),
-      );
-    this.deps.logger.warn({ containerId: id, pid: record.pid }, 'finished a create runcd was killed in');
-    await this.reconcileInstance(record, state);
-    if (restarting) await this.finishInterruptedRestart(record);
-  }
-
-  /**
-   * Once the restart's new instance exists, before anything it did (a `die`) is published. The intent goes with
-   * the event: a runcd killed after this announces nothing twice (it leaves a created container as it is).
-   */
-  private announceInterruptedRestart(record: ContainerRecord): void {
-    record.intent = null;
-    this.persistWith(record, () =>
-      this.deps.events.publish('restart', record.id, { restartCount: record.restartCount, ...RECONCILED }),
-    );
-  }
-
-  /** A restart whose new instance exists: started if the killed runcd did not get that far. */
-  private async finishInterruptedRestart(record: ContainerRecord): Promise<void> {
-    if (record.status === 'created' && !record.monitorLost) {
-      try {
-        await this.startInstance(record);
-        await this.refreshExit(record);
-      } catch (error) {
-        this.deps.logger.error(
-          { containerId: record.id, err: error },
-          'start of an interrupted restart failed',
-        );
-      }
-    }
-  }
-
-  /** A delete runcd was killed in: its intent was persisted before `runc delete`, so it is finished now. */
-  private async finishInterruptedDelete(record: ContainerRecord): Promise<void> {
-    this.callerStops.set(record.id, Infinity);
-    try {
-      await this.deps.runc.delete(record.id, { force: true });
-    } catch (error) {
-      if (!(error instanceof RuntimeError && error.kind === 'not_found')) {
-        // The row stays, with its intent, so the next start (or the caller's next delete) tries again.
-        this.deps.logger.error(
-          { containerId: record.id, err: error },
-          'finishing an interrupted delete failed',
-        );
-        return;
-      }
-    }
-    this.deps.logger.warn({ containerId: record.id }, 'finishing a delete runcd was killed in');
-    await this.completeDelete(record, RECONCILED);
-  }
-
-  /**
-   * Nobody writes the exit of a container whose monitor is gone, so its init is looked for in /proc instead: its
-   * end is noticed (stopped, exit code unknown) and `stop`, `kill` and `wait` still answer.
-   */
-  private watchLostMonitors(): void {
-    const lost = () =>
-      [...this.view.values()].filter(
-        (record) => record.monitorLost && record.status !== 'stopped' && record.status !== 'creating',
-      );
-    // Only while there is one: an idle daemon does not wake up for nothing.
-    if (this.lostMonitorTimer || lost().length === 0) return;
-    this.lostMonitorTimer = setInterval(() => {
-      const watched = lost();
-      if (watched.length === 0) {
-        clearInterval(this.lostMonitorTimer);
-        this.lostMonitorTimer = undefined;
-      }
-      for (const record of watched) {
-        if (isProcessRunning(record.pid)) continue;
-        void this.locks.run(record.id, async () => {
-          const current = this.view.get(record.id);
-          if (current?.monitorLost && current.status !== 'stopped' && !isProcessRunning(current.pid)) {
-            this.markStopped(current, undefined);
-          }
-        });
-      }
-    }, LOST_MONITOR_POLL_MS);
-    this.lostMonitorTimer.unref();
-  }
-
-  /**
-   * Changes to the view go through these three, so the store and the revision follow them (the one exception, a
-   * policy restart's count, moves the revision itself and is persisted by the recreate that follows).
-   */
-  private persist(record: ContainerRecord): void {
-    this.deps.repository.save(record);
-    this.revision++;
-  }
-
-  /** persist, and the events of the change in the same transaction (see EventBus.atomically). */
-  private persistWith(record: ContainerRecord, announce?: () => void): void {
-    if (!announce) {
-      this.persist(record);
-      return;
-    }
-    this.deps.events.atomically(() => {
-      this.persist(record);
-      announce();
-    });
-  }
-
-  private admit(record: ContainerRecord): void {
-    this.deps.repository.insert(record);
-    this.view.set(record.id, record);
-    this.revision++;
-  }
-
-  private forget(id: string): void {
-    this.deps.repository.remove(id);
-    this.view.delete(id);
-    this.revision++;
-  }
-
-  /** With `attributes` (a reconcile), the transition found publishes its event(s) with them. */
-  private applyRuntimeState(
-    record: ContainerRecord,
-    state: RuntimeState,
-    attributes?: EventAttributes,
-  ): void {
-    if (state.status === 'stopped') {
-      this.markStopped(record, undefined, attributes);
-      return;
-    }
-    const before = record.status;
-    setStatus(record, state.status === 'creating' ? 'created' : state.status);
-    record.pid = state.pid;
-    if (record.status === 'running' && !record.startedAt) record.startedAt = new Date().toISOString();
-    this.persistWith(record, () => {
-      if (!attributes || before === record.status) return;
-      if (before === 'created' && record.status !== 'created') {
-        this.deps.events.publish('start', record.id, { pid: record.pid, ...attributes });
-      }
-      if (record.status === 'paused') this.deps.events.publish('pause', record.id, attributes);
-      if (before === 'paused' && record.status === 'running')
-        this.deps.events.publish('resume', record.id, attributes);
-    });
-  }
-
-  private async processTemplate(record: ContainerRecord): Promise<OciProcess> {
-    const cached = this.processTemplates.get(record.id);
-    if (cached) return cached;
-    // runcd's own copy, the one runc ran: the caller's config.json may have changed since it was checked.
-    // Without it (a container adopted from elsewhere) exec gets a bare process: no capabilities at all.
-    const spec = await this.config.read(record.id);
-    const template = spec?.process ?? { user: { uid: 0, gid: 0 }, args: ['sh'], cwd: '/' };
-    this.processTemplates.set(record.id, template);
-    return template;
-  }
-
-  /** False only when runc says the container is gone or stopped; a runtime that cannot answer is no proof. */
-  private async stillRunning(id: string): Promise<boolean> {
-    try {
-      const state = await this.deps.runc.state(id);
-      return state.status !== 'stopped';
-    } catch (error) {
-      return !(error instanceof RuntimeError && error.kind === 'not_found');
-    }
-  }
-
-  private require(id: string): ContainerRecord {
-    const record = this.view.get(id);
-    if (!record) throw containerNotFound(id);
-    return record;
-  }
-
-  /** Turns a runtime failure into the domain error a caller sees; domain errors pass through unchanged. */
-  private translate(error: unknown, id: string, command: string): DomainError {
-    if (error instanceof DomainError) return error;
-    if (!(error instanceof RuntimeError)) {
-      return new RuntimeFailureError('runtime_failed', `${command} failed: ${(error as Error).message}`, id);
-    }
-    const message = error.runtimeMessage;
-    switch (error.kind) {
-      case 'not_found':
-        return new NotFoundError(
-          'container_not_found',
-          `container "${id}" does not exist in the runtime`,
-          id,
-        );
-      case 'already_running':
-        return new ConflictError('container_already_running', message, id);
-      case 'stopped':
-        return new ConflictError('container_stopped', message, id);
-      case 'not_running':
-        return new ConflictError('container_not_running', message, id);
-      case 'paused':
-        return new ConflictError('container_paused', message, id);
-      case 'not_stopped':
-        return new ConflictError('container_not_stopped', message, id);
-      case 'executable_not_found':
-        return new InvalidInputError('executable_not_found', message, id);
-      case 'not_executable':
-      case 'invalid_cwd':
-      case 'invalid_user':
-        return new InvalidInputError(error.kind, message, id);
-      case 'died':
-        return new ConflictError(
-          'container_stopped',
-          `the container stopped during ${command}: ${message}`,
-          id,
-        );
-      case 'timeout':
-        return new TimeoutError('runtime_timeout', message, id);
-      default:
-        return command === 'create'
-          ? new RuntimeRejectedError(
-              'runtime_create_failed',
-              `runtime could not create the container: ${message}`,
-              id,
-            )
-          : new RuntimeFailureError('runtime_failed', `${command} failed: ${message}`, id);
-    }
-  }
-}
-
-function shouldRestart(record: ContainerRecord): boolean {
-  const policy = record.restartPolicy;
-  if (policy.name === 'always') return true;
-  if (policy.name !== 'on-failure' || record.exitCode === 0) return false;
-  return policy.maxRetries === undefined || record.restartCount < policy.maxRetries;
-}
-
-function waitResultOf(record: ContainerRecord): Omit<WaitResult, 'timedOut'> {
-  return { exitCode: record.exitCode, oomKilled: record.oomKilled, finishedAt: record.finishedAt };
-}
-
-function toContainer(record: ContainerRecord): Container {
-  return {
-    id: record.id,
-    status: record.status,
-    pid: record.pid,
-    bundle: record.bundle,
-    rootfs: record.rootfs,
-    created: record.created,
-    ociVersion: record.ociVersion,
-    owner: record.owner,
-    labels: record.labels,
-    exitCode: record.exitCode,
-    oomKilled: record.oomKilled,
-    startedAt: record.startedAt,
-    finishedAt: record.finishedAt,
-    restartPolicy: record.restartPolicy,
-    restartCount: record.restartCount,
-    stopSignal: signalName(record.stopSignal) ?? String(record.stopSignal),
-    stopTimeout: record.stopTimeout,
-    autoRemove: record.autoRemove,
-    monitor: record.monitorLost ? 'lost' : 'ok',
-  };
-}
-
-function toContainerStats(id: string, stats: RuntimeStats): ContainerStats {
-  const limit = (value: number) => (value <= 0 || value >= UNLIMITED ? null : value);
-  return {
-    id,
-    time: new Date().toISOString(),
-    cpu: {
-      usageNanoseconds: stats.cpu.total,
-      userNanoseconds: stats.cpu.user,
-      kernelNanoseconds: stats.cpu.kernel,
-    },
-    memory: {
-      usageBytes: stats.memory.usage,
-      limitBytes: limit(stats.memory.limit),
-      maxUsageBytes: stats.memory.max,
-    },
-    pids: { current: stats.pids.current, limit: limit(stats.pids.limit) },
-  };
-}
-
-/** uid → name from the container's own /etc/passwd (absent in a bare busybox rootfs). */
-async function readPasswd(rootfs: string): Promise<Map<number, string>> {
-  const users = new Map<number, string>();
-  const text = await readFile(join(rootfs, 'etc', 'passwd'), 'utf8').catch(() => '');
-  for (const line of text.split('\n')) {
-    const [name, , uid] = line.split(':');
-    if (name && uid && /^\d+$/.test(uid)) users.set(Number(uid), name);
-  }
-  if (!users.has(0)) users.set(0, 'root');
-  return users;
-}
-
-/** The container's own process settings (user, capabilities, rlimits...) with the caller's command on top. */
-export function buildExecProcess(template: OciProcess, request: ExecBody): OciProcess {
-  const env = new Map<string, string>();
-  for (const entry of [...(template.env ?? []), ...(request.env ?? [])]) {
-    const eq = entry.indexOf('=');
-    env.set(entry.slice(0, eq), entry.slice(eq + 1));
-  }
-  let user = template.user;
-  if (request.user) {
-    const [uid, gid] = request.user.split(':').map(Number);
-    user = { uid: uid!, gid: gid ?? uid! };
-  }
-  return {
-    ...template,
-    terminal: false,
-    args: request.args,
-    env: [...env].map(([key, value]) => `${key}=${value}`),
-    cwd: request.cwd ?? template.cwd ?? '/',
-    user,
-  };
-}
-
-/** Resolves true when `promise` settles within `ms`, false otherwise. */
-function withTimeout(promise: Promise<unknown>, ms: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const timer = setTimeout(() => resolve(false), ms);
-    void promise.then(() => {
-      clearTimeout(timer);
-      resolve(true);
-    });
-  });
 }
