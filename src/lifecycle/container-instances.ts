@@ -4,6 +4,8 @@ import { ConflictError } from '../errors.js';
 import type { Conmon, ExitRecord } from '../runtime/conmon.js';
 import { RuntimeError, type Runc, type RuntimeState } from '../runtime/runc.js';
 import type { ContainerRecord } from '../store/container-repository.js';
+import type { InspectedBundle } from './bundle-inspector.js';
+import type { CreateContainerInput } from './container-service-deps.js';
 import { setStatus } from './container-states.js';
 import type { ContainerView } from './container-view.js';
 import type { ContainerWaiters } from './container-waiters.js';
@@ -11,6 +13,9 @@ import type { EventAttributes, EventBus } from './event-bus.js';
 import type { ExecProcessTemplates } from './exec-process.js';
 import type { RestartPolicy } from './restart-policy.js';
 import { isNotFound, translateRuntimeError } from './runtime-error-translation.js';
+
+const SIGTERM = 15;
+export const DEFAULT_STOP_TIMEOUT_SECONDS = 10;
 
 /** The runc commands the lifecycle uses: a fake runtime implements these (see test/helpers). */
 export type ContainerRuntime = Pick<
@@ -152,6 +157,50 @@ export class ContainerInstances {
         record.intent = null;
         this.parts.view.persist(record);
       }
+    }
+  }
+
+  /** The record of a container about to be created: `creating` until conmon reports the init pid. */
+  newRecord(input: CreateContainerInput, bundle: InspectedBundle): ContainerRecord {
+    return {
+      id: input.id,
+      status: 'creating',
+      pid: 0,
+      bundle: bundle.path,
+      rootfs: bundle.rootfs,
+      created: new Date().toISOString(),
+      ociVersion: bundle.spec.ociVersion ?? '',
+      owner: this.owner,
+      labels: input.labels ?? {},
+      exitCode: null,
+      oomKilled: false,
+      startedAt: null,
+      finishedAt: null,
+      configDigest: bundle.configDigest,
+      restartPolicy: input.restartPolicy ?? { name: 'no' },
+      restartCount: 0,
+      stopSignal: input.stopSignal?.number ?? SIGTERM,
+      stopTimeout: input.stopTimeout ?? DEFAULT_STOP_TIMEOUT_SECONDS,
+      intent: null,
+      monitorLost: false,
+      autoRemove: input.autoRemove ?? false,
+    };
+  }
+
+  /** The policy's restart of a stopped container (the caller holds the lock and asked the policy). */
+  async restartByPolicy(record: ContainerRecord): Promise<void> {
+    const id = record.id;
+    try {
+      record.restartCount++;
+      // Readable at once; the store gets it with the recreate's own persist below.
+      this.parts.view.touch();
+      await this.recreate(record, () =>
+        this.parts.events.publish('restart', id, { reason: 'policy', restartCount: record.restartCount }),
+      );
+      await this.refreshExit(record);
+      this.parts.logger.info({ containerId: id, restartCount: record.restartCount }, 'restarted by policy');
+    } catch (error) {
+      this.parts.logger.error({ containerId: id, err: error }, 'restart by policy failed');
     }
   }
 

@@ -3,7 +3,12 @@ import { isProcessRunning } from '../runtime/procfs.js';
 import type { RuntimeState } from '../runtime/runc.js';
 import type { ContainerStatus } from '../schemas/container.js';
 import type { ContainerRecord } from '../store/container-repository.js';
-import type { ContainerInstances, ContainerMonitor, ContainerRuntime } from './container-instances.js';
+import {
+  DEFAULT_STOP_TIMEOUT_SECONDS,
+  type ContainerInstances,
+  type ContainerMonitor,
+  type ContainerRuntime,
+} from './container-instances.js';
 import type { ContainerView } from './container-view.js';
 import type { EventAttributes, EventBus } from './event-bus.js';
 import type { KeyedMutex } from './keyed-mutex.js';
@@ -16,7 +21,6 @@ export const RECONCILED: EventAttributes = { reconciled: true };
 /** How often the init of a container without its monitor is looked for in /proc (nobody else reports its end). */
 const LOST_MONITOR_POLL_MS = 500;
 const SIGTERM = 15;
-const DEFAULT_STOP_TIMEOUT_SECONDS = 10;
 
 export interface ReconcilerParts {
   runc: ContainerRuntime;

@@ -1,33 +1,24 @@
-import type { Logger } from 'pino';
 import { ConflictError, RuntimeFailureError, TimeoutError } from '../errors.js';
 import { ExitWatcher } from '../runtime/exit-watcher.js';
 import type { OciSpec } from '../runtime/oci.js';
-import { readProcess } from '../runtime/procfs.js';
-import { RuntimeError, type ExecOutput } from '../runtime/runc.js';
-import type {
-  Container,
-  ContainerStats,
-  ExecBody,
-  ExecResult,
-  RestartPolicy,
-  WaitResult,
-} from '../schemas/container.js';
+import { type ExecOutput } from '../runtime/runc.js';
+import type { Container, ContainerStats, ExecBody, ExecResult, WaitResult } from '../schemas/container.js';
 import { signalName, type Signal } from '../signals.js';
-import type { ContainerRecord, ContainerRepository } from '../store/container-repository.js';
-import type { TombstoneRepository } from '../store/tombstone-repository.js';
-import type { BundleInspector } from './bundle-inspector.js';
-import { readPasswd, toContainerStats, type ContainerProcessInfo } from './container-inspection.js';
-import { ContainerInstances, type ContainerMonitor, type ContainerRuntime } from './container-instances.js';
+import type { ContainerRecord } from '../store/container-repository.js';
+import { AutoRemoval } from './auto-removal.js';
+import { ContainerInspection, type ContainerProcessInfo } from './container-inspection.js';
+import { ContainerInstances } from './container-instances.js';
 import { Reconciler } from './container-reconcile.js';
+import type { ContainerServiceDeps, CreateContainerInput } from './container-service-deps.js';
 import { assertAllowed } from './container-states.js';
 import { ContainerView, toContainer, type ContainerFilter } from './container-view.js';
 import { ContainerWaiters, withTimeout, type WaitCondition } from './container-waiters.js';
 import type { EventBus } from './event-bus.js';
 import { buildExecProcess, ExecProcessTemplates } from './exec-process.js';
 import { KeyedMutex } from './keyed-mutex.js';
-import { RestartPolicy as RestartPolicyRule } from './restart-policy.js';
+import { RestartPolicy } from './restart-policy.js';
 import { RunningConfig } from './running-config.js';
-import { translateRuntimeError } from './runtime-error-translation.js';
+import { isNotFound, translateRuntimeError } from './runtime-error-translation.js';
 
 export type { ContainerProcessInfo } from './container-inspection.js';
 export type { ContainerMonitor, ContainerRuntime } from './container-instances.js';
@@ -35,40 +26,16 @@ export type { ContainerFilter } from './container-view.js';
 export type { WaitCondition } from './container-waiters.js';
 export { buildExecProcess } from './exec-process.js';
 
-/** The bundle checks the lifecycle asks for at create and exec. */
-export type ContainerBundleChecks = Pick<BundleInspector, 'inspect' | 'checkExecProcess' | 'checkExecPaths'>;
-
-export interface ContainerServiceDeps {
-  repository: Pick<ContainerRepository, 'all' | 'insert' | 'save' | 'remove'>;
-  tombstones: Pick<TombstoneRepository, 'get' | 'put' | 'remove' | 'pruneRemovedBefore'>;
-  events: EventBus;
-  runc: ContainerRuntime;
-  conmon: ContainerMonitor;
-  bundles: ContainerBundleChecks;
-  logger: Logger;
-  execOutputLimitBytes?: number;
-}
-
-export interface CreateContainerInput {
-  id: string;
-  bundle: string;
-  labels?: Record<string, string> | undefined;
-  start?: boolean | undefined;
-  restartPolicy?: RestartPolicy | undefined;
-  stopSignal?: Signal | undefined;
-  stopTimeout?: number | undefined;
-  /** For a bundle runcd wrote: the digest of the config.json it wrote; a config changed since is refused. */
-  expectedConfigDigest?: string | undefined;
-  /** Deleted once it stops and no restart follows (`docker run --rm`); persisted with the container. */
-  autoRemove?: boolean | undefined;
-}
+export type {
+  ContainerBundleChecks,
+  ContainerServiceDeps,
+  CreateContainerInput,
+} from './container-service-deps.js';
 
 const SIGKILL = 9;
-const SIGTERM = 15;
 const KILL_SETTLE_TIMEOUT_MS = 2_000;
 const SIGKILL_STOP_TIMEOUT_MS = 10_000;
 const DEFAULT_EXEC_OUTPUT_LIMIT = 1024 * 1024;
-const DEFAULT_STOP_TIMEOUT_SECONDS = 10;
 
 /**
  * The container operations (create, start, exec, kill, stop, restart, pause, resume, delete, wait, processes,
@@ -76,13 +43,16 @@ const DEFAULT_STOP_TIMEOUT_SECONDS = 10;
  * source of truth for live status; the store for what runcd created; the in-memory view (container-view.ts) is
  * kept exact by these operations and by conmon's exit files, so reads never spawn runc. The steps they share
  * with reconcile are in container-instances.ts; startup in container-reconcile.ts; restarts in restart-policy.ts.
+ * (A little over 400 lines: every operation a caller can ask for is here, where a reader looks for it.)
  */
 export class ContainerService {
   private readonly view: ContainerView;
   private readonly waiters: ContainerWaiters;
-  private readonly policy: RestartPolicyRule;
+  private readonly policy: RestartPolicy;
   private readonly instances: ContainerInstances;
   private readonly reconciler: Reconciler;
+  private readonly autoRemoval: AutoRemoval;
+  private readonly inspection: ContainerInspection;
   private readonly templates: ExecProcessTemplates;
   private readonly config: RunningConfig;
   private readonly locks = new KeyedMutex();
@@ -92,7 +62,7 @@ export class ContainerService {
   constructor(private readonly deps: ContainerServiceDeps) {
     this.view = new ContainerView(deps.repository, deps.events);
     this.waiters = new ContainerWaiters(deps.tombstones);
-    this.policy = new RestartPolicyRule((id) => this.restartByPolicy(id));
+    this.policy = new RestartPolicy((id) => this.restartByPolicy(id));
     this.config = new RunningConfig(deps.conmon);
     this.templates = new ExecProcessTemplates(this.config);
     this.instances = new ContainerInstances({
@@ -105,7 +75,7 @@ export class ContainerService {
       policy: this.policy,
       templates: this.templates,
       onFinalStop: (record) => {
-        if (record.autoRemove) this.scheduleAutoRemove(record.id);
+        if (record.autoRemove) this.autoRemoval.schedule(record.id);
       },
     });
     this.reconciler = new Reconciler({
@@ -118,6 +88,15 @@ export class ContainerService {
       policy: this.policy,
       locks: this.locks,
     });
+    this.autoRemoval = new AutoRemoval({
+      view: this.view,
+      instances: this.instances,
+      policy: this.policy,
+      locks: this.locks,
+      logger: deps.logger,
+      closed: () => this.closed,
+    });
+    this.inspection = new ContainerInspection(deps.runc, this.view, this.waiters);
     this.watcher = new ExitWatcher(deps.conmon.exitDir, (id) => void this.onExitFile(id));
   }
 
@@ -132,10 +111,7 @@ export class ContainerService {
     this.waiters.pruneTombstones();
     this.view.load();
     await this.reconciler.reconcile();
-    // Stopped while runcd was down, or stopped just before it was killed: removed now, as they would have been.
-    for (const record of this.view.all()) {
-      if (record.autoRemove && record.status === 'stopped') this.scheduleAutoRemove(record.id);
-    }
+    this.autoRemoval.sweep();
     await this.watcher.start();
     this.reconciler.watchLostMonitors();
   }
@@ -181,8 +157,7 @@ export class ContainerService {
       try {
         this.instances.applyRuntimeState(record, await this.deps.runc.state(id));
       } catch (error) {
-        if (!(error instanceof RuntimeError && error.kind === 'not_found'))
-          throw translateRuntimeError(error, id, 'state');
+        if (!isNotFound(error)) throw translateRuntimeError(error, id, 'state');
         this.instances.markStopped(record, undefined);
       }
       return toContainer(record);
@@ -202,29 +177,7 @@ export class ContainerService {
       if (this.view.has(input.id)) {
         throw new ConflictError('container_exists', `container "${input.id}" already exists`, input.id);
       }
-      const record: ContainerRecord = {
-        id: input.id,
-        status: 'creating',
-        pid: 0,
-        bundle: bundle.path,
-        rootfs: bundle.rootfs,
-        created: new Date().toISOString(),
-        ociVersion: bundle.spec.ociVersion ?? '',
-        owner: this.instances.owner,
-        labels: input.labels ?? {},
-        exitCode: null,
-        oomKilled: false,
-        startedAt: null,
-        finishedAt: null,
-        configDigest: bundle.configDigest,
-        restartPolicy: input.restartPolicy ?? { name: 'no' },
-        restartCount: 0,
-        stopSignal: input.stopSignal?.number ?? SIGTERM,
-        stopTimeout: input.stopTimeout ?? DEFAULT_STOP_TIMEOUT_SECONDS,
-        intent: null,
-        monitorLost: false,
-        autoRemove: input.autoRemove ?? false,
-      };
+      const record = this.instances.newRecord(input, bundle);
       this.view.admit(record);
       this.waiters.forgetTombstone(record.id);
       try {
@@ -369,7 +322,8 @@ export class ContainerService {
       });
     } finally {
       // A restart that failed (or whose container died at once) leaves it stopped: removed after all.
-      if (this.view.find(id)?.status === 'stopped') this.scheduleAutoRemove(id);
+      if (this.view.find(id)?.autoRemove && this.view.find(id)?.status === 'stopped')
+        this.autoRemoval.schedule(id);
     }
   }
 
@@ -418,52 +372,22 @@ export class ContainerService {
     return this.waiters.waitFor(id, this.view.find(id), condition);
   }
 
-  async processes(id: string): Promise<ContainerProcessInfo[]> {
-    const record = this.view.require(id);
-    assertAllowed('processes', record);
-    let pids: number[];
-    try {
-      pids = await this.deps.runc.ps(id);
-    } catch (error) {
-      throw translateRuntimeError(error, id, 'ps');
-    }
-    const users = await readPasswd(record.rootfs);
-    const details = await Promise.all(pids.map((pid) => readProcess(pid)));
-    return details
-      .filter((detail) => detail !== undefined)
-      .map((detail) => ({ ...detail, user: users.get(detail.uid) ?? String(detail.uid) }));
+  processes(id: string): Promise<ContainerProcessInfo[]> {
+    return this.inspection.processes(id);
   }
 
-  async stats(id: string): Promise<ContainerStats> {
-    assertAllowed('stats', this.view.require(id));
-    try {
-      return toContainerStats(id, await this.deps.runc.stats(id));
-    } catch (error) {
-      throw translateRuntimeError(error, id, 'stats');
-    }
+  stats(id: string): Promise<ContainerStats> {
+    return this.inspection.stats(id);
   }
 
   /** Streams snapshots until the container stops or `signal` aborts. */
-  async streamStats(
+  streamStats(
     id: string,
     intervalSeconds: number,
     onStats: (stats: ContainerStats) => void,
     signal: AbortSignal,
   ): Promise<void> {
-    assertAllowed('stats', this.view.require(id));
-    const stream = await this.deps.runc.streamStats(id, intervalSeconds, (stats) =>
-      onStats(toContainerStats(id, stats)),
-    );
-    const stopped = this.waiters.register(id, 'stopped');
-    const aborted = new Promise<void>((resolve) =>
-      signal.addEventListener('abort', () => resolve(), { once: true }),
-    );
-    try {
-      await Promise.race([stream.done, stopped.promise, aborted]);
-    } finally {
-      stream.stop();
-      stopped.cancel();
-    }
+    return this.inspection.streamStats(id, intervalSeconds, onStats, signal);
   }
 
   /** The container's log file and a promise that settles when the container stops (or is deleted). */
@@ -502,41 +426,8 @@ export class ContainerService {
     if (this.closed) return;
     await this.locks.run(id, async () => {
       const record = this.view.find(id);
-      if (!record || record.status !== 'stopped' || this.policy.isCallerStop(id)) return;
-      try {
-        record.restartCount++;
-        // Readable at once; the store gets it with the recreate's own persist below.
-        this.view.touch();
-        await this.instances.recreate(record, () =>
-          this.deps.events.publish('restart', id, { reason: 'policy', restartCount: record.restartCount }),
-        );
-        await this.instances.refreshExit(record);
-        this.deps.logger.info({ containerId: id, restartCount: record.restartCount }, 'restarted by policy');
-      } catch (error) {
-        this.deps.logger.error({ containerId: id, err: error }, 'restart by policy failed');
-      }
-    });
-  }
-
-  /**
-   * Auto-removal of a stopped container whose restart policy does not restart it. Scheduled after the exit's own
-   * handling (the `die` is published from inside it, under the lock) and rechecked under the lock, since a caller
-   * may have deleted, or be restarting, it meanwhile.
-   */
-  private scheduleAutoRemove(id: string): void {
-    setImmediate(() => {
-      if (this.closed) return;
-      void this.locks
-        .run(id, async () => {
-          const record = this.view.find(id);
-          if (!record?.autoRemove || record.status !== 'stopped' || record.intent) return;
-          if (this.policy.isCallerRestarting(id) || this.policy.pending(id)) return;
-          await this.instances.delete(record);
-          this.deps.logger.info({ containerId: id }, 'auto-removed');
-        })
-        .catch((error: unknown) =>
-          this.deps.logger.error({ containerId: id, err: error }, 'auto-removal failed'),
-        );
+      if (record?.status === 'stopped' && !this.policy.isCallerStop(id))
+        await this.instances.restartByPolicy(record);
     });
   }
 
