@@ -36,7 +36,7 @@ import type {
 import { signalName, type Signal } from '../signals.js';
 import type { ContainerRecord, ContainerRepository } from '../store/container-repository.js';
 import type { TombstoneRepository } from '../store/tombstone-repository.js';
-import type { BundleInspector } from './bundle-inspector.js';
+import type { BundleInspector } from '../bundle-checks/bundle-inspector.js';
 import type { EventAttributes, EventBus } from './event-bus.js';
 import { KeyedMutex } from './keyed-mutex.js';
 import { RestartScheduler } from './restart-scheduler.js';

@@ -4,8 +4,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
 import { DomainError } from '../../src/errors.js';
-import { BundlePolicy, loadPolicyFile, type BundlePolicyRules } from '../../src/lifecycle/bundle-policy.js';
-import { findMisspelledFields } from '../../src/lifecycle/oci-field-spelling.js';
+import { BundlePolicy, loadPolicyFile, type BundlePolicyRules } from '../../src/bundle-checks/bundle-policy.js';
+import { findMisspelledFields } from '../../src/bundle-checks/oci-field-spelling.js';
 import type { OciSpec } from '../../src/runtime/oci.js';
 
 /** What `runc spec` (1.1) emits, with terminal false as the seed lesson edits it. */
