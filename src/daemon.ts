@@ -170,7 +170,7 @@ export async function openDaemon(config: DaemonConfig, logger: Logger): Promise<
   try {
     await containers.init();
     await managedBundles.init();
-    const runtimeSecurity = assessRuntime(await collectRuntimeFacts(config.runtimeBinary, runner));
+    const runtimeSecurity = assessRuntime(await collectRuntimeFacts(runc, runner));
     const status = new SystemStatus({
       readinessStore: new ReadinessRepository(db),
       databasePath,
