@@ -1,5 +1,6 @@
 import { readFile, lstat, realpath, stat } from 'node:fs/promises';
 import { isAbsolute, join, posix, relative, resolve, sep } from 'node:path';
+import type { CodeOfKind } from '../error-catalog.js';
 import { InvalidInputError, PolicyDeniedError } from '../errors.js';
 import type { OciProcess, OciSpec } from '../runtime/oci.js';
 import { PolicyFile, REQUIRED_NAMESPACES } from '../schemas/policy.js';
@@ -109,12 +110,13 @@ export interface ProtectedPaths {
   others?: string[];
 }
 
-interface Violation {
-  status: 400 | 403;
-  code: string;
+type Violation = {
   field: string;
   message: string;
-}
+} & ({ status: 400; code: 'bundle_invalid_config' } | { status: 403; code: PolicyCode });
+
+/** The codes the policy refuses with (one per rule). */
+export type PolicyCode = CodeOfKind<'policy_denied'>;
 
 export interface PolicyOutcome {
   /** The config runc will run. */
@@ -209,7 +211,7 @@ export class BundlePolicy {
     const violations: Violation[] = [];
     const invalid = (field: string, message: string) =>
       violations.push({ status: 400, code: 'bundle_invalid_config', field, message });
-    const deny = (code: string, field: string, message: string) =>
+    const deny = (code: PolicyCode, field: string, message: string) =>
       violations.push({ status: 403, code, field, message });
 
     this.checkHooks(spec, invalid, deny);
@@ -571,7 +573,7 @@ export class BundlePolicy {
 }
 
 type Report = (field: string, message: string) => void;
-type Deny = (code: string, field: string, message: string) => void;
+type Deny = (code: PolicyCode, field: string, message: string) => void;
 
 function isObject(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);

@@ -2,6 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { userInfo } from 'node:os';
 import type { Logger } from 'pino';
+import type { CodeOfKind } from '../error-catalog.js';
 import {
   ConflictError,
   containerNotFound,
@@ -569,7 +570,7 @@ export class ContainerService {
 
   private async startLocked(record: ContainerRecord): Promise<void> {
     const id = record.id;
-    const refusal: Partial<Record<ContainerStatus, [string, string]>> = {
+    const refusal: Partial<Record<ContainerStatus, [CodeOfKind<'conflict'>, string]>> = {
       running: ['container_already_running', 'cannot start an already running container'],
       paused: ['container_paused', 'cannot start a paused container: resume it instead'],
       stopped: ['container_stopped', 'cannot start a container that has stopped'],
