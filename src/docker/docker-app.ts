@@ -14,7 +14,9 @@ import { DEFAULT_BODY_LIMIT } from '../security/limits.js';
 import securityPlugin, { type SecurityOptions } from '../security/security-plugin.js';
 import { parseSignal, type Signal } from '../signals.js';
 import { RUNCD_VERSION } from '../version.js';
+import { DomainError } from '../errors.js';
 import { DockerError, dockerErrorFor, notImplemented } from './docker-errors.js';
+import { dockerAnswerFor, type DockerOperation } from './docker-status.js';
 import { dockerIdOf, resolveContainer } from './docker-ids.js';
 import { frame, openRawStream } from './docker-stream.js';
 import { PeerStream } from '../peer-stream.js';
@@ -251,72 +253,63 @@ export async function buildDockerApp(deps: DockerAppDeps): Promise<FastifyInstan
 
   app.post('/containers/:id/start', async (request, reply) => {
     const id = resolveContainer(containers, idParam(request));
-    const status = containers.get(id).status;
-    if (status === 'running' || status === 'paused') return reply.code(304).send();
-    if (status === 'stopped') {
-      // A stopped runcd container starts again from its bundle, as `docker start` does for an exited one.
-      await containers.restart(id, { timeoutSeconds: 0 });
-      return reply.code(204).send();
-    }
-    await containers.start(id);
-    return reply.code(204).send();
+    const started = await asDocker('start', id, async () => {
+      try {
+        await containers.start(id);
+      } catch (error) {
+        // runc cannot start a stopped container; `docker start` of an exited one runs it again from its bundle.
+        if (!(error instanceof DomainError && error.code === 'container_stopped')) throw error;
+        await containers.restart(id, { timeoutSeconds: 0 });
+      }
+    });
+    return reply.code(started === NOT_MODIFIED ? 304 : 204).send();
   });
 
   app.post('/containers/:id/stop', async (request, reply) => {
     const id = resolveContainer(containers, idParam(request));
     const query = request.query as Query;
-    if (containers.get(id).status === 'stopped') return reply.code(304).send();
-    await containers.stop(id, {
-      timeoutSeconds: timeoutParam(query.t),
-      signal: query.signal === undefined ? undefined : signalParam(query.signal),
-    });
-    return reply.code(204).send();
+    const outcome = await asDocker('stop', id, () =>
+      containers.stopReporting(id, {
+        timeoutSeconds: timeoutParam(query.t),
+        signal: query.signal === undefined ? undefined : signalParam(query.signal),
+      }),
+    );
+    // Docker's 304: there was nothing to stop.
+    return reply.code(outcome !== NOT_MODIFIED && outcome.stopped ? 204 : 304).send();
   });
 
   app.post('/containers/:id/restart', async (request, reply) => {
     const id = resolveContainer(containers, idParam(request));
-    await containers.restart(id, { timeoutSeconds: timeoutParam((request.query as Query).t) });
+    await asDocker('restart', id, () =>
+      containers.restart(id, { timeoutSeconds: timeoutParam((request.query as Query).t) }),
+    );
     return reply.code(204).send();
   });
 
   app.post('/containers/:id/kill', async (request, reply) => {
     const id = resolveContainer(containers, idParam(request));
     const query = request.query as Query;
-    const status = containers.get(id).status;
-    if (status !== 'running' && status !== 'paused') {
-      throw new DockerError(409, `Cannot kill container: ${id}: container ${id} is not running`);
-    }
-    await containers.kill(
-      id,
-      query.signal === undefined ? signalParam('SIGKILL') : signalParam(query.signal),
-    );
+    const signal = query.signal === undefined ? signalParam('SIGKILL') : signalParam(query.signal);
+    await asDocker('kill', id, () => containers.kill(id, signal));
     return reply.code(204).send();
   });
 
   app.post('/containers/:id/pause', async (request, reply) => {
     const id = resolveContainer(containers, idParam(request));
-    await containers.pause(id);
+    await asDocker('pause', id, () => containers.pause(id));
     return reply.code(204).send();
   });
 
   app.post('/containers/:id/unpause', async (request, reply) => {
     const id = resolveContainer(containers, idParam(request));
-    await containers.resume(id);
+    await asDocker('unpause', id, () => containers.resume(id));
     return reply.code(204).send();
   });
 
   app.delete('/containers/:id', async (request, reply) => {
     const id = resolveContainer(containers, idParam(request));
-    const query = request.query as Query;
-    const status = containers.get(id).status;
-    const force = queryBool(query.force);
-    if (!force && status !== 'stopped' && status !== 'created') {
-      throw new DockerError(
-        409,
-        `You cannot remove a ${status} container ${dockerIdOf(id)}. Stop the container before attempting removal or force remove`,
-      );
-    }
-    await containers.delete(id, { force });
+    const force = queryBool((request.query as Query).force);
+    await asDocker('remove', id, () => containers.delete(id, { force }));
     return reply.code(204).send();
   });
 
@@ -529,6 +522,27 @@ export async function buildDockerApp(deps: DockerAppDeps): Promise<FastifyInstan
   });
 
   return app;
+}
+
+const NOT_MODIFIED = Symbol('not modified');
+
+/**
+ * Runs a native operation for a Docker route: the operation decides (it knows the state), and its refusal is
+ * translated through Docker's table for that operation, where a 304 is an answer rather than an error.
+ */
+async function asDocker<T>(
+  operation: DockerOperation,
+  id: string,
+  run: () => Promise<T>,
+): Promise<T | typeof NOT_MODIFIED> {
+  try {
+    return await run();
+  } catch (error) {
+    if (!(error instanceof DomainError)) throw error;
+    const answer = dockerAnswerFor(error, operation, dockerIdOf(id));
+    if (answer.status === 304) return NOT_MODIFIED;
+    throw new DockerError(answer.status, answer.message);
+  }
 }
 
 /** Exactly `application/json`: the docker CLI shows the raw body instead of the message for anything else. */
@@ -878,9 +892,13 @@ function signalParam(value: string | string[] | undefined): Signal {
 }
 
 /** Docker sends unix seconds (with fractions) or RFC 3339; undefined when absent. */
-function timeParam(value: string | string[] | undefined, name: string): string | undefined {
+/**
+ * Docker's times: unix seconds (with a fraction) or RFC 3339. `since=0` is the epoch, so `docker events --since 0`
+ * replays everything; `until=0` is Docker's "no end".
+ */
+function timeParam(value: string | string[] | undefined, name: 'since' | 'until'): string | undefined {
   const text = first(value)?.trim();
-  if (text === undefined || text === '' || text === '0') return undefined;
+  if (text === undefined || text === '' || (text === '0' && name === 'until')) return undefined;
   const date = /^\d+(\.\d+)?$/.test(text) ? new Date(Number(text) * 1000) : new Date(text);
   if (Number.isNaN(date.getTime())) {
     throw new DockerError(400, `${name} ${JSON.stringify(text)} is not a time: use unix seconds or RFC 3339`);

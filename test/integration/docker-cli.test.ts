@@ -104,6 +104,26 @@ t.test('the docker CLI drives runcd containers through --docker-socket', async (
   for (const action of ['create', 'start', 'pause', 'unpause', 'die', 'stop']) {
     t.ok(actions.includes(action), `docker events shows ${action}`);
   }
+  const fromEpoch = await run(
+    'events',
+    '--since',
+    '0',
+    '--until',
+    String(Math.ceil(Date.now() / 1000) + 1),
+    '--filter',
+    `container=${id}`,
+    '--format',
+    '{{.Action}}',
+  );
+  t.equal(fromEpoch.code, 0, fromEpoch.stderr);
+  t.same(
+    fromEpoch.stdout.trim().split('\n'),
+    actions,
+    '--since 0 replays from the beginning, as Docker does',
+  );
+
+  const stopAgain = await run('stop', id);
+  t.equal(stopAgain.code, 0, 'stopping a stopped container is a 304, which the CLI accepts');
 
   const rm = await run('rm', id);
   t.equal(rm.code, 0, rm.stderr);
