@@ -118,10 +118,10 @@ export async function buildDockerApp(deps: DockerAppDeps): Promise<FastifyInstan
   await app.register(securityPlugin, deps.security);
 
   // ---- system
-  app.get('/_ping', async (_request, reply) =>
+  app.get('/_ping', { config: { access: 'read' } }, async (_request, reply) =>
     reply.header('cache-control', 'no-cache').type('text/plain; charset=utf-8').send('OK'),
   );
-  app.get('/version', async () => ({
+  app.get('/version', { config: { access: 'read' } }, async () => ({
     Platform: { Name: 'runcd' },
     Components: [
       {
@@ -150,7 +150,7 @@ export async function buildDockerApp(deps: DockerAppDeps): Promise<FastifyInstan
     KernelVersion: release(),
     BuildTime: '',
   }));
-  app.get('/info', async () => {
+  app.get('/info', { config: { access: 'read' } }, async () => {
     const all = containers.list();
     const count = (status: string) => all.filter((container) => container.status === status).length;
     return {
@@ -183,7 +183,7 @@ export async function buildDockerApp(deps: DockerAppDeps): Promise<FastifyInstan
   const autoRemove = new Set<string>();
   if (bundles) {
     await registerImageRoutes(app, bundles, deps.imageLoader);
-    app.post('/containers/create', async (request, reply) => {
+    app.post('/containers/create', { config: { access: 'admin' } }, async (request, reply) => {
       const name = first((request.query as Query).name);
       const created = await createFromImage(bundles, name, (request.body ?? {}) as never);
       if (created.autoRemove) autoRemove.add(created.id);
@@ -208,6 +208,7 @@ export async function buildDockerApp(deps: DockerAppDeps): Promise<FastifyInstan
       app.route({
         method,
         url,
+        config: { access: method === 'GET' ? 'read' : 'admin' },
         handler: async () => {
           throw notImplemented(`${method} ${url.replace(':name', '{name}')}`, IMAGES_MISSING);
         },
@@ -223,13 +224,13 @@ export async function buildDockerApp(deps: DockerAppDeps): Promise<FastifyInstan
     ['/volumes/:name', 'volume'],
     ['/plugins/:name/json', 'plugin'],
   ] as const) {
-    app.get(url, async (request) => {
+    app.get(url, { config: { access: 'read' } }, async (request) => {
       throw new DockerError(404, `No such ${kind}: ${(request.params as { name: string }).name}`);
     });
   }
 
   // ---- containers
-  app.get('/containers/json', async (request) => {
+  app.get('/containers/json', { config: { access: 'read' } }, async (request) => {
     const query = request.query as Query;
     const filters = parseFilters(query.filters);
     let list = containers.list();
@@ -245,13 +246,13 @@ export async function buildDockerApp(deps: DockerAppDeps): Promise<FastifyInstan
     );
   });
 
-  app.get('/containers/:id/json', async (request) => {
+  app.get('/containers/:id/json', { config: { access: 'read' } }, async (request) => {
     const id = resolveContainer(containers, idParam(request));
     const container = containers.get(id);
     return inspectOf(container, await commandOf(container), imageOfBundle(deps.bundles, container.bundle));
   });
 
-  app.post('/containers/:id/start', async (request, reply) => {
+  app.post('/containers/:id/start', { config: { access: 'operate' } }, async (request, reply) => {
     const id = resolveContainer(containers, idParam(request));
     const started = await asDocker('start', id, async () => {
       try {
@@ -265,7 +266,7 @@ export async function buildDockerApp(deps: DockerAppDeps): Promise<FastifyInstan
     return reply.code(started === NOT_MODIFIED ? 304 : 204).send();
   });
 
-  app.post('/containers/:id/stop', async (request, reply) => {
+  app.post('/containers/:id/stop', { config: { access: 'operate' } }, async (request, reply) => {
     const id = resolveContainer(containers, idParam(request));
     const query = request.query as Query;
     const outcome = await asDocker('stop', id, () =>
@@ -278,7 +279,7 @@ export async function buildDockerApp(deps: DockerAppDeps): Promise<FastifyInstan
     return reply.code(outcome !== NOT_MODIFIED && outcome.stopped ? 204 : 304).send();
   });
 
-  app.post('/containers/:id/restart', async (request, reply) => {
+  app.post('/containers/:id/restart', { config: { access: 'operate' } }, async (request, reply) => {
     const id = resolveContainer(containers, idParam(request));
     await asDocker('restart', id, () =>
       containers.restart(id, { timeoutSeconds: timeoutParam((request.query as Query).t) }),
@@ -286,7 +287,7 @@ export async function buildDockerApp(deps: DockerAppDeps): Promise<FastifyInstan
     return reply.code(204).send();
   });
 
-  app.post('/containers/:id/kill', async (request, reply) => {
+  app.post('/containers/:id/kill', { config: { access: 'operate' } }, async (request, reply) => {
     const id = resolveContainer(containers, idParam(request));
     const query = request.query as Query;
     const signal = query.signal === undefined ? signalParam('SIGKILL') : signalParam(query.signal);
@@ -294,26 +295,26 @@ export async function buildDockerApp(deps: DockerAppDeps): Promise<FastifyInstan
     return reply.code(204).send();
   });
 
-  app.post('/containers/:id/pause', async (request, reply) => {
+  app.post('/containers/:id/pause', { config: { access: 'operate' } }, async (request, reply) => {
     const id = resolveContainer(containers, idParam(request));
     await asDocker('pause', id, () => containers.pause(id));
     return reply.code(204).send();
   });
 
-  app.post('/containers/:id/unpause', async (request, reply) => {
+  app.post('/containers/:id/unpause', { config: { access: 'operate' } }, async (request, reply) => {
     const id = resolveContainer(containers, idParam(request));
     await asDocker('unpause', id, () => containers.resume(id));
     return reply.code(204).send();
   });
 
-  app.delete('/containers/:id', async (request, reply) => {
+  app.delete('/containers/:id', { config: { access: 'admin' } }, async (request, reply) => {
     const id = resolveContainer(containers, idParam(request));
     const force = queryBool((request.query as Query).force);
     await asDocker('remove', id, () => containers.delete(id, { force }));
     return reply.code(204).send();
   });
 
-  app.post('/containers/:id/wait', async (request, reply) => {
+  app.post('/containers/:id/wait', { config: { access: 'read' } }, async (request, reply) => {
     const id = resolveContainer(containers, idParam(request));
     const condition = first((request.query as Query).condition) ?? 'not-running';
     if (!['not-running', 'next-exit', 'removed'].includes(condition)) {
@@ -335,7 +336,7 @@ export async function buildDockerApp(deps: DockerAppDeps): Promise<FastifyInstan
     }
   });
 
-  app.get('/containers/:id/top', async (request) => {
+  app.get('/containers/:id/top', { config: { access: 'read' } }, async (request) => {
     const id = resolveContainer(containers, idParam(request));
     const processes = await containers.processes(id);
     return {
@@ -350,7 +351,7 @@ export async function buildDockerApp(deps: DockerAppDeps): Promise<FastifyInstan
     };
   });
 
-  app.get('/containers/:id/logs', async (request, reply) => {
+  app.get('/containers/:id/logs', { config: { access: 'read' } }, async (request, reply) => {
     const id = resolveContainer(containers, idParam(request));
     const query = request.query as Query;
     const stdout = queryBool(query.stdout);
@@ -381,7 +382,7 @@ export async function buildDockerApp(deps: DockerAppDeps): Promise<FastifyInstan
 
   // Output only (no stdin): enough for a foreground `docker run` / `docker start -a` to print what the container
   // writes. The CLI attaches before it starts the container, so the stream waits for the start first.
-  app.post('/containers/:id/attach', async (request, reply) => {
+  app.post('/containers/:id/attach', { config: { access: 'admin' } }, async (request, reply) => {
     const id = resolveContainer(containers, idParam(request));
     const query = request.query as Query;
     if (queryBool(query.stdin)) {
@@ -418,14 +419,25 @@ export async function buildDockerApp(deps: DockerAppDeps): Promise<FastifyInstan
     endRawStream(peer);
   });
 
+  // Answered 501 whatever the method; reading that needs what a read needs, anything else what a change needs.
   for (const endpoint of ['resize', 'export', 'changes', 'stats', 'update', 'rename', 'archive']) {
-    app.all(`/containers/:id/${endpoint}`, async (request) => {
-      throw notImplemented(`${request.method} /containers/{id}/${endpoint}`);
-    });
+    for (const [methods, access] of [
+      [['GET', 'HEAD'], 'read'],
+      [['POST', 'PUT', 'DELETE', 'PATCH'], 'admin'],
+    ] as const) {
+      app.route({
+        method: [...methods],
+        url: `/containers/:id/${endpoint}`,
+        config: { access },
+        handler: async (request) => {
+          throw notImplemented(`${request.method} /containers/{id}/${endpoint}`);
+        },
+      });
+    }
   }
 
   // ---- exec
-  app.post('/containers/:id/exec', async (request, reply) => {
+  app.post('/containers/:id/exec', { config: { access: 'admin' } }, async (request, reply) => {
     const id = resolveContainer(containers, idParam(request));
     const body = (request.body ?? {}) as Record<string, unknown>;
     if (body.Tty === true) {
@@ -454,7 +466,7 @@ export async function buildDockerApp(deps: DockerAppDeps): Promise<FastifyInstan
     return reply.code(201).send({ Id: session.id });
   });
 
-  app.post('/exec/:id/start', async (request, reply) => {
+  app.post('/exec/:id/start', { config: { access: 'admin' } }, async (request, reply) => {
     const session = execs.get(idParam(request));
     if (!session) throw new DockerError(404, `No such exec instance: ${idParam(request)}`);
     if (session.started) throw new DockerError(409, `exec instance ${session.id} has already been started`);
@@ -478,14 +490,14 @@ export async function buildDockerApp(deps: DockerAppDeps): Promise<FastifyInstan
     endRawStream(peer);
   });
 
-  app.get('/exec/:id/json', async (request) => {
+  app.get('/exec/:id/json', { config: { access: 'read' } }, async (request) => {
     const session = execs.get(idParam(request));
     if (!session) throw new DockerError(404, `No such exec instance: ${idParam(request)}`);
     return execInspectOf(session);
   });
 
   // ---- events
-  app.get('/events', async (request, reply) => {
+  app.get('/events', { config: { access: 'read' } }, async (request, reply) => {
     const query = request.query as Query;
     const since = timeParam(query.since, 'since');
     const until = timeParam(query.until, 'until');

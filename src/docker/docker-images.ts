@@ -122,16 +122,16 @@ export async function registerImageRoutes(
   bundles: BundleService,
   loader: ImageLoader | undefined,
 ): Promise<void> {
-  app.get('/images/json', async () =>
+  app.get('/images/json', { config: { access: 'read' } }, async () =>
     bundles
       .list()
       .filter((bundle) => bundle.labels[IMAGE_LABEL] !== undefined)
       .map(summaryOf),
   );
-  app.get('/images/:name/json', async (request) =>
+  app.get('/images/:name/json', { config: { access: 'read' } }, async (request) =>
     inspectOf(findImage(bundles, (request.params as { name: string }).name)),
   );
-  app.delete('/images/:name', async (request) => {
+  app.delete('/images/:name', { config: { access: 'admin' } }, async (request) => {
     const image = findImage(bundles, (request.params as { name: string }).name);
     if (image.containers.length > 0) {
       throw new DockerError(
@@ -147,7 +147,7 @@ export async function registerImageRoutes(
   await app.register(async (scope) => {
     scope.removeAllContentTypeParsers();
     scope.addContentTypeParser('*', (_request, payload, done) => done(null, payload));
-    scope.post('/images/create', async (request, reply) => {
+    scope.post('/images/create', { config: { access: 'admin' } }, async (request, reply) => {
       const query = request.query as Query;
       const fromSrc = first(query.fromSrc);
       if (first(query.fromImage) !== undefined) {
@@ -193,7 +193,7 @@ export async function registerImageRoutes(
 
     // docker load: the whole archive is unpacked before the answer starts, so failures keep their status codes;
     // the answer is then Docker's JSON message stream, which the CLI prints ("Loaded image: bb:latest").
-    scope.post('/images/load', async (request, reply) => {
+    scope.post('/images/load', { config: { access: 'admin' } }, async (request, reply) => {
       if (!loader) {
         throw notImplemented(
           'POST /images/load (docker load)',

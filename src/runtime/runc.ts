@@ -231,9 +231,11 @@ export class Runc {
   /**
    * `runc --version`, asked once: the binary does not change under a running runcd, and every reader (the spec
    * version containers report, /system/info, the runtime advisories) wants the same text. A failed call is not
-   * kept, so a runtime installed after startup is seen on the next read.
+   * kept, so a runtime installed after startup is seen on the next read. `fresh` asks the binary again (the
+   * readiness probe's question is whether it still answers).
    */
-  versionText(): Promise<string> {
+  versionText(options: { fresh?: boolean } = {}): Promise<string> {
+    if (options.fresh) this.versionOutput = undefined;
     this.versionOutput ??= this.runner
       .run(this.binary, ['--version'], { timeoutMs: 10_000 })
       .then((result) => (result.exitCode === 0 ? result.stdout : ''));
@@ -246,8 +248,8 @@ export class Runc {
     return this.versionOutput;
   }
 
-  async version(): Promise<string> {
-    return (await this.versionText()).split('\n')[0]?.trim() ?? '';
+  async version(options: { fresh?: boolean } = {}): Promise<string> {
+    return (await this.versionText(options)).split('\n')[0]?.trim() ?? '';
   }
 
   /**
