@@ -4,7 +4,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
 import { DomainError } from '../../src/errors.js';
-import { BundlePolicy, loadPolicyFile, type BundlePolicyRules } from '../../src/bundle-checks/bundle-policy.js';
+import {
+  BundlePolicy,
+  loadPolicyFile,
+  type BundlePolicyRules,
+} from '../../src/bundle-checks/bundle-policy.js';
 import { findMisspelledFields } from '../../src/bundle-checks/oci-field-spelling.js';
 import type { OciSpec } from '../../src/runtime/oci.js';
 

@@ -48,7 +48,11 @@ t.test(
     t.equal(await least('GET', '/readyz'), 'public');
     t.equal(await least('GET', '/docs'), 'public', 'Swagger UI opens before a token is pasted into it');
     t.equal(await least('GET', '/openapi.json'), 'public');
-    t.equal(await least('POST', '/docs'), 'public', 'a method the docs lack is a 405, told without a token as for /healthz');
+    t.equal(
+      await least('POST', '/docs'),
+      'public',
+      'a method the docs lack is a 405, told without a token as for /healthz',
+    );
     t.equal(await least('GET', '/docsx'), 'admin', 'a URL that merely starts with /docs matches no route');
     t.equal(await least('GET', '/info'), 'read');
     t.equal(await least('GET', '/containers'), 'read');
