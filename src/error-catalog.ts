@@ -129,7 +129,6 @@ export const ERROR_CATALOG = {
   policy_no_new_privileges: entry('policy_denied', 'noNewPrivileges false or absent'),
   policy_seccomp: entry('policy_denied', 'no seccomp profile, where the policy requires one'),
   policy_cgroups_path: entry('policy_denied', 'a caller-chosen linux.cgroupsPath'),
-  policy_unmasked_paths: entry('policy_denied', 'maskedPaths or readonlyPaths that leave kernel files open'),
   // Managed bundles and rootfs uploads.
   bundle_id_not_found: entry('not_found', 'no managed bundle has this id'),
   bundle_exists: entry('conflict', 'a managed bundle with this id (or directory) exists already'),
