@@ -26,6 +26,9 @@ const bundleRoutes: FastifyPluginAsyncZod<BundleRoutesOptions> = async (app, { b
   app.post(
     '/bundles',
     {
+      config: { access: 'admin' },
+      // A container's labels (or a bundle's spec) can be this large; every other body stays small.
+      bodyLimit: 256 * 1024,
       schema: {
         operationId: 'createBundle',
         tags: ['bundles'],
@@ -44,6 +47,7 @@ const bundleRoutes: FastifyPluginAsyncZod<BundleRoutesOptions> = async (app, { b
   app.get(
     '/bundles',
     {
+      config: { access: 'read' },
       schema: {
         operationId: 'listBundles',
         tags: ['bundles'],
@@ -57,6 +61,7 @@ const bundleRoutes: FastifyPluginAsyncZod<BundleRoutesOptions> = async (app, { b
   app.get(
     '/bundles/:id',
     {
+      config: { access: 'read' },
       schema: {
         operationId: 'getBundle',
         tags: ['bundles'],
@@ -71,6 +76,7 @@ const bundleRoutes: FastifyPluginAsyncZod<BundleRoutesOptions> = async (app, { b
   app.delete(
     '/bundles/:id',
     {
+      config: { access: 'admin' },
       schema: {
         operationId: 'deleteBundle',
         tags: ['bundles'],
@@ -92,6 +98,8 @@ const bundleRoutes: FastifyPluginAsyncZod<BundleRoutesOptions> = async (app, { b
     upload.put(
       '/bundles/:id/rootfs',
       {
+        // The tarball is streamed to disk, never parsed as a body: --max-rootfs-bytes bounds it, not bodyLimit.
+        config: { access: 'admin' },
         schema: {
           operationId: 'uploadBundleRootfs',
           tags: ['bundles'],

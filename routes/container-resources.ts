@@ -14,6 +14,7 @@ const containerResourceRoutes: FastifyPluginAsyncZod<ContainerResourceRoutesOpti
   app.patch(
     '/containers/:id/resources',
     {
+      config: { access: 'admin' },
       schema: {
         operationId: 'updateContainerResources',
         tags: ['containers'],

@@ -46,6 +46,9 @@ const containerRoutes: FastifyPluginAsyncZod<ContainerRoutesOptions> = async (
   app.post(
     '/containers',
     {
+      config: { access: 'admin' },
+      // A container's labels (or a bundle's spec) can be this large; every other body stays small.
+      bodyLimit: 256 * 1024,
       schema: {
         operationId: 'createContainer',
         tags: ['containers'],
@@ -64,6 +67,7 @@ const containerRoutes: FastifyPluginAsyncZod<ContainerRoutesOptions> = async (
   app.get(
     '/containers',
     {
+      config: { access: 'read' },
       schema: {
         operationId: 'listContainers',
         tags: ['containers'],
@@ -84,6 +88,7 @@ const containerRoutes: FastifyPluginAsyncZod<ContainerRoutesOptions> = async (
   app.get(
     '/containers/:id',
     {
+      config: { access: 'read' },
       schema: {
         operationId: 'getContainer',
         tags: ['containers'],
@@ -100,6 +105,7 @@ const containerRoutes: FastifyPluginAsyncZod<ContainerRoutesOptions> = async (
   app.post(
     '/containers/:id/start',
     {
+      config: { access: 'operate' },
       schema: {
         operationId: 'startContainer',
         tags: ['containers'],
@@ -114,6 +120,7 @@ const containerRoutes: FastifyPluginAsyncZod<ContainerRoutesOptions> = async (
   app.post(
     '/containers/:id/exec',
     {
+      config: { access: 'admin' },
       schema: {
         operationId: 'execInContainer',
         tags: ['containers'],
@@ -129,6 +136,7 @@ const containerRoutes: FastifyPluginAsyncZod<ContainerRoutesOptions> = async (
   app.post(
     '/containers/:id/kill',
     {
+      config: { access: 'operate' },
       schema: {
         operationId: 'killContainer',
         tags: ['containers'],
@@ -147,6 +155,7 @@ const containerRoutes: FastifyPluginAsyncZod<ContainerRoutesOptions> = async (
   app.delete(
     '/containers/:id',
     {
+      config: { access: 'admin' },
       schema: {
         operationId: 'deleteContainer',
         tags: ['containers'],
@@ -165,6 +174,7 @@ const containerRoutes: FastifyPluginAsyncZod<ContainerRoutesOptions> = async (
   app.post(
     '/containers/:id/stop',
     {
+      config: { access: 'operate' },
       schema: {
         operationId: 'stopContainer',
         tags: ['containers'],
@@ -185,6 +195,7 @@ const containerRoutes: FastifyPluginAsyncZod<ContainerRoutesOptions> = async (
   app.post(
     '/containers/:id/restart',
     {
+      config: { access: 'operate' },
       schema: {
         operationId: 'restartContainer',
         tags: ['containers'],
@@ -200,6 +211,7 @@ const containerRoutes: FastifyPluginAsyncZod<ContainerRoutesOptions> = async (
   app.post(
     '/containers/:id/pause',
     {
+      config: { access: 'operate' },
       schema: {
         operationId: 'pauseContainer',
         tags: ['containers'],
@@ -214,6 +226,7 @@ const containerRoutes: FastifyPluginAsyncZod<ContainerRoutesOptions> = async (
   app.post(
     '/containers/:id/resume',
     {
+      config: { access: 'operate' },
       schema: {
         operationId: 'resumeContainer',
         tags: ['containers'],
@@ -228,6 +241,7 @@ const containerRoutes: FastifyPluginAsyncZod<ContainerRoutesOptions> = async (
   app.post(
     '/containers/:id/wait',
     {
+      config: { access: 'read' },
       schema: {
         operationId: 'waitContainer',
         tags: ['containers'],
@@ -277,6 +291,7 @@ const containerRoutes: FastifyPluginAsyncZod<ContainerRoutesOptions> = async (
   app.get(
     '/containers/:id/logs',
     {
+      config: { access: 'read' },
       schema: {
         operationId: 'containerLogs',
         tags: ['containers'],
@@ -334,6 +349,7 @@ const containerRoutes: FastifyPluginAsyncZod<ContainerRoutesOptions> = async (
   app.get(
     '/containers/:id/processes',
     {
+      config: { access: 'read' },
       schema: {
         operationId: 'containerProcesses',
         tags: ['containers'],
@@ -348,6 +364,7 @@ const containerRoutes: FastifyPluginAsyncZod<ContainerRoutesOptions> = async (
   app.get(
     '/containers/:id/stats',
     {
+      config: { access: 'read' },
       schema: {
         operationId: 'containerStats',
         tags: ['containers'],

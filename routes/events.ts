@@ -15,6 +15,7 @@ const eventRoutes: FastifyPluginAsyncZod<EventRoutesOptions> = async (app, { eve
   app.get(
     '/events',
     {
+      config: { access: 'read' },
       schema: {
         operationId: 'streamEvents',
         tags: ['events'],

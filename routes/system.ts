@@ -13,6 +13,7 @@ const systemRoutes: FastifyPluginAsyncZod<SystemRoutesOptions> = async (app, { s
   app.get(
     '/healthz',
     {
+      config: { access: 'public' },
       schema: {
         operationId: 'health',
         tags: ['system'],
@@ -26,6 +27,7 @@ const systemRoutes: FastifyPluginAsyncZod<SystemRoutesOptions> = async (app, { s
   app.get(
     '/readyz',
     {
+      config: { access: 'public' },
       schema: {
         operationId: 'readiness',
         tags: ['system'],
@@ -43,6 +45,7 @@ const systemRoutes: FastifyPluginAsyncZod<SystemRoutesOptions> = async (app, { s
   app.get(
     '/info',
     {
+      config: { access: 'read' },
       schema: {
         operationId: 'info',
         tags: ['system'],
@@ -57,6 +60,7 @@ const systemRoutes: FastifyPluginAsyncZod<SystemRoutesOptions> = async (app, { s
   app.get(
     '/metrics',
     {
+      config: { access: 'read' },
       schema: {
         operationId: 'metrics',
         tags: ['system'],
@@ -72,7 +76,9 @@ const systemRoutes: FastifyPluginAsyncZod<SystemRoutesOptions> = async (app, { s
     },
   );
 
-  app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
+  app.get('/openapi.json', { config: { access: 'public' }, schema: { hide: true } }, async () =>
+    app.swagger(),
+  );
 };
 
 export default systemRoutes;

@@ -10,6 +10,7 @@ import Fastify, {
   type FastifyServerOptions,
   type RouteOptions,
 } from 'fastify';
+import { isErrorCode, type ErrorCode } from './error-catalog.js';
 import {
   hasZodFastifySchemaValidationErrors,
   jsonSchemaTransform,
@@ -73,7 +74,7 @@ export interface AppDeps {
 
 export { PROBLEM_CONTENT_TYPE };
 
-const FASTIFY_ERROR_CODES: Readonly<Record<string, string>> = {
+const FASTIFY_ERROR_CODES: Readonly<Record<string, ErrorCode>> = {
   FST_ERR_CTP_INVALID_JSON_BODY: 'invalid_json',
   FST_ERR_CTP_EMPTY_JSON_BODY: 'invalid_json',
   FST_ERR_CTP_BODY_TOO_LARGE: 'body_too_large',
@@ -125,9 +126,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
         .type(PROBLEM_CONTENT_TYPE)
         .send(
           problemFor(
-            405,
             'method_not_allowed',
-            'Method Not Allowed',
             `${request.method} is not defined for ${known.url}; it answers ${known.methods.join(', ')}`,
           ),
         );
@@ -135,7 +134,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     return reply
       .code(404)
       .type(PROBLEM_CONTENT_TYPE)
-      .send(problemFor(404, 'route_not_found', 'Not Found', `no route for ${request.method} ${request.url}`));
+      .send(problemFor('route_not_found', `no route for ${request.method} ${request.url}`));
   };
   app.setNotFoundHandler(answerUnrouted);
   app.setErrorHandler((error, request, reply) => {
@@ -233,7 +232,7 @@ function problemForError(error: FastifyError | Error, bodyLimit: number): Proble
         return `${context}${path ? `.${path}` : ''}: ${issue.message}`;
       })
       .join('; ');
-    return problemFor(400, validationCode(context, field), 'Bad Request', detail);
+    return problemFor(validationCode(context, field), detail);
   }
   const fastifyError = error as FastifyError;
   const status = fastifyError.statusCode;
@@ -245,44 +244,29 @@ function problemForError(error: FastifyError | Error, bodyLimit: number): Proble
         : code === 'unsupported_media_type'
           ? 'request bodies must be JSON (Content-Type: application/json), or a tarball for PUT /bundles/ID/rootfs'
           : error.message;
-    return problemFor(status, code, httpTitle(status), detail);
+    return problemFor(code, detail, status);
   }
-  return problemFor(500, 'internal_error', 'Internal Server Error', 'internal error; see the daemon log');
+  return problemFor('internal_error', 'internal error; see the daemon log');
 }
 
 function answerMalformedRequest(error: Error & { code?: string }, socket: Socket): void {
   if (!socket.writable) return;
-  const status = error.code === 'HPE_HEADER_OVERFLOW' ? 431 : 400;
-  const title = httpTitle(status);
-  const body = JSON.stringify(
-    problemFor(
-      status,
-      'malformed_request',
-      title,
-      `the request is not valid HTTP (${error.code ?? error.message})`,
-    ),
+  const problem = problemFor(
+    'malformed_request',
+    `the request is not valid HTTP (${error.code ?? error.message})`,
+    error.code === 'HPE_HEADER_OVERFLOW' ? 431 : 400,
   );
+  const { status, title } = problem;
+  const body = JSON.stringify(problem);
   socket.end(
     `HTTP/1.1 ${status} ${title}\r\ncontent-type: ${PROBLEM_CONTENT_TYPE}\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
   );
 }
 
-function validationCode(context: string, field: string): string {
+function validationCode(context: string, field: string): ErrorCode {
   if (context === 'params' && field === 'id') return 'invalid_container_id';
   if (field === 'id' && context === 'body') return 'invalid_container_id';
   if (field === 'signal') return 'invalid_signal';
-  return `invalid_${context === 'querystring' ? 'query' : context}`;
-}
-
-function httpTitle(status: number): string {
-  const titles: Record<number, string> = {
-    400: 'Bad Request',
-    404: 'Not Found',
-    405: 'Method Not Allowed',
-    406: 'Not Acceptable',
-    413: 'Content Too Large',
-    415: 'Unsupported Media Type',
-    431: 'Request Header Fields Too Large',
-  };
-  return titles[status] ?? 'Client Error';
+  const code = `invalid_${context === 'querystring' ? 'query' : context}`;
+  return isErrorCode(code) ? code : 'bad_request';
 }

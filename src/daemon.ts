@@ -7,8 +7,8 @@ import type { Config } from './config.js';
 import { BundleService } from './bundles/bundle-service.js';
 import { ContainerResourceService } from './lifecycle/container-resources.js';
 import { DEFAULT_INIT_BINARY, DEFAULT_MAX_ROOTFS_BYTES } from './config.js';
-import { BundleInspector } from './lifecycle/bundle-inspector.js';
-import { BundlePolicy, type BundlePolicyRules } from './lifecycle/bundle-policy.js';
+import { BundleInspector } from './bundle-checks/bundle-inspector.js';
+import { BundlePolicy, type BundlePolicyRules } from './bundle-checks/bundle-policy.js';
 import { ContainerService } from './lifecycle/container-service.js';
 import { buildDockerApp } from './docker/docker-app.js';
 import { ImageLoader } from './bundles/image-loader.js';
@@ -170,7 +170,7 @@ export async function openDaemon(config: DaemonConfig, logger: Logger): Promise<
   try {
     await containers.init();
     await managedBundles.init();
-    const runtimeSecurity = assessRuntime(await collectRuntimeFacts(config.runtimeBinary, runner));
+    const runtimeSecurity = assessRuntime(await collectRuntimeFacts(runc, runner));
     const status = new SystemStatus({
       readinessStore: new ReadinessRepository(db),
       databasePath,

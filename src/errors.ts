@@ -3,78 +3,94 @@
  * `toProblem` decides which HTTP status a failure becomes, so every endpoint answers a failure the same way.
  */
 
+import { statusOf, type CodeOfKind, type ErrorCode } from './error-catalog.js';
+
 export interface Problem {
   type: string;
   title: string;
   status: number;
   detail: string;
-  code: string;
+  code: ErrorCode;
   containerId?: string;
   instance?: string;
 }
 
 export abstract class DomainError extends Error {
-  abstract readonly status: number;
-  abstract readonly title: string;
   constructor(
-    readonly code: string,
+    readonly code: ErrorCode,
     message: string,
     readonly containerId?: string,
   ) {
     super(message);
     this.name = new.target.name;
   }
+
+  /** runcd's own HTTP status for this error: the catalog's kind decides, never the class. */
+  get status(): number {
+    return statusOf(this.code).status;
+  }
+
+  get title(): string {
+    return statusOf(this.code).title;
+  }
 }
 
+// One class per kind, so a throw site reads as what happened; each only takes codes of its kind.
 export class NotFoundError extends DomainError {
-  readonly status = 404;
-  readonly title = 'Not Found';
+  constructor(code: CodeOfKind<'not_found'>, message: string, containerId?: string) {
+    super(code, message, containerId);
+  }
 }
 
 export class ConflictError extends DomainError {
-  readonly status = 409;
-  readonly title = 'Conflict';
+  constructor(code: CodeOfKind<'conflict'>, message: string, containerId?: string) {
+    super(code, message, containerId);
+  }
 }
 
 export class InvalidInputError extends DomainError {
-  readonly status = 400;
-  readonly title = 'Bad Request';
+  constructor(code: CodeOfKind<'invalid_input'>, message: string, containerId?: string) {
+    super(code, message, containerId);
+  }
 }
 
 export class PolicyDeniedError extends DomainError {
-  readonly status = 403;
-  readonly title = 'Forbidden';
+  constructor(code: CodeOfKind<'policy_denied' | 'forbidden'>, message: string, containerId?: string) {
+    super(code, message, containerId);
+  }
 }
 
 /** The runtime refused what the caller asked for (e.g. `runc create` rejected the bundle's config). */
 export class RuntimeRejectedError extends DomainError {
-  readonly status = 422;
-  readonly title = 'Unprocessable Content';
+  constructor(code: CodeOfKind<'runtime_rejected'>, message: string, containerId?: string) {
+    super(code, message, containerId);
+  }
 }
 
 /** The runtime failed for a reason that is not the caller's (a crash, a timeout, a missing binary). */
 export class RuntimeFailureError extends DomainError {
-  readonly status = 500;
-  readonly title = 'Runtime Failure';
+  constructor(code: CodeOfKind<'runtime_failure'>, message: string, containerId?: string) {
+    super(code, message, containerId);
+  }
 }
 
 /** A body (an uploaded rootfs) larger than runcd accepts. */
 export class ContentTooLargeError extends DomainError {
-  readonly status = 413;
-  readonly title = 'Content Too Large';
+  constructor(code: CodeOfKind<'too_large'>, message: string, containerId?: string) {
+    super(code, message, containerId);
+  }
 }
 
 export class TimeoutError extends DomainError {
-  readonly status = 504;
-  readonly title = 'Gateway Timeout';
+  constructor(code: CodeOfKind<'timeout'>, message: string, containerId?: string) {
+    super(code, message, containerId);
+  }
 }
 
 /** No credentials, or credentials that match no live token. `challenge` becomes the WWW-Authenticate header. */
 export class UnauthorizedError extends DomainError {
-  readonly status = 401;
-  readonly title = 'Unauthorized';
   constructor(
-    code: string,
+    code: CodeOfKind<'unauthorized'>,
     message: string,
     readonly challenge: string,
   ) {
@@ -84,8 +100,6 @@ export class UnauthorizedError extends DomainError {
 
 /** Authenticated, but the token's scope is too small for the route (RFC 6750 `insufficient_scope`). */
 export class InsufficientScopeError extends DomainError {
-  readonly status = 403;
-  readonly title = 'Forbidden';
   readonly challenge: string;
   constructor(message: string, requiredScope: string) {
     super('insufficient_scope', message);
@@ -95,8 +109,6 @@ export class InsufficientScopeError extends DomainError {
 
 /** The caller is over its request budget; `retryAfterSeconds` becomes the Retry-After header. */
 export class RateLimitedError extends DomainError {
-  readonly status = 429;
-  readonly title = 'Too Many Requests';
   constructor(
     message: string,
     readonly retryAfterSeconds: number,
@@ -107,8 +119,6 @@ export class RateLimitedError extends DomainError {
 
 /** Too many runtime processes are running and queued; the caller should retry after `retryAfterSeconds`. */
 export class RuntimeBusyError extends DomainError {
-  readonly status = 503;
-  readonly title = 'Service Unavailable';
   constructor(
     message: string,
     readonly retryAfterSeconds: number,
@@ -150,6 +160,23 @@ export function problemHeaders(error: DomainError): Record<string, string> {
   return headers;
 }
 
-export function problemFor(status: number, code: string, title: string, detail: string): Problem {
+/**
+ * A problem document for a failure found outside the domain (routing, validation, HTTP parsing). The status is
+ * the catalog's, except where HTTP itself decides another (431 for over-long headers).
+ */
+export function problemFor(code: ErrorCode, detail: string, status = statusOf(code).status): Problem {
+  const title =
+    status === statusOf(code).status ? statusOf(code).title : (HTTP_TITLES[status] ?? 'Client Error');
   return { type: PROBLEM_TYPE_BASE + code, title, status, detail, code };
 }
+
+/** Reason phrases for the statuses HTTP parsing can decide on its own. */
+const HTTP_TITLES: Readonly<Record<number, string>> = {
+  400: 'Bad Request',
+  404: 'Not Found',
+  405: 'Method Not Allowed',
+  406: 'Not Acceptable',
+  413: 'Content Too Large',
+  415: 'Unsupported Media Type',
+  431: 'Request Header Fields Too Large',
+};

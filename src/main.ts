@@ -5,7 +5,7 @@ import { DEFAULT_SHUTDOWN_GRACE_MS, openDaemon, type DaemonConfig } from './daem
 import { createLogger } from './observability/logger.js';
 import { guardProcess } from './observability/process-guard.js';
 import { closeInheritedDescriptors } from './runtime/process-runner.js';
-import { loadPolicyFile, PolicyFileError } from './lifecycle/bundle-policy.js';
+import { loadPolicyFile, PolicyFileError } from './bundle-checks/bundle-policy.js';
 import {
   listenPrivately,
   prepareSocketPath,

@@ -1,10 +1,11 @@
+import type { FastifyInstance } from 'fastify';
 import pino from 'pino';
 import { buildApp } from './app.js';
 import { BundleService } from './bundles/bundle-service.js';
 import { ContainerResourceService } from './lifecycle/container-resources.js';
 import { DEFAULT_INIT_BINARY, DEFAULT_MAX_ROOTFS_BYTES } from './config.js';
-import { BundleInspector } from './lifecycle/bundle-inspector.js';
-import { BundlePolicy } from './lifecycle/bundle-policy.js';
+import { BundleInspector } from './bundle-checks/bundle-inspector.js';
+import { BundlePolicy } from './bundle-checks/bundle-policy.js';
 import { ContainerService } from './lifecycle/container-service.js';
 import { Conmon } from './runtime/conmon.js';
 import { ProcessRunner } from './runtime/process-runner.js';
@@ -27,9 +28,25 @@ import { SystemStatus } from './observability/system-status.js';
  * called (no request is made), so it points at nothing on disk and spawns nothing.
  */
 export async function generateOpenApiDocument(): Promise<unknown> {
+  const inspection = await buildInspectionApp();
+  const document = inspection.app.swagger();
+  await inspection.close();
+  return document;
+}
+
+/**
+ * The native app wired to services that point at nothing, for reading what it declares (its OpenAPI document,
+ * the access of each route) without a daemon. `requireToken` makes every non-public route ask for a token.
+ */
+export async function buildInspectionApp(options: { requireToken?: boolean } = {}): Promise<{
+  app: FastifyInstance;
+  tokens: TokenRepository;
+  close: () => Promise<void>;
+}> {
   const runner = new ProcessRunner();
   const runc = new Runc({ binary: 'runc', root: '/nonexistent', scratchDir: '/nonexistent', runner });
   const db = openDatabase(':memory:');
+  const tokens = new TokenRepository(db);
   const conmon = new Conmon({
     binary: 'conmon',
     runtimeBinary: 'runc',
@@ -75,17 +92,21 @@ export async function generateOpenApiDocument(): Promise<unknown> {
     system: { status, metrics },
     security: {
       listener: 'unix',
-      requireToken: false,
-      authenticator: new TokenAuthenticator(new TokenRepository(db)),
+      requireToken: options.requireToken ?? false,
+      authenticator: new TokenAuthenticator(tokens),
       rateLimiter: new RateLimiter(0, 0),
     },
   });
   await app.ready();
-  const document = app.swagger();
-  await app.close();
-  metrics.close();
-  db.close();
-  return document;
+  return {
+    app,
+    tokens,
+    close: async () => {
+      await app.close();
+      metrics.close();
+      db.close();
+    },
+  };
 }
 
 export function serializeOpenApi(document: unknown): string {

@@ -23,7 +23,7 @@ import {
   InvalidInputError,
   NotFoundError,
 } from '../errors.js';
-import type { BundlePolicy } from '../lifecycle/bundle-policy.js';
+import type { BundlePolicy } from '../bundle-checks/bundle-policy.js';
 import type { ContainerService } from '../lifecycle/container-service.js';
 import { KeyedMutex } from '../lifecycle/keyed-mutex.js';
 import { hostRlimits } from '../runtime/host-limits.js';

@@ -1,3 +1,4 @@
+import type { CodeOfKind } from '../error-catalog.js';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { mkdir, open, writeFile } from 'node:fs/promises';
 import { join, posix } from 'node:path';
@@ -26,7 +27,7 @@ import { archiveBytes, archiveError } from './tar-extractor.js';
 export class ImageArchiveError extends Error {
   override name = 'ImageArchiveError';
   constructor(
-    readonly code: string,
+    readonly code: CodeOfKind<'invalid_input'>,
     message: string,
   ) {
     super(message);

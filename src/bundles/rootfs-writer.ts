@@ -1,3 +1,4 @@
+import type { CodeOfKind } from '../error-catalog.js';
 import { constants } from 'node:fs';
 import {
   chmod,
@@ -47,7 +48,7 @@ export interface RootfsLimits {
 /** An entry runcd refuses to write; the message names it. */
 export class RootfsEntryError extends Error {
   constructor(
-    readonly code: string,
+    readonly code: CodeOfKind<'invalid_input'>,
     message: string,
   ) {
     super(message);

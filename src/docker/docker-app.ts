@@ -1,4 +1,3 @@
-import { readFile } from 'node:fs/promises';
 import { arch, cpus, hostname, release, totalmem } from 'node:os';
 import { PassThrough } from 'node:stream';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
@@ -14,7 +13,10 @@ import { DEFAULT_BODY_LIMIT } from '../security/limits.js';
 import securityPlugin, { type SecurityOptions } from '../security/security-plugin.js';
 import { parseSignal, type Signal } from '../signals.js';
 import { RUNCD_VERSION } from '../version.js';
+import { DomainError } from '../errors.js';
+import { assertAllowed } from '../lifecycle/container-states.js';
 import { DockerError, dockerErrorFor, notImplemented } from './docker-errors.js';
+import { dockerAnswerFor, type DockerOperation } from './docker-status.js';
 import { dockerIdOf, resolveContainer } from './docker-ids.js';
 import { frame, openRawStream } from './docker-stream.js';
 import { PeerStream } from '../peer-stream.js';
@@ -116,10 +118,10 @@ export async function buildDockerApp(deps: DockerAppDeps): Promise<FastifyInstan
   await app.register(securityPlugin, deps.security);
 
   // ---- system
-  app.get('/_ping', async (_request, reply) =>
+  app.get('/_ping', { config: { access: 'read' } }, async (_request, reply) =>
     reply.header('cache-control', 'no-cache').type('text/plain; charset=utf-8').send('OK'),
   );
-  app.get('/version', async () => ({
+  app.get('/version', { config: { access: 'read' } }, async () => ({
     Platform: { Name: 'runcd' },
     Components: [
       {
@@ -148,7 +150,7 @@ export async function buildDockerApp(deps: DockerAppDeps): Promise<FastifyInstan
     KernelVersion: release(),
     BuildTime: '',
   }));
-  app.get('/info', async () => {
+  app.get('/info', { config: { access: 'read' } }, async () => {
     const all = containers.list();
     const count = (status: string) => all.filter((container) => container.status === status).length;
     return {
@@ -177,24 +179,13 @@ export async function buildDockerApp(deps: DockerAppDeps): Promise<FastifyInstan
 
   // ---- images: runcd's managed bundles under a name
   const bundles = deps.bundles;
-  /** Containers made with `docker run --rm` / AutoRemove: deleted by runcd once they die. */
-  const autoRemove = new Set<string>();
   if (bundles) {
     await registerImageRoutes(app, bundles, deps.imageLoader);
-    app.post('/containers/create', async (request, reply) => {
+    app.post('/containers/create', { config: { access: 'admin' } }, async (request, reply) => {
       const name = first((request.query as Query).name);
       const created = await createFromImage(bundles, name, (request.body ?? {}) as never);
-      if (created.autoRemove) autoRemove.add(created.id);
       return reply.code(201).send({ Id: dockerIdOf(created.id), Warnings: [] });
     });
-    const unsubscribe = containers.events.subscribe((event) => {
-      if (event.type === 'delete') autoRemove.delete(event.id);
-      if (event.type !== 'die' || !autoRemove.has(event.id)) return;
-      autoRemove.delete(event.id);
-      // After the lifecycle's own handling of the exit (the die event is published from inside it).
-      setImmediate(() => void containers.delete(event.id, { force: true }).catch(() => undefined));
-    });
-    app.addHook('onClose', async () => unsubscribe());
   } else {
     for (const [method, url] of [
       ['GET', '/images/json'],
@@ -206,6 +197,7 @@ export async function buildDockerApp(deps: DockerAppDeps): Promise<FastifyInstan
       app.route({
         method,
         url,
+        config: { access: method === 'GET' ? 'read' : 'admin' },
         handler: async () => {
           throw notImplemented(`${method} ${url.replace(':name', '{name}')}`, IMAGES_MISSING);
         },
@@ -221,13 +213,13 @@ export async function buildDockerApp(deps: DockerAppDeps): Promise<FastifyInstan
     ['/volumes/:name', 'volume'],
     ['/plugins/:name/json', 'plugin'],
   ] as const) {
-    app.get(url, async (request) => {
+    app.get(url, { config: { access: 'read' } }, async (request) => {
       throw new DockerError(404, `No such ${kind}: ${(request.params as { name: string }).name}`);
     });
   }
 
   // ---- containers
-  app.get('/containers/json', async (request) => {
+  app.get('/containers/json', { config: { access: 'read' } }, async (request) => {
     const query = request.query as Query;
     const filters = parseFilters(query.filters);
     let list = containers.list();
@@ -238,89 +230,88 @@ export async function buildDockerApp(deps: DockerAppDeps): Promise<FastifyInstan
     if (limit !== undefined && Number.isInteger(limit) && limit > 0) list = list.slice(0, limit);
     return Promise.all(
       list.map(async (container) =>
-        summaryOf(container, await commandOf(container), imageOfBundle(deps.bundles, container.bundle)),
+        summaryOf(
+          container,
+          await commandOf(containers, container),
+          imageOfBundle(deps.bundles, container.bundle),
+        ),
       ),
     );
   });
 
-  app.get('/containers/:id/json', async (request) => {
+  app.get('/containers/:id/json', { config: { access: 'read' } }, async (request) => {
     const id = resolveContainer(containers, idParam(request));
     const container = containers.get(id);
-    return inspectOf(container, await commandOf(container), imageOfBundle(deps.bundles, container.bundle));
+    return inspectOf(
+      container,
+      await commandOf(containers, container),
+      imageOfBundle(deps.bundles, container.bundle),
+    );
   });
 
-  app.post('/containers/:id/start', async (request, reply) => {
+  app.post('/containers/:id/start', { config: { access: 'operate' } }, async (request, reply) => {
     const id = resolveContainer(containers, idParam(request));
-    const status = containers.get(id).status;
-    if (status === 'running' || status === 'paused') return reply.code(304).send();
-    if (status === 'stopped') {
-      // A stopped runcd container starts again from its bundle, as `docker start` does for an exited one.
-      await containers.restart(id, { timeoutSeconds: 0 });
-      return reply.code(204).send();
-    }
-    await containers.start(id);
-    return reply.code(204).send();
-  });
-
-  app.post('/containers/:id/stop', async (request, reply) => {
-    const id = resolveContainer(containers, idParam(request));
-    const query = request.query as Query;
-    if (containers.get(id).status === 'stopped') return reply.code(304).send();
-    await containers.stop(id, {
-      timeoutSeconds: timeoutParam(query.t),
-      signal: query.signal === undefined ? undefined : signalParam(query.signal),
+    const started = await asDocker('start', id, async () => {
+      try {
+        await containers.start(id);
+      } catch (error) {
+        // runc cannot start a stopped container; `docker start` of an exited one runs it again from its bundle.
+        if (!(error instanceof DomainError && error.code === 'container_stopped')) throw error;
+        await containers.restart(id, { timeoutSeconds: 0 });
+      }
     });
-    return reply.code(204).send();
+    return reply.code(started === NOT_MODIFIED ? 304 : 204).send();
   });
 
-  app.post('/containers/:id/restart', async (request, reply) => {
-    const id = resolveContainer(containers, idParam(request));
-    await containers.restart(id, { timeoutSeconds: timeoutParam((request.query as Query).t) });
-    return reply.code(204).send();
-  });
-
-  app.post('/containers/:id/kill', async (request, reply) => {
+  app.post('/containers/:id/stop', { config: { access: 'operate' } }, async (request, reply) => {
     const id = resolveContainer(containers, idParam(request));
     const query = request.query as Query;
-    const status = containers.get(id).status;
-    if (status !== 'running' && status !== 'paused') {
-      throw new DockerError(409, `Cannot kill container: ${id}: container ${id} is not running`);
-    }
-    await containers.kill(
-      id,
-      query.signal === undefined ? signalParam('SIGKILL') : signalParam(query.signal),
+    const outcome = await asDocker('stop', id, () =>
+      containers.stopReporting(id, {
+        timeoutSeconds: timeoutParam(query.t),
+        signal: query.signal === undefined ? undefined : signalParam(query.signal),
+      }),
+    );
+    // Docker's 304: there was nothing to stop.
+    return reply.code(outcome !== NOT_MODIFIED && outcome.stopped ? 204 : 304).send();
+  });
+
+  app.post('/containers/:id/restart', { config: { access: 'operate' } }, async (request, reply) => {
+    const id = resolveContainer(containers, idParam(request));
+    await asDocker('restart', id, () =>
+      containers.restart(id, { timeoutSeconds: timeoutParam((request.query as Query).t) }),
     );
     return reply.code(204).send();
   });
 
-  app.post('/containers/:id/pause', async (request, reply) => {
-    const id = resolveContainer(containers, idParam(request));
-    await containers.pause(id);
-    return reply.code(204).send();
-  });
-
-  app.post('/containers/:id/unpause', async (request, reply) => {
-    const id = resolveContainer(containers, idParam(request));
-    await containers.resume(id);
-    return reply.code(204).send();
-  });
-
-  app.delete('/containers/:id', async (request, reply) => {
+  app.post('/containers/:id/kill', { config: { access: 'operate' } }, async (request, reply) => {
     const id = resolveContainer(containers, idParam(request));
     const query = request.query as Query;
-    const status = containers.get(id).status;
-    const force = queryBool(query.force);
-    if (!force && status !== 'stopped' && status !== 'created') {
-      throw new DockerError(
-        409,
-        `You cannot remove a ${status} container ${dockerIdOf(id)}. Stop the container before attempting removal or force remove`,
-      );
-    }
-    await containers.delete(id, { force });
+    const signal = query.signal === undefined ? signalParam('SIGKILL') : signalParam(query.signal);
+    await asDocker('kill', id, () => containers.kill(id, signal));
     return reply.code(204).send();
   });
 
-  app.post('/containers/:id/wait', async (request, reply) => {
+  app.post('/containers/:id/pause', { config: { access: 'operate' } }, async (request, reply) => {
+    const id = resolveContainer(containers, idParam(request));
+    await asDocker('pause', id, () => containers.pause(id));
+    return reply.code(204).send();
+  });
+
+  app.post('/containers/:id/unpause', { config: { access: 'operate' } }, async (request, reply) => {
+    const id = resolveContainer(containers, idParam(request));
+    await asDocker('unpause', id, () => containers.resume(id));
+    return reply.code(204).send();
+  });
+
+  app.delete('/containers/:id', { config: { access: 'admin' } }, async (request, reply) => {
+    const id = resolveContainer(containers, idParam(request));
+    const force = queryBool((request.query as Query).force);
+    await asDocker('remove', id, () => containers.delete(id, { force }));
+    return reply.code(204).send();
+  });
+
+  app.post('/containers/:id/wait', { config: { access: 'read' } }, async (request, reply) => {
     const id = resolveContainer(containers, idParam(request));
     const condition = first((request.query as Query).condition) ?? 'not-running';
     if (!['not-running', 'next-exit', 'removed'].includes(condition)) {
@@ -342,7 +333,7 @@ export async function buildDockerApp(deps: DockerAppDeps): Promise<FastifyInstan
     }
   });
 
-  app.get('/containers/:id/top', async (request) => {
+  app.get('/containers/:id/top', { config: { access: 'read' } }, async (request) => {
     const id = resolveContainer(containers, idParam(request));
     const processes = await containers.processes(id);
     return {
@@ -357,7 +348,7 @@ export async function buildDockerApp(deps: DockerAppDeps): Promise<FastifyInstan
     };
   });
 
-  app.get('/containers/:id/logs', async (request, reply) => {
+  app.get('/containers/:id/logs', { config: { access: 'read' } }, async (request, reply) => {
     const id = resolveContainer(containers, idParam(request));
     const query = request.query as Query;
     const stdout = queryBool(query.stdout);
@@ -388,7 +379,7 @@ export async function buildDockerApp(deps: DockerAppDeps): Promise<FastifyInstan
 
   // Output only (no stdin): enough for a foreground `docker run` / `docker start -a` to print what the container
   // writes. The CLI attaches before it starts the container, so the stream waits for the start first.
-  app.post('/containers/:id/attach', async (request, reply) => {
+  app.post('/containers/:id/attach', { config: { access: 'admin' } }, async (request, reply) => {
     const id = resolveContainer(containers, idParam(request));
     const query = request.query as Query;
     if (queryBool(query.stdin)) {
@@ -425,14 +416,25 @@ export async function buildDockerApp(deps: DockerAppDeps): Promise<FastifyInstan
     endRawStream(peer);
   });
 
+  // Answered 501 whatever the method; reading that needs what a read needs, anything else what a change needs.
   for (const endpoint of ['resize', 'export', 'changes', 'stats', 'update', 'rename', 'archive']) {
-    app.all(`/containers/:id/${endpoint}`, async (request) => {
-      throw notImplemented(`${request.method} /containers/{id}/${endpoint}`);
-    });
+    for (const [methods, access] of [
+      [['GET', 'HEAD'], 'read'],
+      [['POST', 'PUT', 'DELETE', 'PATCH'], 'admin'],
+    ] as const) {
+      app.route({
+        method: [...methods],
+        url: `/containers/:id/${endpoint}`,
+        config: { access },
+        handler: async (request) => {
+          throw notImplemented(`${request.method} /containers/{id}/${endpoint}`);
+        },
+      });
+    }
   }
 
   // ---- exec
-  app.post('/containers/:id/exec', async (request, reply) => {
+  app.post('/containers/:id/exec', { config: { access: 'admin' } }, async (request, reply) => {
     const id = resolveContainer(containers, idParam(request));
     const body = (request.body ?? {}) as Record<string, unknown>;
     if (body.Tty === true) {
@@ -453,15 +455,13 @@ export async function buildDockerApp(deps: DockerAppDeps): Promise<FastifyInstan
         { args: 'Cmd', env: 'Env', cwd: 'WorkingDir', user: 'User' }[String(issue?.path[0])] ?? 'body';
       throw new DockerError(400, `exec ${field}: ${issue?.message ?? 'invalid'}`);
     }
-    const status = containers.get(id).status;
-    if (status !== 'running') {
-      throw new DockerError(409, `container ${dockerIdOf(id)} is not running`);
-    }
+    // The exec runs only at start; Docker refuses it at create already, so the state table is asked now.
+    await asDocker('exec', id, async () => assertAllowed('exec', containers.get(id)));
     const session = execs.create(id, parsed.data);
     return reply.code(201).send({ Id: session.id });
   });
 
-  app.post('/exec/:id/start', async (request, reply) => {
+  app.post('/exec/:id/start', { config: { access: 'admin' } }, async (request, reply) => {
     const session = execs.get(idParam(request));
     if (!session) throw new DockerError(404, `No such exec instance: ${idParam(request)}`);
     if (session.started) throw new DockerError(409, `exec instance ${session.id} has already been started`);
@@ -485,14 +485,14 @@ export async function buildDockerApp(deps: DockerAppDeps): Promise<FastifyInstan
     endRawStream(peer);
   });
 
-  app.get('/exec/:id/json', async (request) => {
+  app.get('/exec/:id/json', { config: { access: 'read' } }, async (request) => {
     const session = execs.get(idParam(request));
     if (!session) throw new DockerError(404, `No such exec instance: ${idParam(request)}`);
     return execInspectOf(session);
   });
 
   // ---- events
-  app.get('/events', async (request, reply) => {
+  app.get('/events', { config: { access: 'read' } }, async (request, reply) => {
     const query = request.query as Query;
     const since = timeParam(query.since, 'since');
     const until = timeParam(query.until, 'until');
@@ -529,6 +529,27 @@ export async function buildDockerApp(deps: DockerAppDeps): Promise<FastifyInstan
   });
 
   return app;
+}
+
+const NOT_MODIFIED = Symbol('not modified');
+
+/**
+ * Runs a native operation for a Docker route: the operation decides (it knows the state), and its refusal is
+ * translated through Docker's table for that operation, where a 304 is an answer rather than an error.
+ */
+async function asDocker<T>(
+  operation: DockerOperation,
+  id: string,
+  run: () => Promise<T>,
+): Promise<T | typeof NOT_MODIFIED> {
+  try {
+    return await run();
+  } catch (error) {
+    if (!(error instanceof DomainError)) throw error;
+    const answer = dockerAnswerFor(error, operation, dockerIdOf(id));
+    if (answer.status === 304) return NOT_MODIFIED;
+    throw new DockerError(answer.status, answer.message);
+  }
 }
 
 /** Exactly `application/json`: the docker CLI shows the raw body instead of the message for anything else. */
@@ -603,12 +624,10 @@ function execInspectOf(session: ExecSession): Record<string, unknown> {
 
 // ---- translation of runcd's view into Docker's shapes
 
-async function commandOf(container: Container): Promise<string[]> {
+/** The command of the config runc runs (runcd's checked copy), not the caller's file, which may have changed. */
+async function commandOf(containers: ContainerService, container: Container): Promise<string[]> {
   try {
-    const spec = JSON.parse(await readFile(`${container.bundle}/config.json`, 'utf8')) as {
-      process?: { args?: string[] };
-    };
-    return spec.process?.args ?? [];
+    return (await containers.runningConfig(container.id))?.process?.args ?? [];
   } catch {
     return [];
   }
@@ -709,7 +728,7 @@ function inspectOf(container: Container, command: string[], image: string): Reco
         Name: container.restartPolicy.name,
         MaximumRetryCount: container.restartPolicy.maxRetries ?? 0,
       },
-      AutoRemove: false,
+      AutoRemove: container.autoRemove,
     },
     GraphDriver: { Name: 'runcd-bundles', Data: { RootFs: container.rootfs, Bundle: container.bundle } },
     Mounts: [],
@@ -878,9 +897,13 @@ function signalParam(value: string | string[] | undefined): Signal {
 }
 
 /** Docker sends unix seconds (with fractions) or RFC 3339; undefined when absent. */
-function timeParam(value: string | string[] | undefined, name: string): string | undefined {
+/**
+ * Docker's times: unix seconds (with a fraction) or RFC 3339. `since=0` is the epoch, so `docker events --since 0`
+ * replays everything; `until=0` is Docker's "no end".
+ */
+function timeParam(value: string | string[] | undefined, name: 'since' | 'until'): string | undefined {
   const text = first(value)?.trim();
-  if (text === undefined || text === '' || text === '0') return undefined;
+  if (text === undefined || text === '' || (text === '0' && name === 'until')) return undefined;
   const date = /^\d+(\.\d+)?$/.test(text) ? new Date(Number(text) * 1000) : new Date(text);
   if (Number.isNaN(date.getTime())) {
     throw new DockerError(400, `${name} ${JSON.stringify(text)} is not a time: use unix seconds or RFC 3339`);

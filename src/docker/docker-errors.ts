@@ -1,5 +1,6 @@
 import type { FastifyError } from 'fastify';
 import { DomainError } from '../errors.js';
+import { dockerAnswerFor } from './docker-status.js';
 
 /** An answer in Docker's own error format, `{"message": ...}`, with the status Docker uses for it. */
 export class DockerError extends Error {
@@ -15,10 +16,7 @@ export class DockerError extends Error {
 /** Every failure on the Docker listener becomes Docker's `{"message"}` body; runcd's own errors keep their status. */
 export function dockerErrorFor(error: unknown): { status: number; message: string } {
   if (error instanceof DockerError) return { status: error.status, message: error.message };
-  if (error instanceof DomainError) {
-    // 422 (the runtime refused a valid request) has no Docker equivalent; Docker reports those as 500.
-    return { status: error.status === 422 ? 500 : error.status, message: error.message };
-  }
+  if (error instanceof DomainError) return dockerAnswerFor(error);
   const status = (error as FastifyError).statusCode;
   if (status !== undefined && status >= 400 && status < 500) {
     return { status, message: (error as Error).message };

@@ -122,16 +122,16 @@ export async function registerImageRoutes(
   bundles: BundleService,
   loader: ImageLoader | undefined,
 ): Promise<void> {
-  app.get('/images/json', async () =>
+  app.get('/images/json', { config: { access: 'read' } }, async () =>
     bundles
       .list()
       .filter((bundle) => bundle.labels[IMAGE_LABEL] !== undefined)
       .map(summaryOf),
   );
-  app.get('/images/:name/json', async (request) =>
+  app.get('/images/:name/json', { config: { access: 'read' } }, async (request) =>
     inspectOf(findImage(bundles, (request.params as { name: string }).name)),
   );
-  app.delete('/images/:name', async (request) => {
+  app.delete('/images/:name', { config: { access: 'admin' } }, async (request) => {
     const image = findImage(bundles, (request.params as { name: string }).name);
     if (image.containers.length > 0) {
       throw new DockerError(
@@ -147,7 +147,7 @@ export async function registerImageRoutes(
   await app.register(async (scope) => {
     scope.removeAllContentTypeParsers();
     scope.addContentTypeParser('*', (_request, payload, done) => done(null, payload));
-    scope.post('/images/create', async (request, reply) => {
+    scope.post('/images/create', { config: { access: 'admin' } }, async (request, reply) => {
       const query = request.query as Query;
       const fromSrc = first(query.fromSrc);
       if (first(query.fromImage) !== undefined) {
@@ -193,7 +193,7 @@ export async function registerImageRoutes(
 
     // docker load: the whole archive is unpacked before the answer starts, so failures keep their status codes;
     // the answer is then Docker's JSON message stream, which the CLI prints ("Loaded image: bb:latest").
-    scope.post('/images/load', async (request, reply) => {
+    scope.post('/images/load', { config: { access: 'admin' } }, async (request, reply) => {
       if (!loader) {
         throw notImplemented(
           'POST /images/load (docker load)',
@@ -360,7 +360,7 @@ export async function createFromImage(
   bundles: BundleService,
   nameParam: string | undefined,
   body: CreateBody,
-): Promise<{ id: string; autoRemove: boolean }> {
+): Promise<{ id: string }> {
   if (typeof body.Image !== 'string' || body.Image === '')
     throw new DockerError(400, 'config.Image is required');
   if (body.Tty === true || body.OpenStdin === true) {
@@ -419,6 +419,8 @@ export async function createFromImage(
     ...(restartPolicy ? { restartPolicy } : {}),
     ...(nonEmpty(body.StopSignal) ? { stopSignal: body.StopSignal } : {}),
     ...(typeof body.StopTimeout === 'number' ? { stopTimeout: body.StopTimeout } : {}),
+    // `docker run --rm`: a property of the container, so a restarted runcd still removes it.
+    ...(host.AutoRemove === true ? { autoRemove: true } : {}),
   };
   const parsed = CreateContainerRequest.safeParse(request);
   if (!parsed.success) {
@@ -434,7 +436,7 @@ export async function createFromImage(
     if (error instanceof NotFoundError) throw new DockerError(404, error.message);
     throw error;
   }
-  return { id, autoRemove: host.AutoRemove === true };
+  return { id };
 }
 
 /**

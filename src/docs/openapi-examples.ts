@@ -1,3 +1,4 @@
+import { statusOf, type ErrorCode } from '../error-catalog.js';
 import { PROBLEM_CONTENT_TYPE, problemFor, type Problem } from '../errors.js';
 
 /**
@@ -16,8 +17,20 @@ export interface NamedExample {
 const ID = 'mycontainer';
 const BUNDLE = '/var/lib/runcd/bundles/demo';
 
-function problem(status: number, code: string, title: string, detail: string, containerId?: string): Problem {
-  const document = problemFor(status, code, title, detail);
+/** An example problem; one whose status or title disagrees with the error catalog fails at load (and so in tests). */
+function problem(
+  status: number,
+  code: ErrorCode,
+  title: string,
+  detail: string,
+  containerId?: string,
+): Problem {
+  const document = problemFor(code, detail, status);
+  if (document.status !== statusOf(code).status || document.title !== title) {
+    throw new Error(
+      `the example for ${code} says ${status} ${title}; the catalog says ${statusOf(code).status} ${document.title}`,
+    );
+  }
   if (containerId !== undefined) document.containerId = containerId;
   return document;
 }
@@ -248,7 +261,7 @@ const BUNDLE_IN_USE: NamedExample = {
     'cannot delete it: bundle "web" is used by container "web-1"; delete it first',
   ),
 };
-const conflict = (code: string, detail: string): NamedExample => ({
+const conflict = (code: ErrorCode, detail: string): NamedExample => ({
   summary: detail,
   value: problem(409, code, 'Conflict', detail, ID),
 });

@@ -4,7 +4,7 @@ import { ConflictError } from '../errors.js';
 import type { Conmon, ExitRecord } from '../runtime/conmon.js';
 import { RuntimeError, type Runc, type RuntimeState } from '../runtime/runc.js';
 import type { ContainerRecord } from '../store/container-repository.js';
-import type { InspectedBundle } from './bundle-inspector.js';
+import type { InspectedBundle } from '../bundle-checks/bundle-inspector.js';
 import type { CreateContainerInput } from './container-service-deps.js';
 import { setStatus } from './container-states.js';
 import type { ContainerView } from './container-view.js';

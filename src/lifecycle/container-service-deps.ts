@@ -3,7 +3,7 @@ import type { RestartPolicy } from '../schemas/container.js';
 import type { Signal } from '../signals.js';
 import type { ContainerRepository } from '../store/container-repository.js';
 import type { TombstoneRepository } from '../store/tombstone-repository.js';
-import type { BundleInspector } from './bundle-inspector.js';
+import type { BundleInspector } from '../bundle-checks/bundle-inspector.js';
 import type { ContainerMonitor, ContainerRuntime } from './container-instances.js';
 import type { EventBus } from './event-bus.js';
 

@@ -263,13 +263,22 @@ export class ContainerService {
     id: string,
     options: { timeoutSeconds?: number | undefined; signal?: Signal | undefined } = {},
   ): Promise<Container> {
+    return (await this.stopReporting(id, options)).container;
+  }
+
+  /** stop, saying whether there was anything to stop (Docker answers 304 when there was not). */
+  async stopReporting(
+    id: string,
+    options: { timeoutSeconds?: number | undefined; signal?: Signal | undefined } = {},
+  ): Promise<{ container: Container; stopped: boolean }> {
     const record = this.view.require(id);
-    if (record.status === 'stopped') return toContainer(record);
+    if (record.status === 'stopped') return { container: toContainer(record), stopped: false };
+    let alreadyStopped = false;
     const timeoutSeconds = options.timeoutSeconds ?? record.stopTimeout;
     const signalNumber = options.signal?.number ?? record.stopSignal;
     const exited = this.waiters.register(id, 'stopped');
     try {
-      const alreadyStopped = await this.locks.run(id, async () => {
+      alreadyStopped = await this.locks.run(id, async () => {
         const current = this.view.require(id);
         if (current.status === 'stopped') return true;
         assertAllowed('stop', current);
@@ -299,7 +308,7 @@ export class ContainerService {
     } finally {
       exited.cancel();
     }
-    return toContainer(this.view.require(id));
+    return { container: toContainer(this.view.require(id)), stopped: !alreadyStopped };
   }
 
   /** Stops the container if needed, then creates and starts it again from the same bundle with the same id. */

@@ -1,3 +1,4 @@
+import type { CodeOfKind } from '../error-catalog.js';
 import { ConflictError } from '../errors.js';
 import type { ContainerStatus } from '../schemas/container.js';
 
@@ -35,13 +36,13 @@ export type ContainerOperation = (typeof OPERATIONS)[number];
 
 /** Why an operation is refused in a status: the error code and the message (given the container id). */
 export interface Refusal {
-  code: string;
+  code: CodeOfKind<'conflict'>;
   message: (id: string) => string;
 }
 
 type Rule = 'allowed' | Refusal;
 
-const refuse = (code: string, message: string | ((id: string) => string)): Refusal => ({
+const refuse = (code: CodeOfKind<'conflict'>, message: string | ((id: string) => string)): Refusal => ({
   code,
   message: typeof message === 'string' ? () => message : message,
 });
@@ -53,7 +54,7 @@ const refuse = (code: string, message: string | ((id: string) => string)): Refus
  * (container_not_created); one that needs its processes (exec, kill, pause, processes, stats, update) needs it
  * running (container_not_running); resume keeps its own container_not_paused.
  */
-const stillCreating = (code: string): Refusal =>
+const stillCreating = (code: CodeOfKind<'conflict'>): Refusal =>
   refuse(code, (id) => `container "${id}" is still being created`);
 const notRunning = refuse('container_not_running', (id) => `container "${id}" is not running`);
 const notStopped = (status: ContainerStatus): Refusal =>

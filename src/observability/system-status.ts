@@ -88,7 +88,7 @@ export class SystemStatus {
       }
     })();
     const [runtime, conmon] = await Promise.all([
-      answers(this.deps.runc.binary, () => this.deps.runc.version()),
+      answers(this.deps.runc.binary, () => this.deps.runc.version({ fresh: true })),
       answers(this.deps.conmon.binary, () => this.deps.conmon.version()),
     ]);
     const result: Readiness = {

@@ -193,6 +193,8 @@ export class Runc {
   private readonly timeoutMs: number;
   private readonly execTimeoutMs: number;
 
+  private versionOutput: Promise<string> | undefined;
+
   constructor(options: RuncOptions) {
     this.binary = options.binary;
     this.root = options.root;
@@ -226,9 +228,28 @@ export class Runc {
     await this.invoke('update', [...resourceUpdateArgs(resources), id]);
   }
 
-  async version(): Promise<string> {
-    const result = await this.runner.run(this.binary, ['--version'], { timeoutMs: 10_000 });
-    return result.stdout.split('\n')[0]?.trim() ?? '';
+  /**
+   * `runc --version`, asked once: the binary does not change under a running runcd, and every reader (the spec
+   * version containers report, /system/info, the runtime advisories) wants the same text. A failed call is not
+   * kept, so a runtime installed after startup is seen on the next read. `fresh` asks the binary again (the
+   * readiness probe's question is whether it still answers).
+   */
+  versionText(options: { fresh?: boolean } = {}): Promise<string> {
+    if (options.fresh) this.versionOutput = undefined;
+    this.versionOutput ??= this.runner
+      .run(this.binary, ['--version'], { timeoutMs: 10_000 })
+      .then((result) => (result.exitCode === 0 ? result.stdout : ''));
+    void this.versionOutput.then(
+      (text) => {
+        if (text === '') this.versionOutput = undefined;
+      },
+      () => (this.versionOutput = undefined),
+    );
+    return this.versionOutput;
+  }
+
+  async version(options: { fresh?: boolean } = {}): Promise<string> {
+    return (await this.versionText(options)).split('\n')[0]?.trim() ?? '';
   }
 
   /**
@@ -236,8 +257,7 @@ export class Runc {
    * container, whatever its bundle says (`runc --version` prints it as `spec: 1.0.2-dev`, crun as `spec: 1.0.0`).
    */
   async specVersion(): Promise<string | undefined> {
-    const result = await this.runner.run(this.binary, ['--version'], { timeoutMs: 10_000 });
-    return /^spec: (\S+)$/m.exec(result.stdout)?.[1];
+    return /^spec: (\S+)$/m.exec(await this.versionText())?.[1];
   }
 
   async state(id: string): Promise<RuntimeState> {

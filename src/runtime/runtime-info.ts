@@ -1,6 +1,7 @@
 import { readFile, realpath } from 'node:fs/promises';
 import { gunzipSync } from 'node:zlib';
 import type { ProcessRunner } from './process-runner.js';
+import type { Runc } from './runc.js';
 
 /**
  * What can be known about the installed runtime without trusting its name: its own `--version` text and, when
@@ -25,12 +26,15 @@ export interface RuntimeFacts {
 
 const QUERY_TIMEOUT_MS = 10_000;
 
-export async function collectRuntimeFacts(binary: string, runner: ProcessRunner): Promise<RuntimeFacts> {
-  const version = await runner.run(binary, ['--version'], { timeoutMs: QUERY_TIMEOUT_MS });
+/** `runtime` is the runtime adapter: its `--version` text is its to ask (runc.ts builds every runtime argv). */
+export async function collectRuntimeFacts(
+  runtime: Pick<Runc, 'binary' | 'versionText'>,
+  runner: ProcessRunner,
+): Promise<RuntimeFacts> {
   return {
-    binary,
-    versionText: version.exitCode === 0 ? version.stdout : '',
-    package: await debianPackageOf(binary, runner),
+    binary: runtime.binary,
+    versionText: await runtime.versionText(),
+    package: await debianPackageOf(runtime.binary, runner),
   };
 }
 

@@ -6,15 +6,15 @@ import { OperationContext, runInOperation } from '../runtime/operation-context.j
 import { ProblemSchema } from '../schemas/common.js';
 import type { TokenScope } from '../store/token-repository.js';
 import { outcomeFor, type AuditLog } from './audit-log.js';
-import { ROUTE_BODY_LIMITS } from './limits.js';
 import type { RateLimiter } from './rate-limiter.js';
 import type { RouteMethods } from '../route-methods.js';
-import { requiredAccess, scopeAllows, type RouteAccess } from './scopes.js';
+import { assertRoutesDeclareAccess, RouteAccessTable, type RouteAccess } from './route-access.js';
+import { scopeAllows } from './scopes.js';
 import { bearerSecret, type TokenAuthenticator } from './tokens.js';
 
 /**
  * Every request passes here before any handler: Origin refusal on TCP, authentication, authorization from the
- * one route table (scopes.ts), the per-token rate limit; then the handler runs inside an OperationContext so the
+ * the access each route declares (route-access.ts), the per-token rate limit; then the handler runs inside an OperationContext so the
  * runtime processes it spawns are attributed to it; and every mutating or denied request leaves an audit record.
  * Routes know nothing of any of this.
  */
@@ -47,19 +47,20 @@ declare module 'fastify' {
 }
 
 const READ_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
+const DOCS_PREFIX = '/docs';
 const CHALLENGE = 'Bearer realm="runcd"';
 
 const securityPlugin: FastifyPluginAsync<SecurityOptions> = async (app, options) => {
   const requireToken = options.listener === 'tcp' || options.requireToken;
   app.decorateRequest('security', null);
 
+  // Swagger UI's own routes (its page and static files) are registered by its plugin: readable without a token,
+  // so a browser can open /docs before the user pastes a token into its Authorize dialog.
+  assertRoutesDeclareAccess(app, [{ prefix: DOCS_PREFIX, access: 'public' }]);
+  const accessTable = new RouteAccessTable();
   app.addHook('onRoute', (route) => {
-    const methods = [route.method].flat();
-    for (const method of methods) {
-      const limit = ROUTE_BODY_LIMITS[`${method} ${route.url}`];
-      if (limit !== undefined) route.bodyLimit = limit;
-    }
-    documentSecurity(route, methods);
+    const access = accessTable.record(route);
+    if (access !== undefined) documentSecurity(route, [route.method].flat(), access);
   });
 
   app.addHook('onRequest', async (request) => {
@@ -79,10 +80,11 @@ const securityPlugin: FastifyPluginAsync<SecurityOptions> = async (app, options)
       );
     }
     const routeUrl = request.routeOptions.url;
+    // A URL no route matches needs admin (default deny); a matched route always declared its access.
     const access =
       routeUrl === undefined
-        ? unmatchedAccess(request.url, options.routeMethods)
-        : requiredAccess(request.method, routeUrl);
+        ? unmatchedAccess(request.url, options.routeMethods, accessTable)
+        : (request.routeOptions.config.access ?? 'admin');
     if (access === 'public') return;
     const header = request.headers.authorization;
     if (header === undefined) {
@@ -172,10 +174,9 @@ const securityPlugin: FastifyPluginAsync<SecurityOptions> = async (app, options)
  * Adds what this plugin can answer to each documented route: the bearer requirement (none for public routes)
  * and the 401/403/429 (and 413/415 where a body is read, 503/504 where the runtime may run) problems.
  */
-function documentSecurity(route: RouteOptions, methods: string[]): void {
+function documentSecurity(route: RouteOptions, methods: string[], access: RouteAccess): void {
   const schema = route.schema as (FastifySchema & { hide?: boolean; security?: unknown }) | undefined;
   if (!schema || schema.hide) return;
-  const access = requiredAccess(methods[0]!, route.url);
   schema.security = access === 'public' ? [] : [{ bearerAuth: [] }];
   if (access === 'public') return;
   const statuses = [401, 403, 429];
@@ -191,11 +192,15 @@ function documentSecurity(route: RouteOptions, methods: string[]): void {
  * 405 without a token, as GET /healthz needs none), else as strict as an unknown route, so the 405 and its Allow
  * list are only told to a caller allowed to use the path.
  */
-function unmatchedAccess(url: string, routeMethods: RouteMethods | undefined): RouteAccess {
+function unmatchedAccess(
+  url: string,
+  routeMethods: RouteMethods | undefined,
+  accessTable: RouteAccessTable,
+): RouteAccess {
   const known = routeMethods?.find(url);
-  if (known && known.methods.every((method) => requiredAccess(method, known.url) === 'public'))
+  if (known && known.methods.every((method) => accessTable.of(method, known.url) === 'public'))
     return 'public';
-  return requiredAccess('', undefined);
+  return 'admin';
 }
 
 function problemCodeOf(payload: string): string | null {

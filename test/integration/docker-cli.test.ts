@@ -5,7 +5,7 @@ import { dockerIdOf } from '../../src/docker/docker-ids.js';
 import type { Container } from '../../src/schemas/container.js';
 import { makeBusyboxRootfs, tarball } from '../helpers/rootfs.js';
 import { dockerCli as docker, startWithDockerSocket } from '../helpers/docker-cli.js';
-import { makeSandbox } from '../helpers/sandbox.js';
+import { eventually, makeSandbox } from '../helpers/sandbox.js';
 
 t.test('the docker CLI drives runcd containers through --docker-socket', async (t) => {
   const sandbox = makeSandbox(t, 'dcli');
@@ -104,6 +104,26 @@ t.test('the docker CLI drives runcd containers through --docker-socket', async (
   for (const action of ['create', 'start', 'pause', 'unpause', 'die', 'stop']) {
     t.ok(actions.includes(action), `docker events shows ${action}`);
   }
+  const fromEpoch = await run(
+    'events',
+    '--since',
+    '0',
+    '--until',
+    String(Math.ceil(Date.now() / 1000) + 1),
+    '--filter',
+    `container=${id}`,
+    '--format',
+    '{{.Action}}',
+  );
+  t.equal(fromEpoch.code, 0, fromEpoch.stderr);
+  t.same(
+    fromEpoch.stdout.trim().split('\n'),
+    actions,
+    '--since 0 replays from the beginning, as Docker does',
+  );
+
+  const stopAgain = await run('stop', id);
+  t.equal(stopAgain.code, 0, 'stopping a stopped container is a 304, which the CLI accepts');
 
   const rm = await run('rm', id);
   t.equal(rm.code, 0, rm.stderr);
@@ -161,6 +181,23 @@ t.test(
       'with --init, SIGTERM ends sleep (143) instead of waiting for SIGKILL (137)',
     );
     t.equal((await run('rm', c2)).code, 0);
+
+    // A created container is removed without -f, as Docker (and runc delete) do.
+    const c3 = sandbox.id('created');
+    const made = await run('create', '--name', c3, 'bb', 'sleep', '1000');
+    t.equal(made.code, 0, made.stderr);
+    t.equal((await run('inspect', '-f', '{{.State.Status}}', c3)).stdout.trim(), 'created');
+    const rmCreated = await run('rm', c3);
+    t.equal(rmCreated.code, 0, rmCreated.stderr);
+    t.equal((await run('ps', '-aq')).stdout.trim(), '', 'the created container is gone');
+
+    const c4 = sandbox.id('autorm');
+    t.equal((await run('run', '-d', '--rm', '--name', c4, 'bb', 'sleep', '1000')).code, 0);
+    t.equal((await run('inspect', '-f', '{{.HostConfig.AutoRemove}}', c4)).stdout.trim(), 'true');
+    t.equal((await run('kill', c4)).code, 0);
+    // Removed right after its exit (as with Docker, a later `docker wait` may find it gone already).
+    await eventually(async () => ((await run('ps', '-aq')).stdout.trim() === '' ? true : undefined));
+    t.pass('a --rm container is removed once it dies');
     const removed = await run('rmi', 'bb');
     t.equal(removed.code, 0, removed.stderr);
     t.match(removed.stdout, /Untagged: bb:latest/);

@@ -1,11 +1,21 @@
+import {
+  DEFAULT_POLICY_RULES,
+  POLICY_RULES,
+  PolicyFile,
+  type PolicyRuleName,
+} from '../../src/bundle-checks/policy-rules.js';
 import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
 import { DomainError } from '../../src/errors.js';
-import { BundlePolicy, loadPolicyFile, type BundlePolicyRules } from '../../src/lifecycle/bundle-policy.js';
-import { findMisspelledFields } from '../../src/lifecycle/oci-field-spelling.js';
+import {
+  BundlePolicy,
+  loadPolicyFile,
+  type BundlePolicyRules,
+} from '../../src/bundle-checks/bundle-policy.js';
+import { findMisspelledFields } from '../../src/bundle-checks/oci-field-spelling.js';
 import type { OciSpec } from '../../src/runtime/oci.js';
 
 /** What `runc spec` (1.1) emits, with terminal false as the seed lesson edits it. */
@@ -391,12 +401,10 @@ t.test('each relaxation allows exactly its rule and is listed', async (t) => {
     [{ allowKernelFsCwd: true }, edit((s) => (s.process.cwd = '/proc'))],
   ];
   for (const [rules, spec] of relaxed) {
-    const name = Object.keys(rules)[0]!;
-    t.equal(
-      (await refusal(new BundlePolicy(), spec, world.bundle)).status,
-      403,
-      `${name}: refused by default`,
-    );
+    const name = Object.keys(rules)[0]! as PolicyRuleName;
+    const refused = await refusal(new BundlePolicy(), spec, world.bundle);
+    t.equal(refused.status, 403, `${name}: refused by default`);
+    t.equal(refused.code, POLICY_RULES[name].refusal, `${name}: refused with the rule's own code`);
     const policy = new BundlePolicy(rules, { stateDir: world.stateDir });
     t.equal((await refusal(policy, spec, world.bundle)).status, 200, `${name}: allowed when relaxed`);
     t.match(policy.relaxations(), [new RegExp(`^${name}`)], `${name}: listed for the startup log`);
@@ -406,6 +414,26 @@ t.test('each relaxation allows exactly its rule and is listed', async (t) => {
   t.equal((outcome.spec.linux as Record<string, unknown>).seccomp, undefined, 'no profile added');
   t.same((outcome.spec.linux as Record<string, unknown>).maskedPaths, ['/proc/kcore', '/sys/firmware']);
   t.equal(unfiltered.relaxations().length, 2);
+  // Every rule of the one list is exercised here (allowMountSources has its own test above).
+  const covered = [
+    ...relaxed.map(([rules]) => Object.keys(rules)[0]!),
+    'missingSeccomp',
+    'allowUnmaskedPaths',
+  ];
+  t.same(
+    [...covered, 'allowMountSources'].sort(),
+    Object.keys(POLICY_RULES).sort(),
+    'no rule without a check',
+  );
+});
+
+t.test('the policy file, its defaults and its log lines come from one rule list', async (t) => {
+  for (const [name, rule] of Object.entries(POLICY_RULES)) {
+    t.same(DEFAULT_POLICY_RULES[name as PolicyRuleName], rule.default, `${name}: default`);
+    t.ok(PolicyFile.shape[name as PolicyRuleName], `${name}: a field of the policy file`);
+    t.equal(PolicyFile.shape[name as PolicyRuleName].description, rule.description, `${name}: documented`);
+  }
+  t.same(new BundlePolicy().relaxations(), [], 'the defaults relax nothing');
 });
 
 t.test('exec processes: cwd under /proc, /sys or /dev is refused', async (t) => {

@@ -1,5 +1,6 @@
 import t from 'tap';
 import { ProcessRunner } from '../../src/runtime/process-runner.js';
+import { Runc } from '../../src/runtime/runc.js';
 import { collectRuntimeFacts, type RuntimeFacts } from '../../src/runtime/runtime-info.js';
 import {
   assessRuntime,
@@ -84,7 +85,15 @@ t.test('other runtimes and unreadable versions are reported as unknown, not as s
 });
 
 t.test("this host's runtime: what the report says agrees with its own facts", async (t) => {
-  const facts = await collectRuntimeFacts(RUNTIME_BINARY, new ProcessRunner());
+  const runner = new ProcessRunner();
+  const runc = new Runc({ binary: RUNTIME_BINARY, root: '/nonexistent-root', scratchDir: '/tmp', runner });
+  const facts = await collectRuntimeFacts(runc, runner);
+  t.equal(await runc.versionText(), facts.versionText, 'one --version serves every reader');
+  t.equal(
+    runner.spawnCount,
+    1 + (facts.package ? 2 : 0),
+    'runc --version ran once, dpkg-query for the package',
+  );
   const report = assessRuntime(facts);
   t.match(facts.versionText, /version/);
   t.ok(report.version, `version read: ${report.version}`);

@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { constants } from 'node:fs';
 import { lstat, open, realpath, stat } from 'node:fs/promises';
 import { isAbsolute, join, resolve, sep } from 'node:path';
+import type { CodeOfKind } from '../error-catalog.js';
 import { ConflictError, InvalidInputError } from '../errors.js';
 import { clampRlimits, hostRlimits } from '../runtime/host-limits.js';
 import type { OciProcess, OciSpec } from '../runtime/oci.js';
@@ -257,6 +258,6 @@ async function readConfigBytes(path: string, limit: number): Promise<Buffer | un
   }
 }
 
-function invalid(code: string, message: string): InvalidInputError {
+function invalid(code: CodeOfKind<'invalid_input'>, message: string): InvalidInputError {
   return new InvalidInputError(code, message);
 }

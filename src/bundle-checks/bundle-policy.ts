@@ -1,8 +1,17 @@
 import { readFile, lstat, realpath, stat } from 'node:fs/promises';
 import { isAbsolute, join, posix, relative, resolve, sep } from 'node:path';
+import type { CodeOfKind } from '../error-catalog.js';
 import { InvalidInputError, PolicyDeniedError } from '../errors.js';
 import type { OciProcess, OciSpec } from '../runtime/oci.js';
-import { PolicyFile, REQUIRED_NAMESPACES } from '../schemas/policy.js';
+import {
+  DEFAULT_POLICY_RULES,
+  PolicyFile,
+  relaxationsOf,
+  REQUIRED_NAMESPACES,
+  type BundlePolicyRules,
+} from './policy-rules.js';
+
+export { DEFAULT_POLICY_RULES, type BundlePolicyRules } from './policy-rules.js';
 import { defaultSeccompProfile } from './default-seccomp.js';
 
 /**
@@ -17,38 +26,6 @@ import { defaultSeccompProfile } from './default-seccomp.js';
  * reads runcd's own copy, from another directory), runcd's default seccomp profile added when there is none,
  * and the standard masked and read-only /proc paths added when missing.
  */
-
-export interface BundlePolicyRules {
-  allowHooks: boolean;
-  allowRootfsOutsideBundle: boolean;
-  allowMountSources: string[];
-  allowMountTypes: string[];
-  allowMissingNamespaces: string[];
-  allowNamespaceJoins: boolean;
-  allowCapabilities: string[];
-  allowAllDevices: boolean;
-  allowNewPrivileges: boolean;
-  missingSeccomp: 'add-default' | 'refuse' | 'allow';
-  allowCgroupsPath: boolean;
-  allowUnmaskedPaths: boolean;
-  allowKernelFsCwd: boolean;
-}
-
-export const DEFAULT_POLICY_RULES: Readonly<BundlePolicyRules> = {
-  allowHooks: false,
-  allowRootfsOutsideBundle: false,
-  allowMountSources: [],
-  allowMountTypes: [],
-  allowMissingNamespaces: [],
-  allowNamespaceJoins: false,
-  allowCapabilities: [],
-  allowAllDevices: false,
-  allowNewPrivileges: false,
-  missingSeccomp: 'add-default',
-  allowCgroupsPath: false,
-  allowUnmaskedPaths: false,
-  allowKernelFsCwd: false,
-};
 
 /** Docker's default capability set (moby oci/caps/defaults.go). `runc spec` grants a subset of it. */
 export const DOCKER_DEFAULT_CAPABILITIES: readonly string[] = [
@@ -109,12 +86,13 @@ export interface ProtectedPaths {
   others?: string[];
 }
 
-interface Violation {
-  status: 400 | 403;
-  code: string;
+type Violation = {
   field: string;
   message: string;
-}
+} & ({ status: 400; code: 'bundle_invalid_config' } | { status: 403; code: PolicyCode });
+
+/** The codes the policy refuses with (one per rule). */
+export type PolicyCode = CodeOfKind<'policy_denied'>;
 
 export interface PolicyOutcome {
   /** The config runc will run. */
@@ -169,29 +147,7 @@ export class BundlePolicy {
 
   /** One line per rule this policy relaxes, for the startup log. */
   relaxations(): string[] {
-    const r = this.rules;
-    const lines: string[] = [];
-    if (r.allowHooks) lines.push('allowHooks: OCI hooks are allowed; they run on the host as root');
-    if (r.allowRootfsOutsideBundle)
-      lines.push('allowRootfsOutsideBundle: root.path may point outside the bundle');
-    if (r.allowMountSources.length > 0) {
-      lines.push(`allowMountSources: bind mounts may come from ${r.allowMountSources.join(', ')}`);
-    }
-    if (r.allowMountTypes.length > 0) lines.push(`allowMountTypes: also ${r.allowMountTypes.join(', ')}`);
-    if (r.allowMissingNamespaces.length > 0) {
-      lines.push(`allowMissingNamespaces: may share the host's ${r.allowMissingNamespaces.join(', ')}`);
-    }
-    if (r.allowNamespaceJoins) lines.push('allowNamespaceJoins: linux.namespaces[].path may join namespaces');
-    if (r.allowCapabilities.length > 0)
-      lines.push(`allowCapabilities: also ${r.allowCapabilities.join(', ')}`);
-    if (r.allowAllDevices) lines.push('allowAllDevices: a device rule may grant every device');
-    if (r.allowNewPrivileges) lines.push('allowNewPrivileges: noNewPrivileges may be false');
-    if (r.missingSeccomp === 'allow')
-      lines.push('missingSeccomp=allow: a config without seccomp runs unfiltered');
-    if (r.allowCgroupsPath) lines.push('allowCgroupsPath: linux.cgroupsPath may choose any cgroup');
-    if (r.allowUnmaskedPaths) lines.push('allowUnmaskedPaths: the standard masked /proc paths are not added');
-    if (r.allowKernelFsCwd) lines.push('allowKernelFsCwd: cwd may be under /proc, /sys or /dev');
-    return lines;
+    return relaxationsOf(this.rules);
   }
 
   /**
@@ -209,7 +165,7 @@ export class BundlePolicy {
     const violations: Violation[] = [];
     const invalid = (field: string, message: string) =>
       violations.push({ status: 400, code: 'bundle_invalid_config', field, message });
-    const deny = (code: string, field: string, message: string) =>
+    const deny = (code: PolicyCode, field: string, message: string) =>
       violations.push({ status: 403, code, field, message });
 
     this.checkHooks(spec, invalid, deny);
@@ -571,7 +527,7 @@ export class BundlePolicy {
 }
 
 type Report = (field: string, message: string) => void;
-type Deny = (code: string, field: string, message: string) => void;
+type Deny = (code: PolicyCode, field: string, message: string) => void;
 
 function isObject(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);

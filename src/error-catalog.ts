@@ -1,0 +1,191 @@
+/**
+ * Every error code runcd answers with, once. A code's kind says what went wrong in the domain's terms; each
+ * surface turns kinds into its own statuses (problem+json here through KIND_STATUS, the Docker API through its
+ * own table over codes). `ErrorCode` is the union of the keys, so a misspelled code does not compile, and the
+ * README's error table and the OpenAPI problem examples are checked against this list by tests.
+ */
+
+export type ErrorKind =
+  | 'invalid_input'
+  | 'malformed_request'
+  | 'unauthorized'
+  | 'forbidden'
+  | 'policy_denied'
+  | 'not_found'
+  | 'method_not_allowed'
+  | 'conflict'
+  | 'too_large'
+  | 'unsupported_media_type'
+  | 'runtime_rejected'
+  | 'rate_limited'
+  | 'runtime_failure'
+  | 'internal'
+  | 'busy'
+  | 'timeout';
+
+/** The HTTP status and RFC 9110 reason phrase (problem+json's `title`) of each kind on runcd's own API. */
+export const KIND_STATUS: Readonly<Record<ErrorKind, { status: number; title: string }>> = {
+  invalid_input: { status: 400, title: 'Bad Request' },
+  malformed_request: { status: 400, title: 'Bad Request' },
+  unauthorized: { status: 401, title: 'Unauthorized' },
+  forbidden: { status: 403, title: 'Forbidden' },
+  policy_denied: { status: 403, title: 'Forbidden' },
+  not_found: { status: 404, title: 'Not Found' },
+  method_not_allowed: { status: 405, title: 'Method Not Allowed' },
+  conflict: { status: 409, title: 'Conflict' },
+  too_large: { status: 413, title: 'Content Too Large' },
+  unsupported_media_type: { status: 415, title: 'Unsupported Media Type' },
+  runtime_rejected: { status: 422, title: 'Unprocessable Content' },
+  rate_limited: { status: 429, title: 'Too Many Requests' },
+  runtime_failure: { status: 500, title: 'Runtime Failure' },
+  internal: { status: 500, title: 'Internal Server Error' },
+  busy: { status: 503, title: 'Service Unavailable' },
+  timeout: { status: 504, title: 'Gateway Timeout' },
+};
+
+export interface ErrorEntry {
+  kind: ErrorKind;
+  /** One line: what the caller did or met, so the code can be looked up without reading the source. */
+  description: string;
+}
+
+const entry = <K extends ErrorKind>(kind: K, description: string) => ({ kind, description });
+
+export const ERROR_CATALOG = {
+  // The request itself.
+  invalid_json: entry('invalid_input', 'the body is not valid JSON (or is empty where JSON is required)'),
+  invalid_body: entry('invalid_input', 'a body field is missing, unknown or out of range; detail names it'),
+  invalid_query: entry('invalid_input', 'a query parameter is unknown or invalid; detail names it'),
+  invalid_params: entry('invalid_input', 'a path parameter is invalid'),
+  invalid_headers: entry('invalid_input', 'a request header is invalid'),
+  invalid_container_id: entry('invalid_input', 'a container id that runc would refuse or misread'),
+  invalid_signal: entry('invalid_input', 'a signal name or number runc would refuse'),
+  invalid_url: entry('invalid_input', 'a malformed %-escape or an over-long path segment'),
+  invalid_content_length: entry('invalid_input', 'the body does not match its Content-Length'),
+  bad_request: entry(
+    'invalid_input',
+    'a request the HTTP layer refused for another reason (detail says why)',
+  ),
+  malformed_request: entry('malformed_request', 'not HTTP at all (431 when the headers are over 16 KiB)'),
+  body_too_large: entry('too_large', "the body is over the route's limit (16 KiB; 256 KiB to create)"),
+  unsupported_media_type: entry(
+    'unsupported_media_type',
+    'a body that is not JSON (or a tarball where one is due)',
+  ),
+  route_not_found: entry('not_found', 'no route has this path'),
+  method_not_allowed: entry(
+    'method_not_allowed',
+    'the path exists but not with this method; Allow lists them',
+  ),
+  // Access.
+  token_required: entry('unauthorized', 'no Authorization: Bearer token where one is required'),
+  invalid_token: entry('unauthorized', 'a wrong, malformed or revoked token'),
+  insufficient_scope: entry('forbidden', "the token's scope is too small for the route"),
+  origin_forbidden: entry('forbidden', 'a request on TCP with an Origin header (a browser)'),
+  rate_limited: entry('rate_limited', 'too many requests for one token; Retry-After says when to retry'),
+  // Containers and their state.
+  container_not_found: entry('not_found', 'no container has this id'),
+  container_exists: entry('conflict', 'a container with this id exists already'),
+  container_already_running: entry('conflict', 'start of a container that is running'),
+  container_not_created: entry(
+    'conflict',
+    'the operation needs a created container (e.g. start while creating)',
+  ),
+  container_not_running: entry('conflict', 'the operation needs a running container'),
+  container_not_stopped: entry('conflict', 'delete of a running or paused container without force'),
+  container_not_paused: entry('conflict', 'resume of a container that is not paused'),
+  container_paused: entry('conflict', 'the operation is refused while the container is paused'),
+  container_stopped: entry('conflict', 'the container has stopped (before or during the operation)'),
+  container_monitor_lost: entry('conflict', "the container's conmon is gone: its exit cannot be recorded"),
+  // Bundles given by path.
+  bundle_path_relative: entry('invalid_input', 'the bundle path is not absolute'),
+  bundle_outside_roots: entry('invalid_input', 'the bundle is outside the configured bundle roots'),
+  bundle_through_symlink: entry('invalid_input', 'the bundle path passes through a symlink'),
+  bundle_not_found: entry('invalid_input', 'the bundle directory does not exist'),
+  bundle_is_root: entry('invalid_input', 'the bundle path is a bundle root itself, not a bundle inside it'),
+  bundle_not_directory: entry('invalid_input', 'the bundle path is not a directory'),
+  bundle_missing_config: entry('invalid_input', 'the bundle has no config.json'),
+  bundle_invalid_config: entry(
+    'invalid_input',
+    'config.json is not valid (bad JSON, a misspelled OCI field)',
+  ),
+  bundle_missing_rootfs: entry('invalid_input', "the bundle's rootfs does not exist"),
+  terminal_not_supported: entry('invalid_input', 'process.terminal: true, which runcd does not run yet'),
+  executable_not_found: entry('invalid_input', 'args[0] is not found in the container (create or exec)'),
+  not_executable: entry('invalid_input', 'args[0] is a directory or not executable in the container'),
+  invalid_cwd: entry('invalid_input', 'the working directory is missing or not a directory in the container'),
+  invalid_user: entry('invalid_input', 'the user or group cannot be used in the container'),
+  init_not_available: entry('invalid_input', 'init: true, but the host has no tini'),
+  invalid_resources: entry('invalid_input', 'resource limits the host cannot give (e.g. cpus over its CPUs)'),
+  // The bundle policy.
+  policy_hooks: entry('policy_denied', 'config.json has hooks (host programs run as root)'),
+  policy_root_path: entry('policy_denied', 'root.path escapes the bundle or passes through a symlink'),
+  policy_mount_source: entry('policy_denied', 'a bind mount of a host path the policy does not allow'),
+  policy_mount_type: entry('policy_denied', 'a mount type (or a proc/sysfs destination) the policy refuses'),
+  policy_namespace: entry('policy_denied', 'a required namespace is missing or joins an existing one'),
+  policy_capability: entry('policy_denied', "a capability beyond Docker's default set"),
+  policy_cwd: entry('policy_denied', 'a working directory that is relative or under /proc, /sys or /dev'),
+  policy_devices: entry('policy_denied', 'access to every device'),
+  policy_no_new_privileges: entry('policy_denied', 'noNewPrivileges false or absent'),
+  policy_seccomp: entry('policy_denied', 'no seccomp profile, where the policy requires one'),
+  policy_cgroups_path: entry('policy_denied', 'a caller-chosen linux.cgroupsPath'),
+  // Managed bundles and rootfs uploads.
+  bundle_id_not_found: entry('not_found', 'no managed bundle has this id'),
+  bundle_exists: entry('conflict', 'a managed bundle with this id (or directory) exists already'),
+  bundle_in_use: entry('conflict', 'the managed bundle is used by a container'),
+  bundle_rootfs_missing: entry('conflict', "the managed bundle's rootfs has not been uploaded yet"),
+  bundle_private: entry('conflict', 'the managed bundle is private to one container'),
+  bundle_rootfs_shared: entry('conflict', "the rootfs is shared by another container's bundle"),
+  bundle_config_modified: entry('conflict', "a managed bundle's config.json changed after runcd wrote it"),
+  import_root_not_configured: entry('invalid_input', 'rootfs.path given, but runcd has no --import-root'),
+  rootfs_outside_import_roots: entry('invalid_input', 'rootfs.path is outside the import roots'),
+  rootfs_not_found: entry('invalid_input', 'rootfs.path does not exist'),
+  rootfs_unsafe_path: entry('invalid_input', 'a tarball entry with .. or an absolute path'),
+  rootfs_through_symlink: entry('invalid_input', 'a tarball entry that would be written through a symlink'),
+  rootfs_link_outside: entry('invalid_input', 'a hard link in the tarball pointing outside the rootfs'),
+  rootfs_link_invalid: entry('invalid_input', 'a hard link in the tarball to an entry that is not there'),
+  rootfs_device_node: entry('invalid_input', 'a device node in the tarball'),
+  rootfs_entry_unsupported: entry('invalid_input', 'a tarball entry type runcd does not write'),
+  rootfs_entry_failed: entry('invalid_input', 'a tarball entry could not be written'),
+  rootfs_invalid_archive: entry('invalid_input', 'the tarball is corrupt or truncated'),
+  rootfs_not_a_tarball: entry('invalid_input', 'the upload is not a tar (or gzip-compressed tar) archive'),
+  rootfs_too_large: entry(
+    'too_large',
+    'the rootfs is over --max-rootfs-bytes (or the archive over twice that)',
+  ),
+  // Images (docker load / import).
+  image_archive_invalid: entry('invalid_input', 'the image archive is not a docker save or OCI layout'),
+  image_archive_empty: entry('invalid_input', 'the image archive holds no image'),
+  image_archive_entry_outside: entry('invalid_input', 'an image archive entry points outside the archive'),
+  image_archive_too_many_images: entry(
+    'invalid_input',
+    'the image archive holds more images than runcd loads at once',
+  ),
+  image_layer_unsupported: entry('invalid_input', 'an image layer in a format runcd cannot unpack'),
+  image_archive_too_large: entry('too_large', 'the image archive is over the size quota'),
+  image_tools_missing: entry('runtime_failure', 'skopeo or umoci is not installed on the host'),
+  image_tool_timeout: entry('timeout', 'skopeo or umoci did not finish in time'),
+  // The runtime.
+  runtime_create_failed: entry('runtime_rejected', 'runc refused the bundle; detail has its words'),
+  runtime_update_failed: entry('runtime_rejected', 'runc update refused the new limits'),
+  runtime_failed: entry('runtime_failure', "runc failed for a reason that is not the caller's"),
+  runtime_timeout: entry('timeout', 'runc did not answer in time (its process group was killed)'),
+  stop_timeout: entry('timeout', 'the container did not stop in time after SIGKILL'),
+  runtime_busy: entry('busy', 'too many runtime processes running and queued; Retry-After says when'),
+  internal_error: entry('internal', 'a bug in runcd; the daemon log has the details'),
+} as const satisfies Record<string, ErrorEntry>;
+
+export type ErrorCode = keyof typeof ERROR_CATALOG;
+
+/** The codes of one kind: a ConflictError can only carry a conflict's code. */
+export type CodeOfKind<K extends ErrorKind> = {
+  [C in ErrorCode]: (typeof ERROR_CATALOG)[C]['kind'] extends K ? C : never;
+}[ErrorCode];
+
+export function isErrorCode(value: string): value is ErrorCode {
+  return Object.hasOwn(ERROR_CATALOG, value);
+}
+
+export function statusOf(code: ErrorCode): { status: number; title: string } {
+  return KIND_STATUS[ERROR_CATALOG[code].kind];
+}
