@@ -36,6 +36,8 @@ const SIGKILL = 9;
 const KILL_SETTLE_TIMEOUT_MS = 2_000;
 const SIGKILL_STOP_TIMEOUT_MS = 10_000;
 const DEFAULT_EXEC_OUTPUT_LIMIT = 1024 * 1024;
+/** How long an exec that failed waits for its container's exit report before calling it a runtime failure. */
+const EXEC_RACE_SETTLE_MS = 2_000;
 
 /**
  * The container operations (create, start, exec, kill, stop, restart, pause, resume, delete, wait, processes,
@@ -221,7 +223,7 @@ export class ContainerService {
       const translated = translateRuntimeError(error, id, 'exec');
       // runc's words for an exec whose container died under it vary with the moment (the ones known are
       // classified as `died`); whatever they are, a container that is no longer running means a lost race.
-      if (translated instanceof RuntimeFailureError && !(await this.instances.stillRunning(id))) {
+      if (translated instanceof RuntimeFailureError && (await this.diedDuringExec(id))) {
         throw new ConflictError(
           'container_stopped',
           `the container stopped during exec: ${translated.message}`,
@@ -232,6 +234,25 @@ export class ContainerService {
     }
     this.deps.events.publish('exec', id, { command: request.args.join(' '), exitCode: result.exitCode });
     return result;
+  }
+
+  /**
+   * Whether an exec's failure was its container dying under it. runc can still report a just-killed init as
+   * running (a zombie until conmon reaps it, e.g. `error executing setns process`); conmon's exit report follows
+   * within milliseconds, so a short wait for it tells a lost race from a real runtime failure.
+   */
+  private async diedDuringExec(id: string): Promise<boolean> {
+    // Registered before looking, so an exit reported while runc is asked is not missed.
+    const exited = this.waiters.register(id, 'stopped');
+    try {
+      const record = this.view.find(id);
+      if (!record || record.status === 'stopped' || !(await this.instances.stillRunning(id))) return true;
+      return (
+        (await withTimeout(exited.promise, EXEC_RACE_SETTLE_MS)) || this.view.find(id)?.status !== 'running'
+      );
+    } finally {
+      exited.cancel();
+    }
   }
 
   /**
