@@ -1,10 +1,9 @@
-import { PassThrough } from 'node:stream';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import type { EventBus } from '../src/lifecycle/event-bus.js';
 import { ProblemSchema } from '../src/schemas/common.js';
 import { ContainerEvent, EventsQuery } from '../src/schemas/events.js';
-import { PeerStream } from '../src/peer-stream.js';
+import { followEvents } from '../src/event-follow.js';
 import { abortOnClose, asStreamedBody, wantsEventStream } from './streaming.js';
 
 export interface EventRoutesOptions {
@@ -44,27 +43,19 @@ const eventRoutes: FastifyPluginAsyncZod<EventRoutesOptions> = async (app, { eve
       const ids = toSet(request.query.id);
       const types = toSet(request.query.type);
       const sse = wantsEventStream(request.headers.accept);
-      const body = new PassThrough();
-      const peer = new PeerStream(body);
       const matches = (event: ContainerEvent) =>
         (!ids || ids.has(event.id)) && (!types || types.has(event.type));
-      void events
-        .stream(
-          { since, until },
-          {
-            write: (event) => {
-              if (!matches(event)) return true;
-              const json = JSON.stringify(event);
-              return peer.write(
-                sse ? `id: ${event.seq}\nevent: ${event.type}\ndata: ${json}\n\n` : `${json}\n`,
-              );
-            },
-            drained: () => peer.drained(),
-          },
-          peer.orWhen(abortOnClose(reply).signal),
-        )
-        .catch((error: unknown) => request.log.warn({ err: error }, 'event stream ended early'))
-        .finally(() => peer.end());
+      const body = followEvents(
+        events,
+        { since, until },
+        (event) => {
+          if (!matches(event)) return undefined;
+          const json = JSON.stringify(event);
+          return sse ? `id: ${event.seq}\nevent: ${event.type}\ndata: ${json}\n\n` : `${json}\n`;
+        },
+        abortOnClose(reply).signal,
+        (error) => request.log.warn({ err: error }, 'event stream ended early'),
+      );
       return reply
         .type(sse ? 'text/event-stream' : 'application/x-ndjson')
         .header('cache-control', 'no-cache')

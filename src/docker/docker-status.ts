@@ -1,5 +1,7 @@
 import { ERROR_CATALOG, type ErrorCode, type ErrorKind } from '../error-catalog.js';
 import { DomainError } from '../errors.js';
+import { DockerError } from './docker-errors.js';
+import { dockerIdOf } from './docker-ids.js';
 
 /**
  * Docker's answer for each of runcd's error codes: the native operation decides (it is the one that knows the
@@ -36,7 +38,7 @@ const BY_KIND: Readonly<Record<ErrorKind, number>> = {
   timeout: 504,
 };
 
-const NOT_MODIFIED: DockerAnswer = { status: 304 };
+const NOT_MODIFIED_ANSWER: DockerAnswer = { status: 304 };
 const notRunning = (verb: string): DockerAnswer => ({
   status: 409,
   message: (id) => `Cannot ${verb} container: ${id}: container ${id} is not running`,
@@ -45,7 +47,7 @@ const notRunning = (verb: string): DockerAnswer => ({
 export const DOCKER_OPERATION_ANSWERS: Readonly<
   Record<DockerOperation, Partial<Record<ErrorCode, DockerAnswer>>>
 > = {
-  start: { container_already_running: NOT_MODIFIED, container_paused: NOT_MODIFIED },
+  start: { container_already_running: NOT_MODIFIED_ANSWER, container_paused: NOT_MODIFIED_ANSWER },
   stop: {},
   kill: { container_not_running: notRunning('kill'), container_stopped: notRunning('kill') },
   remove: {
@@ -88,4 +90,25 @@ export function dockerAnswerFor(
     };
   }
   return { status: BY_KIND[ERROR_CATALOG[error.code].kind], message: error.message };
+}
+
+export const NOT_MODIFIED = Symbol('not modified');
+
+/**
+ * Runs a native operation for a Docker route: the operation decides (it knows the state), and its refusal is
+ * translated through Docker's table for that operation, where a 304 is an answer rather than an error.
+ */
+export async function asDocker<T>(
+  operation: DockerOperation,
+  id: string,
+  run: () => Promise<T>,
+): Promise<T | typeof NOT_MODIFIED> {
+  try {
+    return await run();
+  } catch (error) {
+    if (!(error instanceof DomainError)) throw error;
+    const answer = dockerAnswerFor(error, operation, dockerIdOf(id));
+    if (answer.status === 304) return NOT_MODIFIED;
+    throw new DockerError(answer.status, answer.message);
+  }
 }

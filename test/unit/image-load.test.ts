@@ -1,5 +1,5 @@
 import t from 'tap';
-import { familiarName, imageName } from '../../src/docker/docker-images.js';
+import { familiarName, imageName } from '../../src/docker/translate/images.js';
 import { ImageTools, ImageToolError, toolMessage } from '../../src/runtime/image-tools.js';
 import { ProcessRunner } from '../../src/runtime/process-runner.js';
 

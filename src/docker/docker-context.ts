@@ -1,0 +1,18 @@
+import type { ContainerService } from '../lifecycle/container-service.js';
+import type { LogService } from '../lifecycle/log-service.js';
+import type { DockerAppDeps } from './docker-app.js';
+import type { ExecSessions } from './exec-sessions.js';
+
+/** What every group of Docker handlers works with: runcd's services, the exec sessions, the shutdown signal. */
+export interface DockerContext {
+  containers: ContainerService;
+  logs: LogService;
+  execs: ExecSessions;
+  /** Aborted when the listener starts closing: long-lived streams end so shutdown can finish. */
+  closing: AbortSignal;
+  deps: DockerAppDeps;
+}
+
+export interface Query {
+  [key: string]: string | string[] | undefined;
+}

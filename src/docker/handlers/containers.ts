@@ -1,0 +1,148 @@
+import { DomainError } from '../../errors.js';
+import type { DockerContext, Query } from '../docker-context.js';
+import { notImplemented } from '../docker-errors.js';
+import { resolveContainer } from '../docker-ids.js';
+import { imageOfBundle } from '../translate/images.js';
+import { asDocker, NOT_MODIFIED } from '../docker-status.js';
+import { commandOf, summaryOf, inspectOf } from '../translate/container-shapes.js';
+import {
+  parseFilters,
+  matchesContainerFilters,
+  first,
+  queryBool,
+  idParam,
+  timeoutParam,
+  signalParam,
+} from '../translate/params.js';
+import type { FastifyInstance } from 'fastify';
+
+/**
+ * The container lifecycle: each handler calls the native operation and lets Docker's table (docker-status.ts)
+ * translate a refusal; none re-reads state to decide.
+ */
+export async function registerContainerRoutes(app: FastifyInstance, context: DockerContext): Promise<void> {
+  const { containers, deps } = context;
+  app.get('/containers/json', { config: { access: 'read' } }, async (request) => {
+    const query = request.query as Query;
+    const filters = parseFilters(query.filters);
+    let list = containers.list();
+    if (!queryBool(query.all)) list = list.filter((container) => container.status !== 'stopped');
+    list = list.filter((container) => matchesContainerFilters(container, filters));
+    list.sort((a, b) => b.created.localeCompare(a.created));
+    const limit = query.limit === undefined ? undefined : Number(first(query.limit));
+    if (limit !== undefined && Number.isInteger(limit) && limit > 0) list = list.slice(0, limit);
+    return Promise.all(
+      list.map(async (container) =>
+        summaryOf(
+          container,
+          await commandOf(containers, container),
+          imageOfBundle(deps.bundles, container.bundle),
+        ),
+      ),
+    );
+  });
+
+  app.get('/containers/:id/json', { config: { access: 'read' } }, async (request) => {
+    const id = resolveContainer(containers, idParam(request));
+    const container = containers.get(id);
+    return inspectOf(
+      container,
+      await commandOf(containers, container),
+      imageOfBundle(deps.bundles, container.bundle),
+    );
+  });
+
+  app.post('/containers/:id/start', { config: { access: 'operate' } }, async (request, reply) => {
+    const id = resolveContainer(containers, idParam(request));
+    const started = await asDocker('start', id, async () => {
+      try {
+        await containers.start(id);
+      } catch (error) {
+        // runc cannot start a stopped container; `docker start` of an exited one runs it again from its bundle.
+        if (!(error instanceof DomainError && error.code === 'container_stopped')) throw error;
+        await containers.restart(id, { timeoutSeconds: 0 });
+      }
+    });
+    return reply.code(started === NOT_MODIFIED ? 304 : 204).send();
+  });
+
+  app.post('/containers/:id/stop', { config: { access: 'operate' } }, async (request, reply) => {
+    const id = resolveContainer(containers, idParam(request));
+    const query = request.query as Query;
+    const outcome = await asDocker('stop', id, () =>
+      containers.stopReporting(id, {
+        timeoutSeconds: timeoutParam(query.t),
+        signal: query.signal === undefined ? undefined : signalParam(query.signal),
+      }),
+    );
+    // Docker's 304: there was nothing to stop.
+    return reply.code(outcome !== NOT_MODIFIED && outcome.stopped ? 204 : 304).send();
+  });
+
+  app.post('/containers/:id/restart', { config: { access: 'operate' } }, async (request, reply) => {
+    const id = resolveContainer(containers, idParam(request));
+    await asDocker('restart', id, () =>
+      containers.restart(id, { timeoutSeconds: timeoutParam((request.query as Query).t) }),
+    );
+    return reply.code(204).send();
+  });
+
+  app.post('/containers/:id/kill', { config: { access: 'operate' } }, async (request, reply) => {
+    const id = resolveContainer(containers, idParam(request));
+    const query = request.query as Query;
+    const signal = query.signal === undefined ? signalParam('SIGKILL') : signalParam(query.signal);
+    await asDocker('kill', id, () => containers.kill(id, signal));
+    return reply.code(204).send();
+  });
+
+  app.post('/containers/:id/pause', { config: { access: 'operate' } }, async (request, reply) => {
+    const id = resolveContainer(containers, idParam(request));
+    await asDocker('pause', id, () => containers.pause(id));
+    return reply.code(204).send();
+  });
+
+  app.post('/containers/:id/unpause', { config: { access: 'operate' } }, async (request, reply) => {
+    const id = resolveContainer(containers, idParam(request));
+    await asDocker('unpause', id, () => containers.resume(id));
+    return reply.code(204).send();
+  });
+
+  app.delete('/containers/:id', { config: { access: 'admin' } }, async (request, reply) => {
+    const id = resolveContainer(containers, idParam(request));
+    const force = queryBool((request.query as Query).force);
+    await asDocker('remove', id, () => containers.delete(id, { force }));
+    return reply.code(204).send();
+  });
+
+  app.get('/containers/:id/top', { config: { access: 'read' } }, async (request) => {
+    const id = resolveContainer(containers, idParam(request));
+    const processes = await containers.processes(id);
+    return {
+      Titles: ['UID', 'PID', 'PPID', 'STAT', 'CMD'],
+      Processes: processes.map((each) => [
+        each.user,
+        String(each.pid),
+        String(each.ppid),
+        each.state,
+        each.command,
+      ]),
+    };
+  });
+
+  // Answered 501 whatever the method; reading that needs what a read needs, anything else what a change needs.
+  for (const endpoint of ['resize', 'export', 'changes', 'stats', 'update', 'rename', 'archive']) {
+    for (const [methods, access] of [
+      [['GET', 'HEAD'], 'read'],
+      [['POST', 'PUT', 'DELETE', 'PATCH'], 'admin'],
+    ] as const) {
+      app.route({
+        method: [...methods],
+        url: `/containers/:id/${endpoint}`,
+        config: { access },
+        handler: async (request) => {
+          throw notImplemented(`${request.method} /containers/{id}/${endpoint}`);
+        },
+      });
+    }
+  }
+}

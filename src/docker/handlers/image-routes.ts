@@ -1,0 +1,231 @@
+import {
+  IMAGE_CONFIG_LABEL,
+  IMAGE_LABEL,
+  MAX_IMAGE_CONFIG_BYTES,
+  familiarName,
+  findImage,
+  imageIdOf,
+  imageName,
+  inspectOf,
+  summaryOf,
+} from '../translate/images.js';
+import { randomBytes } from 'node:crypto';
+import type { Readable } from 'node:stream';
+import type { FastifyInstance } from 'fastify';
+import type { BundleService } from '../../bundles/bundle-service.js';
+import { ImageRunConfig } from '../../bundles/image-archive.js';
+import type { ImageLoader, UnpackedImage } from '../../bundles/image-loader.js';
+import type { Bundle } from '../../schemas/bundle.js';
+import { ProcessSpec } from '../../schemas/bundle.js';
+import { DockerError, notImplemented } from '../docker-errors.js';
+
+export type Query = Record<string, string | string[] | undefined>;
+export const first = (value: string | string[] | undefined) => (Array.isArray(value) ? value[0] : value);
+
+export async function registerImageRoutes(
+  app: FastifyInstance,
+  bundles: BundleService,
+  loader: ImageLoader | undefined,
+): Promise<void> {
+  app.get('/images/json', { config: { access: 'read' } }, async () =>
+    bundles
+      .list()
+      .filter((bundle) => bundle.labels[IMAGE_LABEL] !== undefined)
+      .map(summaryOf),
+  );
+  app.get('/images/:name/json', { config: { access: 'read' } }, async (request) =>
+    inspectOf(findImage(bundles, (request.params as { name: string }).name)),
+  );
+  app.delete('/images/:name', { config: { access: 'admin' } }, async (request) => {
+    const image = findImage(bundles, (request.params as { name: string }).name);
+    if (image.containers.length > 0) {
+      throw new DockerError(
+        409,
+        `conflict: unable to remove image ${image.labels[IMAGE_LABEL]}: containers use it (${image.containers.join(', ')})`,
+      );
+    }
+    await bundles.delete(image.id);
+    return [{ Untagged: image.labels[IMAGE_LABEL] }, { Deleted: imageIdOf(image) }];
+  });
+
+  // The tarball of `docker import` is streamed into the bundle, never buffered: its own scope, its own parser.
+  await app.register(async (scope) => {
+    scope.removeAllContentTypeParsers();
+    scope.addContentTypeParser('*', (_request, payload, done) => done(null, payload));
+    scope.post('/images/create', { config: { access: 'admin' } }, async (request, reply) => {
+      const query = request.query as Query;
+      const fromSrc = first(query.fromSrc);
+      if (first(query.fromImage) !== undefined) {
+        throw notImplemented(
+          'pulling images (POST /images/create?fromImage=...)',
+          'no registry is reachable from runcd; bring images in with `docker load` (a `docker save` archive) or `docker import` (a rootfs tarball)',
+        );
+      }
+      if (fromSrc !== '-') {
+        throw notImplemented(
+          `POST /images/create?fromSrc=${fromSrc ?? ''}`,
+          'only fromSrc=- (the tarball in the request body, as `docker import FILE` sends it) is supported',
+        );
+      }
+      const repo = first(query.repo);
+      if (!repo) throw new DockerError(400, 'docker import needs a repository name (repo=NAME)');
+      const tag = first(query.tag);
+      const { name, bundleId } = imageName(tag ? `${repo}:${tag}` : repo);
+      if (bundles.list().some((bundle) => bundle.labels[IMAGE_LABEL] === name)) {
+        throw new DockerError(409, `image ${name} already exists: docker rmi it first`);
+      }
+      await bundles.create({
+        id: bundleId,
+        rootfs: { upload: true },
+        // A placeholder: imported images have no command; `docker create` gives one for each container.
+        process: { args: ['sh'] },
+        labels: { [IMAGE_LABEL]: name },
+      });
+      const length = request.headers['content-length'];
+      try {
+        await bundles.uploadRootfs(
+          bundleId,
+          request.body as Readable,
+          length === undefined ? undefined : Number(length),
+        );
+      } catch (error) {
+        await bundles.delete(bundleId).catch(() => undefined);
+        throw error;
+      }
+      const image = findImage(bundles, name);
+      return reply.type('application/json').send(`${JSON.stringify({ status: imageIdOf(image) })}\n`);
+    });
+
+    // docker load: the whole archive is unpacked before the answer starts, so failures keep their status codes;
+    // the answer is then Docker's JSON message stream, which the CLI prints ("Loaded image: bb:latest").
+    scope.post('/images/load', { config: { access: 'admin' } }, async (request, reply) => {
+      if (!loader) {
+        throw notImplemented(
+          'POST /images/load (docker load)',
+          'this daemon was built without the image loader',
+        );
+      }
+      const length = request.headers['content-length'];
+      const messages = await loader.load(
+        request.body as Readable,
+        length === undefined ? undefined : Number(length),
+        {
+          check: (images) => {
+            for (const image of images)
+              for (const name of namesToLoad(image.names)) refuseIfInUse(bundles, name);
+          },
+          commit: async (images) => {
+            const lines: string[] = [];
+            for (const image of images) lines.push(...(await commitImage(bundles, image)));
+            return lines;
+          },
+        },
+      );
+      // Exactly `application/json` (no charset): only then does the CLI render the messages instead of echoing them.
+      return reply
+        .header('content-type', 'application/json')
+        .send(Buffer.from(messages.map((line) => `${JSON.stringify({ stream: line })}\n`).join('')));
+    });
+  });
+}
+
+/** The names an archive gives an image, as the docker CLI spells them; an unnamed image cannot be kept. */
+export function namesToLoad(names: string[]): string[] {
+  if (names.length === 0) {
+    throw new DockerError(
+      400,
+      'the archive holds an image without a name (no RepoTags, no io.containerd.image.name or full org.opencontainers.image.ref.name); runcd keeps images by name: docker tag it before docker save',
+    );
+  }
+  return names.map((raw) => {
+    if (!/^[A-Za-z0-9][A-Za-z0-9._/:-]{0,254}$/.test(raw)) {
+      throw new DockerError(400, `invalid reference format: the archive names an image "${raw}"`);
+    }
+    return imageName(familiarName(raw)).name;
+  });
+}
+
+/**
+ * Loading a name that exists replaces that image, as Docker does; but where Docker would keep the old image
+ * untagged under running containers, runcd's containers run on their image's bundle, so a name still in use
+ * is refused instead of leaving a nameless bundle behind.
+ */
+export function refuseIfInUse(bundles: BundleService, name: string): Bundle | undefined {
+  const existing = bundles.list().find((bundle) => bundle.labels[IMAGE_LABEL] === name);
+  if (existing && existing.containers.length > 0) {
+    throw new DockerError(
+      409,
+      `conflict: cannot load image ${name}: the image of that name is used by container${existing.containers.length > 1 ? 's' : ''} ${existing.containers.join(', ')}; remove ${existing.containers.length > 1 ? 'them' : 'it'} first (docker rm -f), or docker save the image under another tag`,
+    );
+  }
+  return existing;
+}
+
+/** One bundle per name of the image (each with its own copy of the rootfs); an older image of a name goes. */
+export async function commitImage(bundles: BundleService, image: UnpackedImage): Promise<string[]> {
+  const defaults = runDefaults(image.run);
+  const defaultsJson = JSON.stringify(defaults);
+  if (Buffer.byteLength(defaultsJson) > MAX_IMAGE_CONFIG_BYTES) {
+    throw new DockerError(
+      400,
+      `the image config's Entrypoint, Cmd and Env exceed ${MAX_IMAGE_CONFIG_BYTES} bytes`,
+    );
+  }
+  const lines: string[] = [];
+  for (const name of namesToLoad(image.names)) {
+    const old = refuseIfInUse(bundles, name);
+    const { bundleId } = imageName(name);
+    // While the old image still exists, the new one takes a fresh id; the name (a label) is what docker uses.
+    const id = bundles.has(bundleId)
+      ? `${bundleId.slice(0, 55)}-${randomBytes(4).toString('hex')}`
+      : bundleId;
+    const created = await bundles.createFromUnpacked(
+      {
+        id,
+        process: bundleProcessOf(defaults),
+        labels: { [IMAGE_LABEL]: name, [IMAGE_CONFIG_LABEL]: defaultsJson },
+      },
+      image.rootfs,
+      image.scratchDir,
+    );
+    if (old) {
+      try {
+        await bundles.delete(old.id);
+      } catch (error) {
+        // A container took the old image between the check and now: keep it, and drop the new one.
+        await bundles.delete(created.id).catch(() => undefined);
+        throw error;
+      }
+      lines.push(
+        `The image ${name} already exists, renaming the old one with ID ${imageIdOf(old)} to empty string\n`,
+      );
+    }
+    lines.push(`Loaded image: ${name}\n`);
+  }
+  return lines;
+}
+
+export function runDefaults(run: ImageRunConfig): ImageRunConfig {
+  return {
+    ...(run.Entrypoint && run.Entrypoint.length > 0 ? { Entrypoint: run.Entrypoint } : {}),
+    ...(run.Cmd && run.Cmd.length > 0 ? { Cmd: run.Cmd } : {}),
+    ...(run.Env && run.Env.length > 0 ? { Env: run.Env } : {}),
+    ...(run.WorkingDir ? { WorkingDir: run.WorkingDir } : {}),
+    ...(run.User ? { User: run.User } : {}),
+  };
+}
+
+/**
+ * The image bundle's own process (what `POST /containers {bundleId}` runs on the native API): the image's
+ * defaults where runcd can express them, otherwise the same placeholder as an imported image.
+ */
+export function bundleProcessOf(defaults: ImageRunConfig): ProcessSpec {
+  const args = [...(defaults.Entrypoint ?? []), ...(defaults.Cmd ?? [])];
+  const parsed = ProcessSpec.safeParse({
+    args,
+    ...(defaults.Env ? { env: defaults.Env } : {}),
+    ...(defaults.WorkingDir ? { cwd: defaults.WorkingDir } : {}),
+    ...(defaults.User ? { user: defaults.User } : {}),
+  });
+  return parsed.success ? parsed.data : { args: ['sh'] };
+}

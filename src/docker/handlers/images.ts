@@ -1,0 +1,57 @@
+import type { DockerContext, Query } from '../docker-context.js';
+import { DockerError, notImplemented } from '../docker-errors.js';
+import { dockerIdOf } from '../docker-ids.js';
+import { createFromImage } from '../translate/container-create.js';
+import { registerImageRoutes } from './image-routes.js';
+import { first } from '../translate/params.js';
+import type { FastifyInstance } from 'fastify';
+
+const IMAGES_MISSING =
+  'images are runcd managed bundles, and this Docker listener was built without the bundle service; create containers with the native API (POST /containers on the runcd socket) and drive them with docker';
+
+/** Images (runcd's managed bundles under a name), container create from one, and the object kinds runcd lacks. */
+export async function registerImageAndCreateRoutes(
+  app: FastifyInstance,
+  context: DockerContext,
+): Promise<void> {
+  const { deps } = context;
+  const bundles = deps.bundles;
+  if (bundles) {
+    await registerImageRoutes(app, bundles, deps.imageLoader);
+    app.post('/containers/create', { config: { access: 'admin' } }, async (request, reply) => {
+      const name = first((request.query as Query).name);
+      const created = await createFromImage(bundles, name, (request.body ?? {}) as never);
+      return reply.code(201).send({ Id: dockerIdOf(created.id), Warnings: [] });
+    });
+  } else {
+    for (const [method, url] of [
+      ['GET', '/images/json'],
+      ['POST', '/images/create'],
+      ['POST', '/images/load'],
+      ['DELETE', '/images/:name'],
+      ['POST', '/containers/create'],
+    ] as const) {
+      app.route({
+        method,
+        url,
+        config: { access: method === 'GET' ? 'read' : 'admin' },
+        handler: async () => {
+          throw notImplemented(`${method} ${url.replace(':name', '{name}')}`, IMAGES_MISSING);
+        },
+      });
+    }
+  }
+
+  // `docker inspect NAME` tries each object kind in turn; runcd has no networks, volumes or plugins (nor images
+  // without bundles), so the true answer is that there is no such one (and the CLI then says "No such object").
+  for (const [url, kind] of [
+    ...(bundles ? [] : ([['/images/:name/json', 'image']] as const)),
+    ['/networks/:name', 'network'],
+    ['/volumes/:name', 'volume'],
+    ['/plugins/:name/json', 'plugin'],
+  ] as const) {
+    app.get(url, { config: { access: 'read' } }, async (request) => {
+      throw new DockerError(404, `No such ${kind}: ${(request.params as { name: string }).name}`);
+    });
+  }
+}

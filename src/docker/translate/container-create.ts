@@ -1,0 +1,161 @@
+import { IMAGE_LABEL, findImage, imageDefaultsOf } from '../translate/images.js';
+import { randomBytes } from 'node:crypto';
+import type { BundleService } from '../../bundles/bundle-service.js';
+import { NotFoundError } from '../../errors.js';
+import type { Bundle } from '../../schemas/bundle.js';
+import { CreateContainerRequest } from '../../schemas/bundle.js';
+import { DockerError, notImplemented } from '../docker-errors.js';
+
+export interface CreateBody {
+  Image?: unknown;
+  Cmd?: unknown;
+  Entrypoint?: unknown;
+  Env?: unknown;
+  WorkingDir?: unknown;
+  User?: unknown;
+  Labels?: unknown;
+  Hostname?: unknown;
+  StopSignal?: unknown;
+  StopTimeout?: unknown;
+  Tty?: unknown;
+  OpenStdin?: unknown;
+  HostConfig?: {
+    Memory?: unknown;
+    NanoCpus?: unknown;
+    PidsLimit?: unknown;
+    Init?: unknown;
+    RestartPolicy?: { Name?: unknown; MaximumRetryCount?: unknown };
+    AutoRemove?: unknown;
+  };
+}
+
+export const stringList = (value: unknown): string[] | undefined =>
+  Array.isArray(value) ? value.map(String) : typeof value === 'string' && value !== '' ? [value] : undefined;
+export const nonEmpty = (value: unknown): string | undefined =>
+  typeof value === 'string' && value !== '' ? value : undefined;
+export const positive = (value: unknown): number | undefined =>
+  typeof value === 'number' && value > 0 ? value : undefined;
+
+/** `POST /containers/create` → the native create with `spec` + `rootfsFrom`; answers the runcd id. */
+export async function createFromImage(
+  bundles: BundleService,
+  nameParam: string | undefined,
+  body: CreateBody,
+): Promise<{ id: string }> {
+  if (typeof body.Image !== 'string' || body.Image === '')
+    throw new DockerError(400, 'config.Image is required');
+  if (body.Tty === true || body.OpenStdin === true) {
+    throw notImplemented(
+      'containers with a TTY or stdin (docker run -t/-i)',
+      'runcd keeps output as logs; drop -t and -i',
+    );
+  }
+  let image: Bundle;
+  try {
+    image = findImage(bundles, body.Image);
+  } catch (error) {
+    if (error instanceof DockerError && error.status === 404) {
+      throw new DockerError(
+        404,
+        `No such image: ${body.Image} (runcd cannot pull; bring it in with docker import)`,
+      );
+    }
+    throw error;
+  }
+  const process = mergeWithImage(image, body);
+  const host = body.HostConfig ?? {};
+  const id = nameParam?.replace(/^\//, '') || `runcd_${randomBytes(6).toString('hex')}`;
+  const policy = nonEmpty(host.RestartPolicy?.Name);
+  const restartPolicy =
+    policy === undefined || policy === 'no'
+      ? undefined
+      : policy === 'on-failure'
+        ? {
+            name: 'on-failure',
+            ...(positive(host.RestartPolicy?.MaximumRetryCount)
+              ? { maxRetries: host.RestartPolicy?.MaximumRetryCount }
+              : {}),
+          }
+        : { name: 'always' };
+  const memory = positive(host.Memory);
+  const nanoCpus = positive(host.NanoCpus);
+  const pids = positive(host.PidsLimit);
+  const resources = {
+    ...(memory ? { memoryBytes: memory } : {}),
+    ...(nanoCpus ? { cpus: nanoCpus / 1e9 } : {}),
+    ...(pids ? { pidsLimit: pids } : {}),
+  };
+  const labels =
+    body.Labels && typeof body.Labels === 'object' ? (body.Labels as Record<string, string>) : undefined;
+  const request = {
+    id,
+    rootfsFrom: image.id,
+    spec: {
+      process,
+      ...(nonEmpty(body.Hostname) ? { hostname: body.Hostname } : {}),
+      ...(Object.keys(resources).length > 0 ? { resources } : {}),
+      ...(host.Init === true ? { init: true } : {}),
+    },
+    ...(labels && Object.keys(labels).length > 0 ? { labels } : {}),
+    ...(restartPolicy ? { restartPolicy } : {}),
+    ...(nonEmpty(body.StopSignal) ? { stopSignal: body.StopSignal } : {}),
+    ...(typeof body.StopTimeout === 'number' ? { stopTimeout: body.StopTimeout } : {}),
+    // `docker run --rm`: a property of the container, so a restarted runcd still removes it.
+    ...(host.AutoRemove === true ? { autoRemove: true } : {}),
+  };
+  const parsed = CreateContainerRequest.safeParse(request);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    throw new DockerError(
+      400,
+      `invalid container config: ${issue?.path.join('.') ?? ''}: ${issue?.message ?? ''}`,
+    );
+  }
+  try {
+    await bundles.createContainer(parsed.data);
+  } catch (error) {
+    if (error instanceof NotFoundError) throw new DockerError(404, error.message);
+    throw error;
+  }
+  return { id };
+}
+
+/**
+ * The container's process from its create body over the image's defaults, by Docker's rules: an Entrypoint of
+ * the caller replaces the image's and drops the image's Cmd; otherwise the caller's Cmd (or the image's) follows
+ * the image's Entrypoint. `--entrypoint ""` (`[""]`) clears it. Env merges by key; WorkingDir and User override.
+ */
+export function mergeWithImage(
+  image: Bundle,
+  body: CreateBody,
+): { args: string[]; env?: string[]; cwd?: string; user?: string } {
+  const defaults = imageDefaultsOf(image);
+  let entrypoint = stringList(body.Entrypoint);
+  let cmd = stringList(body.Cmd);
+  if (entrypoint === undefined || entrypoint.length === 0) {
+    if (cmd === undefined || cmd.length === 0) cmd = defaults.Cmd ?? undefined;
+    if (entrypoint === undefined) entrypoint = defaults.Entrypoint ?? undefined;
+  }
+  if (entrypoint?.length === 1 && entrypoint[0] === '') entrypoint = [];
+  const args = [...(entrypoint ?? []), ...(cmd ?? [])];
+  if (args.length === 0) throw new DockerError(400, 'No command specified');
+  const env = new Map<string, string>();
+  for (const entry of [...(defaults.Env ?? []), ...(stringList(body.Env) ?? [])]) {
+    const equals = entry.indexOf('=');
+    env.set(equals === -1 ? entry : entry.slice(0, equals), entry);
+  }
+  const cwd = nonEmpty(body.WorkingDir) ?? nonEmpty(defaults.WorkingDir);
+  const user = nonEmpty(body.User) ?? nonEmpty(defaults.User);
+  if (user !== undefined && nonEmpty(body.User) === undefined && !/^\d{1,10}(:\d{1,10})?$/.test(user)) {
+    throw new DockerError(
+      400,
+      `image ${image.labels[IMAGE_LABEL]} runs as user "${user}", but runcd needs a numeric uid[:gid]: pass --user UID[:GID]`,
+    );
+  }
+  return {
+    args,
+    ...(env.size > 0 ? { env: [...env.values()] } : {}),
+    ...(cwd !== undefined ? { cwd } : {}),
+    ...(user !== undefined ? { user } : {}),
+  };
+}

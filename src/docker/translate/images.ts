@@ -1,0 +1,120 @@
+import { createHash } from 'node:crypto';
+import type { BundleService } from '../../bundles/bundle-service.js';
+import { ImageRunConfig } from '../../bundles/image-archive.js';
+import type { Bundle } from '../../schemas/bundle.js';
+import { DockerError } from '../docker-errors.js';
+
+/**
+ * Docker images are runcd managed bundles under a name: `docker import` makes a bundle whose rootfs is the
+ * uploaded tarball, and `docker create IMAGE` makes a container whose private bundle shares that rootfs
+ * (`rootfsFrom`). The image name is kept as a bundle label, the bundle id is derived from it.
+ */
+
+export const IMAGE_LABEL = 'io.runcd.docker.image';
+/**
+ * The image's run defaults (Entrypoint, Cmd, Env, WorkingDir, User of its config), as JSON: what `docker run
+ * IMAGE` falls back to. `docker load` sets it from the image config; an imported rootfs has none.
+ */
+export const IMAGE_CONFIG_LABEL = 'io.runcd.docker.config';
+export const MAX_IMAGE_CONFIG_BYTES = 64 * 1024;
+
+/** The run defaults kept with an image; `{}` when it has none (docker import) or they no longer parse. */
+export function imageDefaultsOf(image: Bundle): ImageRunConfig {
+  const raw = image.labels[IMAGE_CONFIG_LABEL];
+  if (raw === undefined) return {};
+  try {
+    const parsed = ImageRunConfig.safeParse(JSON.parse(raw));
+    return parsed.success ? parsed.data : {};
+  } catch {
+    return {};
+  }
+}
+
+/** `docker.io/library/bb:latest`, as skopeo and containerd write names, is `bb:latest` to the docker CLI. */
+export function familiarName(name: string): string {
+  return name.replace(/^(docker\.io|index\.docker\.io)\/(library\/(?=[^/]+$))?/, '');
+}
+
+/** `busybox`, `busybox:latest` → `busybox:latest`; the bundle id is `busybox` (tags other than latest appended). */
+export function imageName(reference: string): { name: string; bundleId: string } {
+  const colon = reference.lastIndexOf(':');
+  const hasTag = colon > reference.lastIndexOf('/');
+  const repo = hasTag ? reference.slice(0, colon) : reference;
+  const tag = hasTag ? reference.slice(colon + 1) : 'latest';
+  const base = repo.replace(/[^A-Za-z0-9_.-]/g, '_').replace(/^[^A-Za-z0-9]+/, '');
+  const bundleId = (tag === 'latest' ? base : `${base}_${tag.replace(/[^A-Za-z0-9_.-]/g, '_')}`).slice(0, 64);
+  if (bundleId === '') throw new DockerError(400, `invalid reference format: "${reference}"`);
+  return { name: `${repo}:${tag}`, bundleId };
+}
+
+export function imageIdOf(bundle: Bundle): string {
+  return `sha256:${createHash('sha256').update(`runcd-image:${bundle.id}:${bundle.created}`).digest('hex')}`;
+}
+
+export function findImage(bundles: BundleService, reference: string): Bundle {
+  const images = bundles.list().filter((bundle) => bundle.labels[IMAGE_LABEL] !== undefined);
+  const wanted = reference.startsWith('sha256:') ? reference : imageName(reference).name;
+  const found = images.find(
+    (bundle) =>
+      bundle.labels[IMAGE_LABEL] === wanted ||
+      imageIdOf(bundle) === wanted ||
+      (/^[0-9a-f]{4,64}$/.test(reference) && imageIdOf(bundle).slice(7).startsWith(reference)),
+  );
+  if (!found) throw new DockerError(404, `No such image: ${reference}`);
+  return found;
+}
+
+export function summaryOf(bundle: Bundle): Record<string, unknown> {
+  return {
+    Id: imageIdOf(bundle),
+    ParentId: '',
+    RepoTags: [bundle.labels[IMAGE_LABEL]],
+    RepoDigests: [],
+    Created: Math.floor(Date.parse(bundle.created) / 1000),
+    Size: bundle.rootfs.sizeBytes,
+    SharedSize: -1,
+    VirtualSize: bundle.rootfs.sizeBytes,
+    Labels: {},
+    Containers: bundle.containers.length,
+  };
+}
+
+export function inspectOf(bundle: Bundle): Record<string, unknown> {
+  return {
+    Id: imageIdOf(bundle),
+    RepoTags: [bundle.labels[IMAGE_LABEL]],
+    RepoDigests: [],
+    Parent: '',
+    Comment: 'runcd managed bundle',
+    Created: bundle.created,
+    Config: (() => {
+      const defaults = imageDefaultsOf(bundle);
+      return {
+        Cmd: defaults.Cmd ?? null,
+        Entrypoint: defaults.Entrypoint ?? null,
+        Env: defaults.Env ?? [],
+        WorkingDir: defaults.WorkingDir ?? '',
+        User: defaults.User ?? '',
+        Labels: {},
+      };
+    })(),
+    Architecture: process.arch === 'x64' ? 'amd64' : process.arch,
+    Os: 'linux',
+    Size: bundle.rootfs.sizeBytes,
+    GraphDriver: { Name: 'runcd-bundles', Data: { Bundle: bundle.path } },
+    RootFS: { Type: 'layers', Layers: [] },
+    Metadata: { LastTagTime: ZERO_TIME },
+  };
+}
+
+export const ZERO_TIME = '0001-01-01T00:00:00Z';
+
+/** The image a container was made from (`docker ps` IMAGE column), or its bundle path when it has none. */
+export function imageOfBundle(bundles: BundleService | undefined, bundlePath: string): string {
+  if (!bundles) return bundlePath;
+  const all = bundles.list();
+  const own = all.find((bundle) => bundle.path === bundlePath);
+  const source =
+    own?.rootfs.source === 'shared' ? all.find((bundle) => bundle.id === own.rootfs.origin) : own;
+  return source?.labels[IMAGE_LABEL] ?? bundlePath;
+}

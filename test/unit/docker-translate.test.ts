@@ -1,0 +1,113 @@
+import t from 'tap';
+import { dockerIdOf } from '../../src/docker/docker-ids.js';
+import { DockerError } from '../../src/docker/docker-errors.js';
+import { dockerState, inspectOf, summaryOf } from '../../src/docker/translate/container-shapes.js';
+import { dockerEventOf } from '../../src/docker/translate/events.js';
+import {
+  matchesContainerFilters,
+  matchesEventFilters,
+  parseFilters,
+  signalParam,
+  timeParam,
+  timeoutParam,
+} from '../../src/docker/translate/params.js';
+import type { Container } from '../../src/schemas/container.js';
+import type { ContainerEvent } from '../../src/schemas/events.js';
+
+// The Docker surface's pure translations, without a daemon: runcd's shapes in, Docker's out.
+const container = (overrides: Partial<Container> = {}): Container => ({
+  id: 'web-1',
+  status: 'running',
+  pid: 4242,
+  bundle: '/var/lib/runcd/bundles/web',
+  rootfs: '/var/lib/runcd/bundles/web/rootfs',
+  created: '2026-12-02T10:00:00.000Z',
+  ociVersion: '1.0.2-dev',
+  owner: 'root',
+  labels: { tier: 'web' },
+  exitCode: null,
+  oomKilled: false,
+  startedAt: '2026-12-02T10:00:01.000Z',
+  finishedAt: null,
+  restartPolicy: { name: 'no' },
+  restartCount: 0,
+  stopSignal: 'SIGTERM',
+  stopTimeout: 10,
+  autoRemove: false,
+  monitor: 'ok',
+  ...overrides,
+});
+
+t.test('states: runcd stopped is Docker exited, creating reads created', async (t) => {
+  t.equal(dockerState(container({ status: 'stopped' })), 'exited');
+  t.equal(dockerState(container({ status: 'creating' })), 'created');
+  t.equal(dockerState(container({ status: 'paused' })), 'paused');
+});
+
+t.test('inspect: State, Name, Id and HostConfig as docker inspect reads them', async (t) => {
+  const inspected = inspectOf(container({ autoRemove: true }), ['sleep', '1000'], 'bb:latest') as {
+    Id: string;
+    Name: string;
+    State: { Status: string; Running: boolean; Paused: boolean; Pid: number };
+    HostConfig: { AutoRemove: boolean };
+    Path: string;
+    Args: string[];
+  };
+  t.equal(inspected.Id, dockerIdOf('web-1'));
+  t.equal(inspected.Name, '/web-1');
+  t.match(inspected.State, { Status: 'running', Running: true, Paused: false, Pid: 4242 });
+  t.equal(inspected.HostConfig.AutoRemove, true, 'auto-removal is the container’s own property');
+  t.equal(inspected.Path, 'sleep');
+  t.same(inspected.Args, ['1000']);
+  const exited = inspectOf(container({ status: 'stopped', exitCode: 3, pid: 0 }), [], 'bb') as {
+    State: { Status: string; Running: boolean; ExitCode: number };
+  };
+  t.match(exited.State, { Status: 'exited', Running: false, ExitCode: 3 });
+});
+
+t.test('summary: docker ps columns', async (t) => {
+  const summary = summaryOf(container(), ['sleep', '1000'], 'bb:latest') as {
+    Names: string[];
+    State: string;
+    Status: string;
+    Image: string;
+    Labels: Record<string, string>;
+  };
+  t.same(summary.Names, ['/web-1']);
+  t.equal(summary.State, 'running');
+  t.match(summary.Status, /^Up /);
+  t.equal(summary.Image, 'bb:latest');
+  t.same(summary.Labels, { tier: 'web' });
+});
+
+t.test('filters: parsed from Docker JSON, matched on containers and events', async (t) => {
+  const filters = parseFilters(JSON.stringify({ label: ['tier=web'], status: ['running'] }));
+  t.ok(matchesContainerFilters(container(), filters));
+  t.notOk(matchesContainerFilters(container({ labels: { tier: 'db' } }), filters));
+  t.notOk(matchesContainerFilters(container({ status: 'stopped' }), filters), 'exited is not running');
+  t.throws(() => parseFilters('{not json'), DockerError);
+  const event: ContainerEvent = {
+    seq: 7,
+    type: 'start',
+    id: 'web-1',
+    time: '2026-12-02T10:00:01.000Z',
+    attributes: {},
+  } as ContainerEvent;
+  const docker = dockerEventOf(event, { tier: 'web' });
+  t.equal(docker.Action, 'start');
+  t.equal(docker.Actor.ID, dockerIdOf('web-1'));
+  t.ok(matchesEventFilters(docker, 'web-1', parseFilters(JSON.stringify({ container: ['web-1'] }))));
+  t.notOk(matchesEventFilters(docker, 'web-1', parseFilters(JSON.stringify({ container: ['other'] }))));
+});
+
+t.test('params: times, timeouts and signals as the docker CLI sends them', async (t) => {
+  t.equal(timeParam('0', 'since'), new Date(0).toISOString(), 'since=0 is the epoch: replay everything');
+  t.equal(timeParam('0', 'until'), undefined, 'until=0 is no end');
+  t.equal(timeParam('1764669600', 'until'), new Date(1764669600 * 1000).toISOString());
+  t.equal(timeParam('2026-12-02T10:00:00Z', 'since'), '2026-12-02T10:00:00.000Z');
+  t.throws(() => timeParam('yesterday', 'since'), DockerError);
+  t.equal(timeoutParam('5'), 5);
+  t.equal(signalParam('SIGTERM').number, 15);
+  t.equal(signalParam('9').number, 9);
+  t.throws(() => signalParam('SIGKILL '), DockerError, 'a signal with whitespace is refused, as runc does');
+});
