@@ -1,3 +1,7 @@
+/*
+ * The container resource's routes, one declaration per operation; most of the length is their schemas and
+ * OpenAPI descriptions, and each handler is a few lines calling the lifecycle.
+ */
 import { PassThrough } from 'node:stream';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';

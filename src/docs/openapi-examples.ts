@@ -6,7 +6,8 @@ import { PROBLEM_CONTENT_TYPE, problemFor, type Problem } from '../errors.js';
  * type examples, so Swagger UI offers them in a drop-down (and pre-fills "Try it out" with the first body). The
  * schemas stay the single description of the shapes; test/unit/openapi-examples.test.ts checks every example
  * against its schema, every error response for at least one example of its own status, and the deterministic
- * ones against what the daemon really answers.
+ * ones against what the daemon really answers. Long because it is data (one entry per body and error), with no
+ * logic but `problem()`, whose codes and statuses are checked against the error catalog when it loads.
  */
 
 export interface NamedExample {

@@ -11,6 +11,9 @@ import type { OciProcess, OciSpec } from './oci.js';
  *
  * Only flags shared by runc and crun are used (`--root`, `--log-format json`, `state`, `list --format json`,
  * `exec --process --pid-file`, `kill`, `delete --force`), so `--runtime crun` works with the same adapter.
+ *
+ * Longer than runcd's other files on purpose: like go-runc's runc.go it is the one place that builds runtime argv
+ * and reads runtime errors, and a reader checking "what does runcd ask runc" should find all of it here.
  */
 
 export type RuntimeErrorKind =

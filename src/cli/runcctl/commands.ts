@@ -8,6 +8,8 @@ import { formatTable, RUNC_LIST_HEADER } from './table.js';
 /**
  * One function per command, each mirroring its runc namesake's arguments and output: silent on success where runc
  * is, runc's table for `list`, runc's indented JSON for `state`, the process's own exit code for `exec` and `run`.
+ * Kept as one file like runc's own command list: the functions are short and share the argument parsing, and
+ * side by side they show that runcctl answers as runc does.
  */
 
 export interface Io {
