@@ -14,6 +14,7 @@ import {
   RuntimeError,
   type ExecOutcome,
   type RuntimeState,
+  type Runc,
   type RuntimeStats,
 } from '../../src/runtime/runc.js';
 
@@ -43,7 +44,7 @@ interface FakeContainer {
 }
 
 type Command =
-  'create' | 'start' | 'kill' | 'delete' | 'pause' | 'resume' | 'exec' | 'state' | 'ps' | 'stats';
+  'update' | 'create' | 'start' | 'kill' | 'delete' | 'pause' | 'resume' | 'exec' | 'state' | 'ps' | 'stats';
 
 export interface RuntimeCall {
   command: Command;
@@ -295,6 +296,15 @@ export class FakeRuntime {
         this.refuse('exec', 'exec failed: read init-p: connection reset by peer');
       }
       return { exitCode: 0, stdout: '', stderr: '', truncated: false, timedOut: false };
+    },
+  };
+
+  /** `runc update`, used by ContainerResourceService (not part of ContainerRuntime). */
+  readonly runcUpdate: Pick<Runc, 'update'> = {
+    update: async (id, resources) => {
+      this.record('update', id, resources);
+      // runc update needs the container's cgroup: gone once the container has stopped.
+      if (this.require('update', id).status === 'stopped') this.refuse('update', 'container not running');
     },
   };
 

@@ -1,6 +1,7 @@
 import { setImmediate as nextTick } from 'node:timers/promises';
 import t from 'tap';
 import { ConflictError } from '../../src/errors.js';
+import { ContainerResourceService } from '../../src/lifecycle/container-resources.js';
 import type { ContainerService } from '../../src/lifecycle/container-service.js';
 import {
   OPERATION_RULES,
@@ -24,23 +25,27 @@ function signal(name: string): Signal {
 }
 
 /** Each operation as a caller reaches it through the service's public API. */
-const CALLS: Record<
-  Exclude<ContainerOperation, 'update'>,
-  (service: ContainerService, id: string) => Promise<unknown>
-> = {
-  start: (service, id) => service.start(id),
-  exec: (service, id) => service.exec(id, { args: ['true'] }),
-  kill: (service, id) => service.kill(id, signal('SIGKILL')),
-  stop: (service, id) => service.stop(id, { timeoutSeconds: 5 }),
-  restart: (service, id) => service.restart(id, { timeoutSeconds: 5 }),
-  pause: (service, id) => service.pause(id),
-  resume: (service, id) => service.resume(id),
-  delete: (service, id) => service.delete(id, { force: false }),
-  'delete --force': (service, id) => service.delete(id, { force: true }),
-  processes: (service, id) => service.processes(id),
-  stats: (service, id) => service.stats(id),
-  logs: async (service, id) => service.logSource(id).cancel(),
-  wait: async (service, id) => service.waitFor(id, 'stopped').cancel(),
+interface Target {
+  service: ContainerService;
+  /** `update` is runc update, asked through ContainerResourceService (it guards with the same table). */
+  resources: ContainerResourceService;
+}
+
+const CALLS: Record<ContainerOperation, (target: Target, id: string) => Promise<unknown>> = {
+  start: ({ service }, id) => service.start(id),
+  exec: ({ service }, id) => service.exec(id, { args: ['true'] }),
+  kill: ({ service }, id) => service.kill(id, signal('SIGKILL')),
+  stop: ({ service }, id) => service.stop(id, { timeoutSeconds: 5 }),
+  restart: ({ service }, id) => service.restart(id, { timeoutSeconds: 5 }),
+  pause: ({ service }, id) => service.pause(id),
+  resume: ({ service }, id) => service.resume(id),
+  delete: ({ service }, id) => service.delete(id, { force: false }),
+  'delete --force': ({ service }, id) => service.delete(id, { force: true }),
+  processes: ({ service }, id) => service.processes(id),
+  stats: ({ service }, id) => service.stats(id),
+  logs: async ({ service }, id) => service.logSource(id).cancel(),
+  wait: async ({ service }, id) => service.waitFor(id, 'stopped').cancel(),
+  update: ({ resources }, id) => resources.update(id, { memoryBytes: 64 * 1024 * 1024 }),
 };
 
 /**
@@ -50,6 +55,7 @@ const CALLS: Record<
 const LOCK_FREE: ReadonlySet<ContainerOperation> = new Set([
   'exec',
   'restart',
+  'update',
   'processes',
   'stats',
   'logs',
@@ -79,11 +85,22 @@ async function containerIn(lifecycle: FakeLifecycle, status: ContainerStatus): P
   return id;
 }
 
+function targetOf(lifecycle: FakeLifecycle): Target {
+  const { service, runtime } = lifecycle;
+  const resources = new ContainerResourceService(
+    service,
+    { checkResources: () => undefined },
+    runtime.runcUpdate,
+    runtime.conmon,
+  );
+  return { service, resources };
+}
+
 t.test('every operation in every status answers as OPERATION_RULES says', async (t) => {
   const lifecycle = await startFakeLifecycle();
   t.teardown(lifecycle.close);
+  const target = targetOf(lifecycle);
   for (const operation of OPERATIONS) {
-    if (operation === 'update') continue; // runc update: ContainerResourceService, not ContainerService
     for (const [status, rule] of Object.entries(OPERATION_RULES[operation]) as Array<
       [ContainerStatus, (typeof OPERATION_RULES)[ContainerOperation][ContainerStatus]]
     >) {
@@ -92,7 +109,7 @@ t.test('every operation in every status answers as OPERATION_RULES says', async 
       t.equal(lifecycle.service.get(id).status, status, `${id} is ${status}`);
       let outcome: unknown = 'allowed';
       try {
-        await CALLS[operation](lifecycle.service, id);
+        await CALLS[operation](target, id);
       } catch (error) {
         outcome = error;
       }
@@ -113,10 +130,33 @@ t.test('every operation in every status answers as OPERATION_RULES says', async 
 t.test('a refused operation never reaches runc', async (t) => {
   const lifecycle = await startFakeLifecycle();
   t.teardown(lifecycle.close);
+  const target = targetOf(lifecycle);
   const id = await containerIn(lifecycle, 'stopped');
   const before = lifecycle.runtime.calls.length;
-  for (const operation of ['exec', 'kill', 'pause', 'resume', 'processes', 'stats'] as const) {
-    await t.rejects(CALLS[operation](lifecycle.service, id), ConflictError, `${operation} refused`);
+  for (const operation of ['exec', 'kill', 'pause', 'resume', 'processes', 'stats', 'update'] as const) {
+    await t.rejects(CALLS[operation](target, id), ConflictError, `${operation} refused`);
   }
   t.same(lifecycle.runtime.calls.slice(before), [], 'no runc command was run for a refused operation');
 });
+
+t.test(
+  'an operation that takes the lock waits for a create in progress instead of acting on it',
+  async (t) => {
+    const lifecycle = await startFakeLifecycle();
+    t.teardown(lifecycle.close);
+    const target = targetOf(lifecycle);
+    const id = await containerIn(lifecycle, 'creating');
+    const before = lifecycle.runtime.calls.length;
+    const settled: string[] = [];
+    for (const operation of OPERATIONS.filter((operation) => !LOCK_FREE.has(operation))) {
+      CALLS[operation](target, id).then(
+        () => settled.push(operation),
+        () => settled.push(operation),
+      );
+    }
+    for (let i = 0; i < 10; i++) await nextTick();
+    t.same(settled, [], 'all of them are still queued behind the create');
+    t.same(lifecycle.runtime.calls.slice(before), [], 'none of them reached runc');
+    t.equal(lifecycle.service.get(id).status, 'creating');
+  },
+);
