@@ -255,7 +255,9 @@ export class FakeRuntime {
     pause: async (id) => {
       this.record('pause', id);
       const container = this.require('pause', id);
-      if (container.status !== 'running') this.refuse('pause', 'container not running');
+      // libcontainer's Pause accepts a running or a created container.
+      if (container.status !== 'running' && container.status !== 'created')
+        this.refuse('pause', 'container not running');
       container.status = 'paused';
     },
     resume: async (id) => {

@@ -214,3 +214,41 @@ t.test('reconcile at startup against the runtime', async (t) => {
   const exited = await service.waitFor('exited', 'stopped').result;
   t.equal(exited.exitCode, 12, 'wait answers the exit that happened while runcd was down');
 });
+
+t.test(
+  'reconcile adopts a runc container without a row; refresh finds a pause made from outside',
+  async (t) => {
+    const lifecycle = await startFakeLifecycle();
+    t.teardown(lifecycle.close);
+    const { runtime, stored } = lifecycle;
+    // Made with runc directly while runcd is down (same root): no row, no create event.
+    lifecycle.service.close();
+    await runtime.conmon.create('stray');
+    await runtime.runc.start('stray');
+    await runtime.conmon.create('outside');
+    const service = await lifecycle.restartDaemon();
+    t.match(stored('stray'), { status: 'running', restartPolicy: { name: 'no' } }, 'adopted as running');
+    t.match(stored('outside'), { status: 'created' }, 'adopted as created');
+
+    await runtime.runc.pause('outside');
+    t.equal((await service.refresh('outside')).status, 'paused', '?refresh=true asks runc');
+    t.equal(stored('outside')!.status, 'paused', 'and commits what it found');
+  },
+);
+
+t.test(
+  'autoRemove survives a daemon restart: a container that stopped while runcd was down is removed',
+  async (t) => {
+    const lifecycle = await startFakeLifecycle();
+    t.teardown(lifecycle.close);
+    const { runtime, stored } = lifecycle;
+    await lifecycle.service.create({ id: 'rm-later', bundle: '/b', start: true, autoRemove: true });
+    lifecycle.service.close();
+    runtime.exit('rm-later', 0);
+    const service = await lifecycle.restartDaemon();
+    const removed = service.waitFor('rm-later', 'removed');
+    t.equal((await removed.result).exitCode, 0, 'removed, its exit kept for wait');
+    t.equal(stored('rm-later'), undefined);
+    t.equal(runtime.status('rm-later'), undefined, 'runc deleted it');
+  },
+);
