@@ -1,7 +1,9 @@
 import t from 'tap';
 import { ConflictError, RuntimeFailureError, RuntimeRejectedError } from '../../src/errors.js';
 import { parseSignal, type Signal } from '../../src/signals.js';
+import { RuntimeError } from '../../src/runtime/runc.js';
 import { startFakeLifecycle } from '../helpers/fake-lifecycle.js';
+import { FakeRuntime } from '../helpers/fake-runtime.js';
 
 /**
  * What the service does when runc refuses or fails, scripted on the fake runtime: the error a caller gets (from
@@ -109,4 +111,48 @@ t.test('a policy restart whose create fails leaves the container stopped with it
   while (runtime.commands('create', 'p').length < 2) await new Promise((resolve) => setImmediate(resolve));
   await service.waitFor('p', 'stopped').result;
   t.match(stored('p'), { status: 'stopped', exitCode: 5, restartCount: 1, intent: null });
+});
+
+t.test('the fake refuses what runc refuses, with the kinds runc.ts gives runc words', async (t) => {
+  const runtime = new FakeRuntime();
+  t.teardown(() => runtime.cleanup());
+  const kindOf = (promise: Promise<unknown>) =>
+    promise.then(
+      () => 'accepted',
+      (error: unknown) => (error instanceof RuntimeError ? error.kind : String(error)),
+    );
+  t.equal(await kindOf(runtime.runc.state('nope')), 'not_found');
+  await runtime.conmon.create('r');
+  t.equal(await kindOf(runtime.runc.resume('r')), 'paused', 'resume of a created container: "not paused"');
+  await runtime.runc.start('r');
+  t.equal(await kindOf(runtime.runc.start('r')), 'already_running');
+  t.equal(await kindOf(runtime.runc.delete('r')), 'not_stopped', 'delete of a running one needs --force');
+  await runtime.runc.pause('r');
+  t.equal(await kindOf(runtime.runc.start('r')), 'paused');
+  t.equal(
+    await kindOf(
+      runtime.runc.exec(
+        'r',
+        { args: ['true'], cwd: '/', user: { uid: 0, gid: 0 } },
+        { outputLimitBytes: 1024 },
+      ),
+    ),
+    'paused',
+  );
+  await runtime.runc.resume('r');
+  runtime.exit('r', 0);
+  t.equal(await kindOf(runtime.runc.start('r')), 'stopped');
+  t.equal(await kindOf(runtime.runc.kill('r', 15)), 'not_running');
+  t.equal(
+    await kindOf(
+      runtime.runc.exec(
+        'r',
+        { args: ['true'], cwd: '/', user: { uid: 0, gid: 0 } },
+        { outputLimitBytes: 1024 },
+      ),
+    ),
+    'stopped',
+  );
+  t.equal(await runtime.conmon.readExit('r').then((exit) => exit?.exitCode), 0, 'conmon recorded the exit');
+  t.equal(await kindOf(runtime.runc.delete('r')), 'accepted', 'a stopped one is deleted without --force');
 });
