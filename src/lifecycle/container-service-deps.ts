@@ -6,6 +6,7 @@ import type { TombstoneRepository } from '../store/tombstone-repository.js';
 import type { BundleInspector } from '../bundle-checks/bundle-inspector.js';
 import type { ContainerMonitor, ContainerRuntime } from './container-instances.js';
 import type { EventBus } from './event-bus.js';
+import type { RestartClock } from './restart-scheduler.js';
 
 /** The bundle checks the lifecycle asks for at create and exec. */
 export type ContainerBundleChecks = Pick<BundleInspector, 'inspect' | 'checkExecProcess' | 'checkExecPaths'>;
@@ -19,6 +20,8 @@ export interface ContainerServiceDeps {
   bundles: ContainerBundleChecks;
   logger: Logger;
   execOutputLimitBytes?: number;
+  /** The restart policy's time and timers (tests pass a fake one); the system clock by default. */
+  restartClock?: RestartClock;
 }
 
 export interface CreateContainerInput {

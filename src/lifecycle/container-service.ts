@@ -64,7 +64,7 @@ export class ContainerService {
   constructor(private readonly deps: ContainerServiceDeps) {
     this.view = new ContainerView(deps.repository, deps.events);
     this.waiters = new ContainerWaiters(deps.tombstones);
-    this.policy = new RestartPolicy((id) => this.restartByPolicy(id));
+    this.policy = new RestartPolicy((id) => this.restartByPolicy(id), deps.restartClock);
     this.config = new RunningConfig(deps.conmon);
     this.templates = new ExecProcessTemplates(this.config);
     this.instances = new ContainerInstances({

@@ -1,5 +1,5 @@
 import type { ContainerRecord } from '../store/container-repository.js';
-import { RestartScheduler } from './restart-scheduler.js';
+import { RestartScheduler, SYSTEM_CLOCK, type RestartClock } from './restart-scheduler.js';
 
 /** A container that dies this soon after a caller's kill was stopped by the caller: no policy restart. */
 export const CALLER_KILL_WINDOW_MS = 10_000;
@@ -15,13 +15,19 @@ export class RestartPolicy {
   private readonly callerRestarts = new Set<string>();
   private readonly scheduler: RestartScheduler;
 
-  constructor(restart: (id: string) => Promise<void>) {
-    this.scheduler = new RestartScheduler(restart);
+  constructor(
+    restart: (id: string) => Promise<void>,
+    private readonly clock: RestartClock = SYSTEM_CLOCK,
+  ) {
+    this.scheduler = new RestartScheduler(restart, clock);
   }
 
   /** A caller's kill: a death within the window is theirs. */
   callerKilled(id: string): void {
-    this.callerStops.set(id, Math.max(this.callerStops.get(id) ?? 0, Date.now() + CALLER_KILL_WINDOW_MS));
+    this.callerStops.set(
+      id,
+      Math.max(this.callerStops.get(id) ?? 0, this.clock.now() + CALLER_KILL_WINDOW_MS),
+    );
   }
 
   /** A caller's stop or delete: no policy restart until the container is started again. */
@@ -36,7 +42,7 @@ export class RestartPolicy {
   }
 
   isCallerStop(id: string): boolean {
-    return (this.callerStops.get(id) ?? 0) > Date.now();
+    return (this.callerStops.get(id) ?? 0) > this.clock.now();
   }
 
   /** Schedules the policy restart of a container that just died; false when none follows. */

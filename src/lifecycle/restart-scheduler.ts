@@ -1,27 +1,50 @@
 /**
+ * The time and timers the restart policy reads. A seam for tests only: unit tests pass a fake clock to step
+ * through the backoff and the caller-kill window without waiting; runcd uses the real one.
+ */
+export interface RestartClock {
+  now(): number;
+  setTimeout(run: () => void, ms: number): unknown;
+  clearTimeout(handle: unknown): void;
+}
+
+export const SYSTEM_CLOCK: RestartClock = {
+  now: () => Date.now(),
+  setTimeout: (run, ms) => {
+    const timer = setTimeout(run, ms);
+    // A restart waiting for its delay does not keep a stopping runcd alive.
+    timer.unref();
+    return timer;
+  },
+  clearTimeout: (handle) => clearTimeout(handle as NodeJS.Timeout),
+};
+
+/**
  * Delays policy restarts with exponential backoff: 100 ms, doubling per consecutive restart, capped at 30 s. A
  * container that ran for at least 10 s before dying starts again from 100 ms, as Docker resets its backoff.
  */
 export class RestartScheduler {
-  private readonly timers = new Map<string, NodeJS.Timeout>();
+  private readonly timers = new Map<string, unknown>();
   private readonly consecutive = new Map<string, number>();
 
   static readonly INITIAL_DELAY_MS = 100;
   static readonly MAX_DELAY_MS = 30_000;
   static readonly RESET_AFTER_RUNNING_MS = 10_000;
 
-  constructor(private readonly restart: (id: string) => Promise<void>) {}
+  constructor(
+    private readonly restart: (id: string) => Promise<void>,
+    private readonly clock: RestartClock = SYSTEM_CLOCK,
+  ) {}
 
   schedule(id: string, ranForMs: number): number {
     this.cancel(id);
     const step = ranForMs >= RestartScheduler.RESET_AFTER_RUNNING_MS ? 0 : (this.consecutive.get(id) ?? 0);
     this.consecutive.set(id, step + 1);
     const delay = Math.min(RestartScheduler.INITIAL_DELAY_MS * 2 ** step, RestartScheduler.MAX_DELAY_MS);
-    const timer = setTimeout(() => {
+    const timer = this.clock.setTimeout(() => {
       this.timers.delete(id);
       void this.restart(id);
     }, delay);
-    timer.unref();
     this.timers.set(id, timer);
     return delay;
   }
@@ -32,7 +55,7 @@ export class RestartScheduler {
   }
 
   cancel(id: string): void {
-    clearTimeout(this.timers.get(id));
+    if (this.timers.has(id)) this.clock.clearTimeout(this.timers.get(id));
     this.timers.delete(id);
   }
 
@@ -43,7 +66,7 @@ export class RestartScheduler {
   }
 
   cancelAll(): void {
-    for (const timer of this.timers.values()) clearTimeout(timer);
+    for (const timer of this.timers.values()) this.clock.clearTimeout(timer);
     this.timers.clear();
   }
 }
