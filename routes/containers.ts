@@ -2,8 +2,9 @@
  * The container resource's routes, one declaration per operation; most of the length is their schemas and
  * OpenAPI descriptions, and each handler is a few lines calling the lifecycle.
  */
-import { PassThrough } from 'node:stream';
+import { PassThrough, Readable } from 'node:stream';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
+import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import type { BundleService } from '../src/bundles/bundle-service.js';
 import type { ContainerService } from '../src/lifecycle/container-service.js';
@@ -16,6 +17,8 @@ import {
   ContainerStats,
   DeleteContainerQuery,
   ExecBody,
+  execBodyOf,
+  ExecStdinQuery,
   ExecResult,
   KillContainerQuery,
   ListContainersQuery,
@@ -136,6 +139,44 @@ const containerRoutes: FastifyPluginAsyncZod<ContainerRoutesOptions> = async (
     },
     async (request) => containers.exec(request.params.id, request.body),
   );
+
+  // Its own context: only this route takes raw bytes (the process's stdin) instead of JSON.
+  await app.register(async (context) => {
+    const raw = context.withTypeProvider<ZodTypeProvider>();
+    raw.addContentTypeParser(EXEC_STDIN_MEDIA_TYPES, (_request, payload, done) => done(null, payload));
+    raw.post(
+      '/containers/:id/exec/stdin',
+      {
+        // The body is streamed into the process as it reads, never held: its size is the process's business.
+        config: { access: 'admin' },
+        schema: {
+          operationId: 'execWithStdin',
+          tags: ['containers'],
+          summary:
+            'Run a process with the request body as its stdin (EOF at its end) and return its exit code and output',
+          consumes: EXEC_STDIN_MEDIA_TYPES,
+          params: ContainerIdParams,
+          querystring: ExecStdinQuery,
+          body: z
+            .unknown()
+            .meta({ type: 'string', format: 'binary' })
+            .describe('Bytes for the process to read; empty or absent gives it EOF at once')
+            .optional(),
+          response: { 200: ExecResult, ...errors(400, 404, 409) },
+        },
+      },
+      async (request) => {
+        const body = request.body;
+        const stdin = isReadable(body) ? body : Readable.from([]);
+        const result = await containers.exec(request.params.id, execBodyOf(request.query), undefined, stdin);
+        // A process may end without reading all of its stdin. A client sending a body of known length (curl
+        // --data-binary @FILE) reads the answer only once it has sent it all, so the rest is read and dropped
+        // (bounded); a streamed body (runcctl's piped stdin, which may never end) gets the answer at once.
+        if (request.headers['content-length'] !== undefined) await discardRest(stdin);
+        return result;
+      },
+    );
+  });
 
   app.post(
     '/containers/:id/kill',
@@ -415,3 +456,35 @@ const containerRoutes: FastifyPluginAsyncZod<ContainerRoutesOptions> = async (
 };
 
 export default containerRoutes;
+
+/** What a stdin body may be sent as: raw bytes (curl needs `-H 'Content-Type: application/octet-stream'`). */
+const EXEC_STDIN_MEDIA_TYPES = ['application/octet-stream'];
+
+const DISCARD_LIMIT_BYTES = 256 * 1024 * 1024;
+const DISCARD_LIMIT_MS = 30_000;
+
+function discardRest(stream: Readable): Promise<void> {
+  if (stream.readableEnded || stream.destroyed) return Promise.resolve();
+  return new Promise((resolve) => {
+    let dropped = 0;
+    const done = () => {
+      clearTimeout(timer);
+      stream.removeListener('data', count);
+      resolve();
+    };
+    const count = (chunk: Buffer) => {
+      dropped += chunk.length;
+      if (dropped > DISCARD_LIMIT_BYTES) done();
+    };
+    const timer = setTimeout(done, DISCARD_LIMIT_MS);
+    stream.on('data', count);
+    stream.once('end', done);
+    stream.once('close', done);
+    stream.once('error', done);
+    stream.resume();
+  });
+}
+
+function isReadable(body: unknown): body is Readable {
+  return typeof body === 'object' && body !== null && typeof (body as Readable).pipe === 'function';
+}

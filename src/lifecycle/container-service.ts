@@ -1,3 +1,4 @@
+import type { Readable } from 'node:stream';
 import { ConflictError, RuntimeFailureError, TimeoutError } from '../errors.js';
 import { ExitWatcher } from '../runtime/exit-watcher.js';
 import type { OciSpec } from '../runtime/oci.js';
@@ -205,8 +206,11 @@ export class ContainerService {
     });
   }
 
-  /** With `output`, output is streamed to the caller as it comes (and the result's stdout/stderr are empty). */
-  async exec(id: string, request: ExecBody, output?: ExecOutput): Promise<ExecResult> {
+  /**
+   * With `output`, output is streamed to the caller as it comes (and the result's stdout/stderr are empty); with
+   * `stdin`, the process reads it as its standard input (EOF at its end), as `runc exec` passes its own.
+   */
+  async exec(id: string, request: ExecBody, output?: ExecOutput, stdin?: Readable): Promise<ExecResult> {
     const record = this.view.require(id);
     assertAllowed('exec', record);
     const process = buildExecProcess(await this.templates.of(id), request);
@@ -218,6 +222,7 @@ export class ContainerService {
         timeoutMs: request.timeoutSeconds !== undefined ? request.timeoutSeconds * 1000 : undefined,
         outputLimitBytes: this.deps.execOutputLimitBytes ?? DEFAULT_EXEC_OUTPUT_LIMIT,
         output,
+        stdin,
       });
     } catch (error) {
       const translated = translateRuntimeError(error, id, 'exec');

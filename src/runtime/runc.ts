@@ -2,6 +2,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { constants as osConstants } from 'node:os';
 import { join } from 'node:path';
+import type { Readable } from 'node:stream';
 import { killProcessGroup, type ProcessRunner } from './process-runner.js';
 import type { OciProcess, OciSpec } from './oci.js';
 
@@ -356,6 +357,8 @@ export class Runc {
       outputLimitBytes: number;
       /** Streaming callers (the Docker API's exec) get each chunk as the process writes it, uncapped. */
       output?: ExecOutput | undefined;
+      /** The process's stdin, as `runc exec` passes its own: read as the process reads, EOF at its end. */
+      stdin?: Readable | undefined;
     },
   ): Promise<ExecOutcome> {
     // Small scratch files in runcd's own state dir: synchronous, like conmon.ts's (see there for why).
@@ -379,12 +382,19 @@ export class Runc {
     let child;
     try {
       ({ child } = await this.runner.spawn(this.binary, argv, {
-        stdio: ['ignore', 'pipe', 'pipe'],
+        stdio: [options.stdin ? 'pipe' : 'ignore', 'pipe', 'pipe'],
         longLived: true,
       }));
     } catch (error) {
       rmSync(dir, { recursive: true, force: true });
       throw error;
+    }
+    if (options.stdin && child.stdin) {
+      const input = child.stdin;
+      // A process that exits (or closes stdin) without reading it all is not an error, as in a shell pipeline.
+      input.on('error', () => undefined);
+      options.stdin.on('error', () => input.destroy());
+      options.stdin.pipe(input);
     }
     const stdout = new CappedBuffer(options.outputLimitBytes);
     const stderr = new CappedBuffer(options.outputLimitBytes);

@@ -173,6 +173,40 @@ export const ExecBody = z
   .meta({ example: { args: ['/bin/ps'], env: ['DEBUG=1'], timeoutSeconds: 30 } });
 export type ExecBody = z.infer<typeof ExecBody>;
 
+const oneOrMore = <T extends z.ZodType>(item: T) => z.union([item, z.array(item).min(1).max(1024)]);
+
+/**
+ * POST /containers/ID/exec/stdin: the process in the query (repeat `args` for each word), its stdin as the body,
+ * so a script sends a file with `curl --data-binary @FILE` and gets ExecResult back in one plain request.
+ */
+export const ExecStdinQuery = z
+  .object({
+    args: oneOrMore(ArgvEntry).describe('Command and arguments, one `args` per word, no shell involved'),
+    env: oneOrMore(EnvEntry).optional().describe('Added to (and overriding) the container env; repeatable'),
+    cwd: z.string().regex(/^\//, 'cwd must be an absolute path').max(4096).optional(),
+    user: UserParam.optional().describe("uid[:gid], 0-2147483647 each; default the container's user"),
+    timeoutSeconds: z.coerce
+      .number()
+      .positive()
+      .max(86400)
+      .optional()
+      .describe('Kill the process after this long'),
+  })
+  .strict();
+export type ExecStdinQuery = z.infer<typeof ExecStdinQuery>;
+
+/** The exec a stdin request asks for, in the shape every exec takes. */
+export function execBodyOf(query: ExecStdinQuery): ExecBody {
+  const list = <T>(value: T | T[]) => (Array.isArray(value) ? value : [value]);
+  return {
+    args: list(query.args),
+    ...(query.env !== undefined ? { env: list(query.env) } : {}),
+    ...(query.cwd !== undefined ? { cwd: query.cwd } : {}),
+    ...(query.user !== undefined ? { user: query.user } : {}),
+    ...(query.timeoutSeconds !== undefined ? { timeoutSeconds: query.timeoutSeconds } : {}),
+  };
+}
+
 export const ExecResult = z
   .object({
     exitCode: z.number().int(),

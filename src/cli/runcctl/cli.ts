@@ -7,6 +7,8 @@ const code = await runcctl(process.argv.slice(2), process.env, {
   stdout: (text) => void process.stdout.write(text),
   stderr: (text) => void process.stderr.write(text),
   cwd: process.cwd(),
+  // A terminal without -t is left alone (runcd has no terminal for the process yet); a pipe or file is passed on.
+  stdin: () => (process.stdin.isTTY ? undefined : process.stdin),
   onSignal(handler) {
     for (const signal of FORWARDED_SIGNALS) process.on(signal, handler);
     return () => {

@@ -1,3 +1,4 @@
+import type { Readable } from 'node:stream';
 import { resolve } from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import type { components } from '../generated/runcd-api.js';
@@ -16,6 +17,8 @@ export interface Io {
   stdout: (text: string) => void;
   stderr: (text: string) => void;
   cwd: string;
+  /** runcctl's stdin when it is a pipe or a file (a process's stdin for exec); undefined for a terminal. */
+  stdin: () => Readable | undefined;
   /** Registers a handler for the signals `run` forwards to its container; returns the unregister function. */
   onSignal: (handler: (signal: NodeJS.Signals) => void) => () => void;
 }
@@ -243,6 +246,30 @@ const exec: CommandSpec = {
       { min: 1, max: 1 },
     );
     if (command.length === 0) throw new CliError(`exec needs a command (usage: runcctl ${this.usage})`);
+    const stdin = io.stdin();
+    if (stdin) {
+      // As `runc exec` passes its stdin: a pipe or file is the process's stdin, EOF included.
+      const query = new URLSearchParams();
+      for (const word of command) query.append('args', word);
+      for (const entry of values.env ?? []) query.append('env', entry);
+      if (values.cwd) query.set('cwd', values.cwd);
+      if (values.user) query.set('user', values.user);
+      if (values.timeout) query.set('timeoutSeconds', String(wholeNumber(values.timeout, '--timeout')));
+      const path = `/containers/${encodeURIComponent(positionals[0]!)}/exec/stdin?${query}`;
+      let answer;
+      try {
+        answer = await connection.upload(path, stdin, 'application/octet-stream');
+      } catch (error) {
+        throw connectionFailure(error, connection.host);
+      }
+      if (answer.status !== 200) {
+        throw new CliError(
+          problemDetail(answer.json, { status: answer.status, statusText: '' }),
+          EXIT_EXEC_FAILED,
+        );
+      }
+      return printExecResult(io, answer.json as ExecResult);
+    }
     const result = await call(
       connection,
       () =>
@@ -259,13 +286,19 @@ const exec: CommandSpec = {
       // runc exits 255 when exec itself fails (a stopped container, a missing program).
       EXIT_EXEC_FAILED,
     );
-    io.stdout(result.stdout);
-    io.stderr(result.stderr);
-    if (result.truncated) io.stderr('runcctl: output was truncated by runcd (1 MiB per stream)\n');
-    if (result.timedOut) io.stderr('runcctl: the process was killed at its --timeout\n');
-    return result.exitCode;
+    return printExecResult(io, result);
   },
 };
+
+type ExecResult = components['schemas']['ExecResult'];
+
+function printExecResult(io: Io, result: ExecResult): number {
+  io.stdout(result.stdout);
+  io.stderr(result.stderr);
+  if (result.truncated) io.stderr('runcctl: output was truncated by runcd (1 MiB per stream)\n');
+  if (result.timedOut) io.stderr('runcctl: the process was killed at its --timeout\n');
+  return result.exitCode;
+}
 
 const run: CommandSpec = {
   usage: 'run ID [--bundle DIR] [--detach] [--keep] [--label KEY=VALUE]...',

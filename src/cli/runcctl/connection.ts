@@ -31,6 +31,11 @@ export interface Connection {
   client: RuncdClient;
   /** What to name in "cannot connect" messages. */
   host: string;
+  /**
+   * POST with a streamed body (a process's stdin), answered while it may still be sending: the answer ends the
+   * upload, as a pipeline's reader ending stops its writer. Resolves with the status and the parsed JSON.
+   */
+  upload: (path: string, body: Readable, contentType: string) => Promise<{ status: number; json: unknown }>;
 }
 
 export function connect(options: ConnectionOptions): Connection {
@@ -40,7 +45,56 @@ export function connect(options: ConnectionOptions): Connection {
     headers: options.token ? { authorization: `Bearer ${options.token}` } : {},
     fetch: (request) => send(request, transport),
   });
-  return { client, host: options.host };
+  const headers: Record<string, string> = options.token ? { authorization: `Bearer ${options.token}` } : {};
+  return {
+    client,
+    host: options.host,
+    upload: (path, body, contentType) =>
+      upload(new URL(path, baseUrl), transport, { ...headers, 'content-type': contentType }, body),
+  };
+}
+
+function upload(
+  url: URL,
+  transport: Transport,
+  headers: Record<string, string>,
+  body: Readable,
+): Promise<{ status: number; json: unknown }> {
+  return new Promise((resolve, reject) => {
+    const outgoing = (url.protocol === 'https:' ? httpsRequest : httpRequest)(
+      {
+        method: 'POST',
+        path: `${url.pathname}${url.search}`,
+        headers,
+        agent: false,
+        ...(transport.socketPath
+          ? { socketPath: transport.socketPath }
+          : { host: url.hostname, port: url.port, ...transport.tls }),
+      },
+      (response) => {
+        // The answer is in: whatever of the body is still unsent is no longer wanted.
+        body.unpipe(outgoing);
+        const chunks: Buffer[] = [];
+        response.on('data', (chunk: Buffer) => chunks.push(chunk));
+        response.on('error', reject);
+        response.on('end', () => {
+          outgoing.destroy();
+          const text = Buffer.concat(chunks).toString('utf8');
+          try {
+            resolve({
+              status: response.statusCode ?? 0,
+              json: text ? (JSON.parse(text) as unknown) : undefined,
+            });
+          } catch {
+            reject(new Error(`runcd answered ${response.statusCode} with a body that is not JSON`));
+          }
+        });
+      },
+    );
+    // A reset after the answer (runcd closed the connection on an unread rest) is no failure.
+    outgoing.on('error', (error) => reject(error));
+    body.pipe(outgoing);
+  });
 }
 
 /** How to reach the daemon: a unix socket, or TCP with TLS material for https. */
