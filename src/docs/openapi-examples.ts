@@ -504,6 +504,18 @@ const OPERATION_PROBLEMS: Readonly<Record<string, Record<number, Record<string, 
       container_paused: conflict('container_paused', 'cannot exec into a paused container: resume it first'),
     },
   },
+  execWithStdin: {
+    400: {
+      invalid_query: {
+        summary: 'No command given',
+        value: problem(400, 'invalid_query', 'Bad Request', 'querystring.args: Invalid input'),
+      },
+    },
+    409: {
+      container_stopped: conflict('container_stopped', 'cannot exec into a stopped container'),
+      container_paused: conflict('container_paused', 'cannot exec into a paused container: resume it first'),
+    },
+  },
   killContainer: {
     400: { invalid_signal: INVALID_SIGNAL },
     409: { container_not_running: conflict('container_not_running', `container "${ID}" is not running`) },

@@ -31,7 +31,7 @@ const BODY_SCHEMAS: Record<string, z.ZodType> = {
   updateContainerResources: UpdateResourcesBody,
 };
 /** Operations whose body is a byte stream (a tarball): no JSON examples, but a binary schema per media type. */
-const BINARY_BODIES = ['uploadBundleRootfs'];
+const BINARY_BODIES = ['uploadBundleRootfs', 'execWithStdin'];
 
 /** Built from the validation context (`invalid_${context}`) by app.ts rather than written out. */
 const VALIDATION_CODES = ['invalid_body', 'invalid_query'];
