@@ -1,7 +1,6 @@
 import { closeSync, existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { OciSpec } from './oci.js';
 import { isProcessRunning } from './procfs.js';
 import { killProcessGroup, type ProcessRunner } from './process-runner.js';
 import { RuntimeError, classifyRuntimeMessage, extractRuntimeMessage, type Runc } from './runc.js';
@@ -40,21 +39,6 @@ export interface ContainerFiles {
   /** conmon's sync channel (see sync-fifo.ts); kept for the container's life, so restarts reuse it. */
   syncFifo: string;
 }
-
-/** What a container's process is connected to, beyond conmon's log. */
-export interface ContainerStdio {
-  /**
-   * The process has stdin (conmon's `-i`): typed input arrives through the attach socket. Docker's OpenStdin.
-   */
-  stdin: boolean;
-  /**
-   * Stdin closes for good when the first attached client leaves (Docker's StdinOnce); otherwise conmon keeps it
-   * open (`--leave-stdin-open`) so a later attach can type again.
-   */
-  stdinOnce: boolean;
-}
-
-export const NO_STDIN: ContainerStdio = { stdin: false, stdinOnce: false };
 
 export interface ExitRecord {
   exitCode: number;
@@ -126,11 +110,7 @@ export class Conmon {
    * who rewrites their config.json after the check changes nothing. Without it (a restart), the copy written by
    * the first create is used again.
    */
-  async create(
-    id: string,
-    runtimeConfig?: string,
-    stdio: ContainerStdio = NO_STDIN,
-  ): Promise<{ pid: number; conmonPid: number }> {
+  async create(id: string, runtimeConfig?: string): Promise<{ pid: number; conmonPid: number }> {
     const files = this.filesFor(id);
     await this.clearExit(id);
     mkdirSync(files.bundleDir, { recursive: true, mode: 0o700 });
@@ -145,12 +125,6 @@ export class Conmon {
       );
     }
     const bundle = files.bundleDir;
-    // A terminal is the config's choice (process.terminal); conmon then passes runc a console socket and holds the
-    // pty's master, so the terminal outlives runcd like the container does.
-    const terminal =
-      runtimeConfig !== undefined
-        ? wantsTerminal(runtimeConfig)
-        : wantsTerminal(readSmallFile(files.bundleConfig));
     const argv = [
       '--api-version',
       '1',
@@ -176,9 +150,6 @@ export class Conmon {
       files.conmonPidFile,
       '--socket-dir-path',
       this.socketDir,
-      ...(terminal ? ['-t'] : []),
-      ...(stdio.stdin ? ['-i'] : []),
-      ...(stdio.stdin && !stdio.stdinOnce ? ['--leave-stdin-open'] : []),
       '--log-level',
       'error',
       ...this.options.runc.globalArgs().flatMap((arg) => ['--runtime-arg', arg]),
@@ -245,11 +216,6 @@ export class Conmon {
       throw new RuntimeError(classifyRuntimeMessage(text), text, 'create', message.data);
     }
     return { pid: message.data, conmonPid };
-  }
-
-  /** The directory holding the container's attach socket and terminal control FIFO (conmon's `-b`). */
-  attachDir(id: string): string {
-    return this.filesFor(id).bundleDir;
   }
 
   async readExit(id: string): Promise<ExitRecord | undefined> {
@@ -323,14 +289,6 @@ export class Conmon {
     rmSync(files.exitFile, { force: true });
     rmSync(join(this.socketDir, id), { recursive: true, force: true });
     await rm(files.dir, { recursive: true, force: true });
-  }
-}
-
-function wantsTerminal(configText: string): boolean {
-  try {
-    return (JSON.parse(configText) as OciSpec).process?.terminal === true;
-  } catch {
-    return false;
   }
 }
 
