@@ -128,7 +128,8 @@ t.test('runcctl exec forwards a piped stdin as runc exec does', async (t) => {
     (await daemon.request('POST', '/containers', { id, bundle: sandbox.bundle('cli'), start: true })).status,
     201,
   );
-  const runcctl = (input: string, ...args: string[]) =>
+  // `input` null: a stdin pipe that stays open and silent, as a script's (or execFile's) is.
+  const runcctl = (input: string | null, ...args: string[]) =>
     new Promise<{ code: number | null; stdout: string }>((resolve) => {
       const child = spawn(process.execPath, [
         join(REPO_ROOT, 'bin', 'runcctl.js'),
@@ -138,8 +139,11 @@ t.test('runcctl exec forwards a piped stdin as runc exec does', async (t) => {
       ]);
       let stdout = '';
       child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
-      child.on('close', (code) => resolve({ code, stdout }));
-      child.stdin.end(input);
+      child.on('close', (code) => {
+        child.stdin.destroy();
+        resolve({ code, stdout });
+      });
+      if (input !== null) child.stdin.end(input);
     });
   const echoed = await runcctl('hi\n', 'exec', id, 'cat');
   t.equal(echoed.stdout, 'hi\n', 'echo hi | runcctl exec ID cat prints hi');
@@ -147,4 +151,9 @@ t.test('runcctl exec forwards a piped stdin as runc exec does', async (t) => {
   const eof = await runcctl('a\nb\n', 'exec', id, 'sh', '-c', 'wc -l; exit 5');
   t.equal(eof.stdout.trim(), '2', 'EOF reaches the process');
   t.equal(eof.code, 5, "the process's exit code is runcctl's");
+  // runc exec ID ps with an open stdin returns when ps exits; so must runcctl (its request is sent at once,
+  // not held until the first byte of a stdin that never comes).
+  const silent = await runcctl(null, 'exec', id, 'sh', '-c', 'echo ran; exit 3');
+  t.equal(silent.stdout, 'ran\n', 'a process that never reads an open, silent stdin runs');
+  t.equal(silent.code, 3, 'and runcctl exits with its code without waiting for EOF');
 });

@@ -93,6 +93,9 @@ function upload(
     );
     // A reset after the answer (runcd closed the connection on an unread rest) is no failure.
     outgoing.on('error', (error) => reject(error));
+    // Headers go out now, not with the first chunk: a pipe that stays silent (a script's open stdin, as under
+    // execFile) would otherwise hold the request unsent while the process could run and answer without it.
+    outgoing.flushHeaders();
     body.pipe(outgoing);
   });
 }
