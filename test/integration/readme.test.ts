@@ -82,6 +82,9 @@ t.test("the README's curl examples work as written", async (t) => {
       `block ${index + 1}: no HTTP errors\n${output.slice(0, 4000)}`,
     );
     t.notMatch(output, /curl: \(\d+\)/, `block ${index + 1}: no curl failures`);
+    // The stdin example's script ran in the container: its output and its own exit code came back.
+    if (block.includes('/exec/stdin'))
+      t.match(output, /"exitCode":3,"stdout":"hello from /, 'the piped script ran');
   }
 });
 
@@ -109,5 +112,6 @@ t.test("the README's runcctl examples work as written, every command exiting 0",
       `runcctl block ${index + 1} ran to the end\n${(run.stdout + run.stderr).slice(-4000)}`,
     );
     t.match(run.stdout, /^ID +PID +STATUS +BUNDLE +CREATED +OWNER$/m, "with runc's table in its output");
+    if (/^echo hi \| runcctl exec/m.test(block)) t.match(run.stdout, /^hi$/m, 'the piped stdin reached cat');
   }
 });
