@@ -6,7 +6,7 @@ import { PassThrough, Readable } from 'node:stream';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import type { BundleService } from '../src/bundles/bundle-service.js';
+import type { ContainerCreation } from '../src/creation/container-creation.js';
 import type { ContainerService } from '../src/lifecycle/container-service.js';
 import type { LogService } from '../src/lifecycle/log-service.js';
 import { CreateContainerRequest } from '../src/schemas/bundle.js';
@@ -37,8 +37,8 @@ import { abortOnClose, asStreamedBody, wantsNdjson } from './streaming.js';
 export interface ContainerRoutesOptions {
   containers: ContainerService;
   logs: LogService;
-  /** Creates go through it: it resolves the managed-bundle forms of the body to a bundle path. */
-  bundles: BundleService;
+  /** Creates go through it: it resolves the managed-bundle forms of the body to the bundle runc runs. */
+  creation: ContainerCreation;
 }
 
 const errors = (...statuses: number[]) =>
@@ -46,7 +46,7 @@ const errors = (...statuses: number[]) =>
 
 const containerRoutes: FastifyPluginAsyncZod<ContainerRoutesOptions> = async (
   app,
-  { containers, logs, bundles },
+  { containers, logs, creation },
 ) => {
   const listBodies = new RevisionedBodies(z.array(Container));
 
@@ -66,7 +66,7 @@ const containerRoutes: FastifyPluginAsyncZod<ContainerRoutesOptions> = async (
       },
     },
     async (request, reply) => {
-      const container = await bundles.createContainer(request.body);
+      const container = await creation.create(request.body);
       return reply.code(201).header('location', `/containers/${container.id}`).send(container);
     },
   );

@@ -35,6 +35,7 @@ import {
   type Problem,
 } from './errors.js';
 import type { BundleService } from './bundles/bundle-service.js';
+import type { ContainerCreation } from './creation/container-creation.js';
 import type { ContainerResourceService } from './lifecycle/container-resources.js';
 import type { ContainerService } from './lifecycle/container-service.js';
 import { LogService } from './lifecycle/log-service.js';
@@ -57,6 +58,8 @@ declare module 'fastify' {
 export interface AppDeps {
   containers: ContainerService;
   bundles: BundleService;
+  /** POST /containers, in all three body forms. */
+  creation: ContainerCreation;
   resources: ContainerResourceService;
   security: SecurityOptions;
   /** Behind GET /readyz, /info and /metrics; one of each per daemon, shared by its listeners. */
@@ -199,7 +202,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await app.register(containerRoutes, {
     containers: deps.containers,
     logs: new LogService(deps.containers),
-    bundles: deps.bundles,
+    creation: deps.creation,
   });
   await app.register(containerResourceRoutes, { resources: deps.resources });
   await app.register(bundleRoutes, { bundles: deps.bundles });

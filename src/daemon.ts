@@ -5,6 +5,7 @@ import type { Logger } from 'pino';
 import { buildApp } from './app.js';
 import type { Config } from './config.js';
 import { BundleService } from './bundles/bundle-service.js';
+import { ContainerCreation } from './creation/container-creation.js';
 import { ContainerResourceService } from './lifecycle/container-resources.js';
 import { DEFAULT_INIT_BINARY, DEFAULT_MAX_ROOTFS_BYTES } from './config.js';
 import { BundleInspector } from './bundle-checks/bundle-inspector.js';
@@ -145,7 +146,7 @@ export async function openDaemon(config: DaemonConfig, logger: Logger): Promise<
     runc,
     conmon,
     // Called only on creates, long after managedBundles below exists: the inspector asks the bundle service
-    // which rootfs a private bundle shares, and the bundle service needs this container service.
+    // which rootfs a private bundle shares.
     bundles: new BundleInspector(config.bundleRoots, policy, (dir): string | undefined =>
       managedBundles.sharedRootfsOf(dir),
     ),
@@ -153,7 +154,6 @@ export async function openDaemon(config: DaemonConfig, logger: Logger): Promise<
   });
   const managedBundles = new BundleService({
     repository: bundleRepository,
-    containers,
     runc,
     policy,
     bundleRoot: config.bundleRoots[0]!,
@@ -162,6 +162,7 @@ export async function openDaemon(config: DaemonConfig, logger: Logger): Promise<
     initBinary,
     logger: logger.child({ component: 'bundles' }),
   });
+  const creation = new ContainerCreation(containers, managedBundles);
   const resources = new ContainerResourceService(containers, managedBundles, runc, conmon);
   let audit: AuditLog | undefined;
   const apps: FastifyInstance[] = [];
@@ -170,6 +171,7 @@ export async function openDaemon(config: DaemonConfig, logger: Logger): Promise<
   try {
     await containers.init();
     await managedBundles.init();
+    await creation.init();
     const runtimeSecurity = assessRuntime(await collectRuntimeFacts(runc, runner));
     const status = new SystemStatus({
       readinessStore: new ReadinessRepository(db),
@@ -196,6 +198,7 @@ export async function openDaemon(config: DaemonConfig, logger: Logger): Promise<
     const app = await buildApp({
       containers,
       bundles: managedBundles,
+      creation,
       resources,
       logger,
       system,
@@ -207,6 +210,7 @@ export async function openDaemon(config: DaemonConfig, logger: Logger): Promise<
       tcpApp = await buildApp({
         containers,
         bundles: managedBundles,
+        creation,
         resources,
         logger,
         system,
@@ -231,6 +235,7 @@ export async function openDaemon(config: DaemonConfig, logger: Logger): Promise<
       dockerApp = await buildDockerApp({
         containers,
         bundles: managedBundles,
+        creation,
         imageLoader: new ImageLoader({
           bundles: managedBundles,
           tools: new ImageTools({ runner }),
@@ -256,7 +261,7 @@ export async function openDaemon(config: DaemonConfig, logger: Logger): Promise<
       status,
       async close(options = {}) {
         const cutConnections = await closeApps(apps, options.graceMs ?? DEFAULT_SHUTDOWN_GRACE_MS, logger);
-        await managedBundles.close();
+        await creation.close();
         containers.close();
         metrics.close();
         openedAudit.close();
@@ -266,7 +271,7 @@ export async function openDaemon(config: DaemonConfig, logger: Logger): Promise<
     };
   } catch (error) {
     for (const each of apps) await each.close();
-    await managedBundles.close();
+    await creation.close();
     containers.close();
     metrics.close();
     audit?.close();

@@ -2,6 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import pino from 'pino';
 import { buildApp } from './app.js';
 import { BundleService } from './bundles/bundle-service.js';
+import { ContainerCreation } from './creation/container-creation.js';
 import { ContainerResourceService } from './lifecycle/container-resources.js';
 import { DEFAULT_INIT_BINARY, DEFAULT_MAX_ROOTFS_BYTES } from './config.js';
 import { BundleInspector } from './bundle-checks/bundle-inspector.js';
@@ -76,7 +77,6 @@ export async function buildInspectionApp(options: { requireToken?: boolean } = {
   const policy = new BundlePolicy();
   const bundles = new BundleService({
     repository: new BundleRepository(db),
-    containers,
     runc,
     policy,
     bundleRoot: '/nonexistent',
@@ -88,6 +88,7 @@ export async function buildInspectionApp(options: { requireToken?: boolean } = {
   const app = await buildApp({
     containers,
     bundles,
+    creation: new ContainerCreation(containers, bundles),
     resources: new ContainerResourceService(containers, bundles, runc, conmon),
     system: { status, metrics },
     security: {

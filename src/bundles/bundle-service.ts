@@ -24,7 +24,6 @@ import {
   NotFoundError,
 } from '../errors.js';
 import type { BundlePolicy } from '../bundle-checks/bundle-policy.js';
-import type { ContainerService } from '../lifecycle/container-service.js';
 import { KeyedMutex } from '../lifecycle/keyed-mutex.js';
 import { hostRlimits } from '../runtime/host-limits.js';
 import type { OciSpec } from '../runtime/oci.js';
@@ -38,7 +37,6 @@ import type {
   ResourceLimits,
   RootfsUploadResult,
 } from '../schemas/bundle.js';
-import type { Container } from '../schemas/container.js';
 import type { BundleRecord, BundleRepository } from '../store/bundle-repository.js';
 import { generateConfig } from './config-generator.js';
 import { importTree } from './rootfs-import.js';
@@ -46,9 +44,16 @@ import { findExecutable } from './rootfs-lookup.js';
 import { discardTree, RootfsEntryError, RootfsQuotaError, RootfsWriter } from './rootfs-writer.js';
 import { extractTarball } from './tar-extractor.js';
 
+/** A bundle held for a container being created; `release` hands it back when the create fails. */
+export interface BundleReservation {
+  bundlePath: string;
+  /** The digest of the config.json runcd wrote, for a managed bundle: the container service checks it. */
+  expectedConfigDigest: string | undefined;
+  release(): Promise<void>;
+}
+
 export interface BundleServiceDeps {
   repository: BundleRepository;
-  containers: ContainerService;
   runc: Runc;
   policy: BundlePolicy;
   /** Managed bundles live in BUNDLE_ROOT/ID (the first --bundle-root). */
@@ -74,9 +79,10 @@ const SCRATCH_PREFIX = '.scratch-';
 /**
  * Bundles runcd makes and owns, so a remote caller never writes to the host: POST /bundles generates config.json
  * from `runc spec` and the caller's fields, the rootfs is copied from an import root or streamed in as a tarball,
- * and metadata (with the digest of the config.json written) lives in the store. Also resolves the managed forms
- * of POST /containers to a bundle path before handing over to ContainerService, and removes private bundles
- * when their container is deleted.
+ * and metadata (with the digest of the config.json written) lives in the store. For container creation
+ * (src/creation/) it resolves the managed forms of POST /containers to the bundle runc runs and holds it for the
+ * container, and releases it (removing a private bundle) when the container is deleted; it knows no container
+ * service.
  *
  * Bundle directories are 0700: a rootfs may hold setuid files (and containers run with noNewPrivileges), and no
  * host user must be able to reach them.
@@ -86,14 +92,12 @@ export class BundleService {
   private defaults: Promise<OciSpec> | undefined;
   private root: string;
   private importRoots: string[] = [];
-  private unsubscribe: (() => void) | undefined;
-  private readonly pending = new Set<Promise<void>>();
 
   constructor(private readonly deps: BundleServiceDeps) {
     this.root = deps.bundleRoot;
   }
 
-  /** Resolves roots, forgets links to containers that are gone, removes orphaned private bundles and temp dirs. */
+  /** Resolves roots and removes the temp and scratch directories an interrupted upload left. */
   async init(): Promise<void> {
     await mkdir(this.deps.bundleRoot, { recursive: true, mode: 0o755 });
     this.root = await realpath(this.deps.bundleRoot);
@@ -101,30 +105,24 @@ export class BundleService {
     for (const name of await readdir(this.root)) {
       if (name.startsWith(SCRATCH_PREFIX)) await discardTree(join(this.root, name));
     }
-    this.unsubscribe = this.deps.containers.events.subscribe((event) => {
-      if (event.type !== 'delete') return;
-      const removal = this.containerDeleted(event.id).finally(() => this.pending.delete(removal));
-      this.pending.add(removal);
-    });
-    const existing = new Set(this.deps.containers.list().map((container) => container.id));
-    for (const link of this.deps.repository.links()) {
-      if (!existing.has(link.containerId)) this.deps.repository.unlinkContainer(link.containerId);
-    }
     for (const record of this.deps.repository.all()) {
-      if (record.privateTo !== null && !existing.has(record.privateTo)) {
-        await this.removeBundle(record);
-        continue;
-      }
       for (const name of await readdir(record.path).catch(() => [])) {
         if (name.startsWith(TEMP_PREFIX)) await discardTree(join(record.path, name));
       }
     }
   }
 
-  /** Stops listening and lets private-bundle removals already under way finish (they use the store). */
-  async close(): Promise<void> {
-    this.unsubscribe?.();
-    await Promise.allSettled([...this.pending]);
+  /**
+   * At startup, once the containers are known: links to containers that are gone are forgotten, and private
+   * bundles of such containers removed (a daemon killed between a create's failure and its clean-up leaves them).
+   */
+  async forgetContainersExcept(existing: ReadonlySet<string>): Promise<void> {
+    for (const link of this.deps.repository.links()) {
+      if (!existing.has(link.containerId)) this.deps.repository.unlinkContainer(link.containerId);
+    }
+    for (const record of this.deps.repository.all()) {
+      if (record.privateTo !== null && !existing.has(record.privateTo)) await this.removeBundle(record);
+    }
   }
 
   list(): Bundle[] {
@@ -278,15 +276,16 @@ export class BundleService {
   }
 
   /**
-   * POST /containers in all three forms. The managed forms become a bundle path plus the digest runcd wrote;
-   * the bundles are linked to the container before it is created (so they cannot be deleted or re-uploaded
-   * meanwhile) and unlinked again, with a private bundle removed, when the create fails.
+   * The bundle a new container runs, from the three forms of POST /containers: a bundle path (held only when it
+   * is a managed bundle's), a managed `bundleId`, or `spec` + `rootfsFrom` (a private bundle made here). The
+   * bundles are linked to the container before it is created, so they cannot be deleted or re-uploaded
+   * meanwhile; `release` undoes all of it when the create fails.
    */
-  async createContainer(request: CreateContainerRequest): Promise<Container> {
-    const { bundle, bundleId, spec, rootfsFrom, ...options } = request;
-    if (this.containerExists(options.id)) {
-      throw new ConflictError('container_exists', `container "${options.id}" already exists`, options.id);
-    }
+  async reserve(
+    containerId: string,
+    source: Pick<CreateContainerRequest, 'bundle' | 'bundleId' | 'spec' | 'rootfsFrom'>,
+  ): Promise<BundleReservation> {
+    const { bundle, bundleId, spec, rootfsFrom } = source;
     let target: BundleRecord | undefined;
     let privateBundle: BundleRecord | undefined;
     if (bundleId !== undefined) {
@@ -301,12 +300,18 @@ export class BundleService {
       );
     }
     if (spec !== undefined && rootfsFrom !== undefined) {
-      privateBundle = await this.createPrivate(options.id, spec, this.require(rootfsFrom));
+      privateBundle = await this.createPrivate(containerId, spec, this.require(rootfsFrom));
       target = privateBundle;
     }
     const owner = target && this.rootfsOwner(target);
     const linked = target ? [...new Set([target.id, owner!.id])] : [];
     let isLinked = false;
+    const release = async (): Promise<void> => {
+      if (isLinked) this.deps.repository.unlink(containerId, linked);
+      isLinked = false;
+      if (privateBundle) await this.removeBundle(privateBundle);
+      privateBundle = undefined;
+    };
     try {
       if (target && owner) {
         await this.locks.run(owner.id, async () => {
@@ -317,11 +322,11 @@ export class BundleService {
               `bundle "${owner.id}" has no rootfs yet: upload one with PUT /bundles/${owner.id}/rootfs`,
             );
           }
-          if (!this.deps.repository.link(options.id, linked)) {
+          if (!this.deps.repository.link(containerId, linked)) {
             throw new ConflictError(
               'container_exists',
-              `container "${options.id}" already exists`,
-              options.id,
+              `container "${containerId}" already exists`,
+              containerId,
             );
           }
           isLinked = true;
@@ -333,15 +338,23 @@ export class BundleService {
           join(owner.path, 'rootfs'),
         );
       }
-      return await this.deps.containers.create({
-        ...options,
-        bundle: target?.path ?? bundle!,
-        expectedConfigDigest: target?.configDigest,
-      });
     } catch (error) {
-      if (isLinked) this.deps.repository.unlink(options.id, linked);
-      if (privateBundle) await this.removeBundle(privateBundle);
+      await release();
       throw error;
+    }
+    return { bundlePath: target?.path ?? bundle!, expectedConfigDigest: target?.configDigest, release };
+  }
+
+  /** A container was deleted: its bundles are free again, and its private bundle goes. */
+  async releaseFor(containerId: string): Promise<void> {
+    for (const id of this.deps.repository.unlinkContainer(containerId)) {
+      const record = this.deps.repository.get(id);
+      if (record?.privateTo !== containerId) continue;
+      try {
+        await this.locks.run(id, () => this.removeBundle(record));
+      } catch (error) {
+        this.deps.logger.error({ bundleId: id, err: error }, 'removing a private bundle failed');
+      }
     }
   }
 
@@ -404,18 +417,6 @@ export class BundleService {
         throw error;
       }
     });
-  }
-
-  private async containerDeleted(containerId: string): Promise<void> {
-    for (const id of this.deps.repository.unlinkContainer(containerId)) {
-      const record = this.deps.repository.get(id);
-      if (record?.privateTo !== containerId) continue;
-      try {
-        await this.locks.run(id, () => this.removeBundle(record));
-      } catch (error) {
-        this.deps.logger.error({ bundleId: id, err: error }, 'removing a private bundle failed');
-      }
-    }
   }
 
   private async removeBundle(record: BundleRecord): Promise<void> {
@@ -567,15 +568,6 @@ export class BundleService {
     } catch (error) {
       await discardTree(temp);
       throw rootfsError(error);
-    }
-  }
-
-  private containerExists(id: string): boolean {
-    try {
-      this.deps.containers.get(id);
-      return true;
-    } catch {
-      return false;
     }
   }
 

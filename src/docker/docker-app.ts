@@ -1,5 +1,6 @@
 import Fastify, { type FastifyInstance, type FastifyReply } from 'fastify';
 import type { BundleService } from '../bundles/bundle-service.js';
+import type { ContainerCreation } from '../creation/container-creation.js';
 import type { ImageLoader } from '../bundles/image-loader.js';
 import type { ContainerService } from '../lifecycle/container-service.js';
 import { LogService } from '../lifecycle/log-service.js';
@@ -34,6 +35,8 @@ export interface DockerAppDeps {
   containers: ContainerService;
   /** Managed bundles serve as images; without them, image endpoints and create answer 501. */
   bundles?: BundleService | undefined;
+  /** `docker create`/`run` (needs `bundles` too); without them, image endpoints and create answer 501. */
+  creation?: ContainerCreation | undefined;
   /** `docker load` (skopeo + umoci); without it, POST /images/load answers 501. */
   imageLoader?: ImageLoader | undefined;
   security: SecurityOptions;

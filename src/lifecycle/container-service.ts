@@ -138,6 +138,10 @@ export class ContainerService {
     return toContainer(this.view.require(id));
   }
 
+  has(id: string): boolean {
+    return this.view.has(id);
+  }
+
   /**
    * The config.json runc runs for the container (runcd's checked copy, limits changed by `runc update`
    * included), not the caller's bundle file; undefined for a container adopted from outside runcd.

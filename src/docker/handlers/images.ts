@@ -15,12 +15,12 @@ export async function registerImageAndCreateRoutes(
   context: DockerContext,
 ): Promise<void> {
   const { deps } = context;
-  const bundles = deps.bundles;
-  if (bundles) {
+  const { bundles, creation } = deps;
+  if (bundles && creation) {
     await registerImageRoutes(app, bundles, deps.imageLoader);
     app.post('/containers/create', { config: { access: 'admin' } }, async (request, reply) => {
       const name = first((request.query as Query).name);
-      const created = await createFromImage(bundles, name, (request.body ?? {}) as never);
+      const created = await createFromImage(bundles, creation, name, (request.body ?? {}) as never);
       return reply.code(201).send({ Id: dockerIdOf(created.id), Warnings: [] });
     });
   } else {

@@ -1,6 +1,7 @@
 import { IMAGE_LABEL, findImage, imageDefaultsOf } from '../translate/images.js';
 import { randomBytes } from 'node:crypto';
 import type { BundleService } from '../../bundles/bundle-service.js';
+import type { ContainerCreation } from '../../creation/container-creation.js';
 import { NotFoundError } from '../../errors.js';
 import type { Bundle } from '../../schemas/bundle.js';
 import { CreateContainerRequest } from '../../schemas/bundle.js';
@@ -39,6 +40,7 @@ export const positive = (value: unknown): number | undefined =>
 /** `POST /containers/create` → the native create with `spec` + `rootfsFrom`; answers the runcd id. */
 export async function createFromImage(
   bundles: BundleService,
+  creation: ContainerCreation,
   nameParam: string | undefined,
   body: CreateBody,
 ): Promise<{ id: string }> {
@@ -112,7 +114,7 @@ export async function createFromImage(
     );
   }
   try {
-    await bundles.createContainer(parsed.data);
+    await creation.create(parsed.data);
   } catch (error) {
     if (error instanceof NotFoundError) throw new DockerError(404, error.message);
     throw error;
