@@ -1,32 +1,12 @@
-import { createHash, randomBytes } from 'node:crypto';
-import { constants } from 'node:fs';
-import {
-  access,
-  chmod,
-  mkdir,
-  mkdtemp,
-  readdir,
-  readFile,
-  realpath,
-  rename,
-  stat,
-  writeFile,
-} from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { mkdir, mkdtemp, readdir, realpath } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { isAbsolute, join, sep } from 'node:path';
 import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
-import {
-  ConflictError,
-  ContentTooLargeError,
-  DomainError,
-  InvalidInputError,
-  NotFoundError,
-} from '../errors.js';
+import { ConflictError, ContentTooLargeError, InvalidInputError, NotFoundError } from '../errors.js';
 import type { BundlePolicy } from '../bundle-checks/bundle-policy.js';
 import { KeyedMutex } from '../lifecycle/keyed-mutex.js';
-import { hostRlimits } from '../runtime/host-limits.js';
-import type { OciSpec } from '../runtime/oci.js';
 import type { Runc } from '../runtime/runc.js';
 import type {
   Bundle,
@@ -38,10 +18,10 @@ import type {
   RootfsUploadResult,
 } from '../schemas/bundle.js';
 import type { BundleRecord, BundleRepository } from '../store/bundle-repository.js';
-import { generateConfig } from './config-generator.js';
+import { BundleConfigs, readConfig, writeConfig } from './bundle-config.js';
 import { importTree } from './rootfs-import.js';
-import { findExecutable } from './rootfs-lookup.js';
-import { discardTree, RootfsEntryError, RootfsQuotaError, RootfsWriter } from './rootfs-writer.js';
+import { RootfsFilling } from './rootfs-filling.js';
+import { discardTree } from './rootfs-writer.js';
 import { extractTarball } from './tar-extractor.js';
 
 /** A bundle held for a container being created; `release` hands it back when the create fails. */
@@ -67,12 +47,9 @@ export interface BundleServiceDeps {
   logger: Logger;
 }
 
-/** Entries in one rootfs: a bound on inodes, which a quota on bytes alone does not give. */
-export const MAX_ROOTFS_ENTRIES = 500_000;
 /** tar headers and padding: an archive may be this much larger than the bytes it holds, plus a slack. */
 const ARCHIVE_OVERHEAD_FACTOR = 2;
 const ARCHIVE_SLACK_BYTES = 16 * 1024 * 1024;
-const TEMP_PREFIX = '.rootfs-';
 /** Scratch directories in the bundle root; bundle ids start with a letter or digit, so none is ever a bundle. */
 const SCRATCH_PREFIX = '.scratch-';
 
@@ -86,30 +63,31 @@ const SCRATCH_PREFIX = '.scratch-';
  *
  * Bundle directories are 0700: a rootfs may hold setuid files (and containers run with noNewPrivileges), and no
  * host user must be able to reach them.
+ *
+ * (A little over 400 lines: every operation on a bundle record, and the locks that order them, stay in one class;
+ * how a config.json is made is bundle-config.ts, how a rootfs is filled rootfs-filling.ts.)
  */
 export class BundleService {
   private readonly locks = new KeyedMutex();
-  private defaults: Promise<OciSpec> | undefined;
   private root: string;
-  private importRoots: string[] = [];
+  private readonly configs: BundleConfigs;
+  private readonly rootfs: RootfsFilling;
 
   constructor(private readonly deps: BundleServiceDeps) {
     this.root = deps.bundleRoot;
+    this.configs = new BundleConfigs(deps);
+    this.rootfs = new RootfsFilling(deps);
   }
 
   /** Resolves roots and removes the temp and scratch directories an interrupted upload left. */
   async init(): Promise<void> {
     await mkdir(this.deps.bundleRoot, { recursive: true, mode: 0o755 });
     this.root = await realpath(this.deps.bundleRoot);
-    this.importRoots = await Promise.all(this.deps.importRoots.map((dir) => realpath(dir).catch(() => dir)));
+    await this.rootfs.init();
     for (const name of await readdir(this.root)) {
       if (name.startsWith(SCRATCH_PREFIX)) await discardTree(join(this.root, name));
     }
-    for (const record of this.deps.repository.all()) {
-      for (const name of await readdir(record.path).catch(() => [])) {
-        if (name.startsWith(TEMP_PREFIX)) await discardTree(join(record.path, name));
-      }
-    }
+    for (const record of this.deps.repository.all()) await this.rootfs.discardLeftovers(record.path);
   }
 
   /**
@@ -137,7 +115,7 @@ export class BundleService {
   async create(body: CreateBundleBody): Promise<Bundle> {
     const { id: requestedId, rootfs, labels, ...spec } = body;
     this.checkSpec(spec);
-    const importSource = rootfs.path !== undefined ? await this.importSource(rootfs.path) : undefined;
+    const importSource = rootfs.path !== undefined ? await this.rootfs.importSource(rootfs.path) : undefined;
     return this.createBundle(requestedId, spec, labels, importSource, { checkExecutable: true });
   }
 
@@ -195,11 +173,12 @@ export class BundleService {
       }
       const dir = await this.claimDirectory(id);
       try {
-        const config = await this.configFor(id, spec, dir, 'rootfs');
+        const config = await this.configs.generate(id, spec, dir, 'rootfs');
         let rootfsState = { ready: false, sizeBytes: 0, fileCount: 0 };
         if (source !== undefined) {
-          rootfsState = await this.fillRootfs(dir, (writer) => importTree(source.path, source.root, writer));
-          if (options.checkExecutable) await this.checkExecutable(id, spec, config, join(dir, 'rootfs'));
+          rootfsState = await this.rootfs.fill(dir, (writer) => importTree(source.path, source.root, writer));
+          if (options.checkExecutable)
+            await this.configs.checkExecutable(id, spec, config, join(dir, 'rootfs'));
         }
         const imported = source !== undefined && options.rootfsSource === undefined;
         const record: BundleRecord = {
@@ -251,7 +230,7 @@ export class BundleService {
           `the archive (${contentLength} bytes) is larger than ${maxArchiveBytes} bytes, twice the rootfs quota (--max-rootfs-bytes ${this.deps.maxRootfsBytes}) plus 16 MiB`,
         );
       }
-      const state = await this.fillRootfs(record.path, (writer) =>
+      const state = await this.rootfs.fill(record.path, (writer) =>
         extractTarball(body, writer, maxArchiveBytes),
       );
       Object.assign(record, {
@@ -331,7 +310,7 @@ export class BundleService {
           }
           isLinked = true;
         });
-        await this.checkExecutable(
+        await this.configs.checkExecutable(
           target.id,
           target.spec,
           await readConfig(target.path),
@@ -395,7 +374,7 @@ export class BundleService {
       const dir = await this.claimDirectory(id);
       try {
         // The hostname of a private bundle is its container's.
-        const config = await this.configFor(containerId, spec, dir, sharedRootfs);
+        const config = await this.configs.generate(containerId, spec, dir, sharedRootfs);
         const record: BundleRecord = {
           id,
           path: dir,
@@ -452,81 +431,6 @@ export class BundleService {
   }
 
   /** config.json for `spec`, checked by the bundle policy before anything else is written. */
-  private async configFor(name: string, spec: BundleSpec, dir: string, rootPath: string): Promise<OciSpec> {
-    if (spec.init) await this.requireInit();
-    this.defaults ??= this.deps.runc.spec().catch((error: unknown) => {
-      this.defaults = undefined;
-      throw error;
-    });
-    const config = generateConfig(await this.defaults, spec, {
-      bundleId: name,
-      rootPath,
-      initBinary: this.deps.initBinary,
-      hostLimits: hostRlimits(),
-    });
-    await this.deps.policy.apply(config, dir, name, {
-      sharedRootfs: isAbsolute(rootPath) ? rootPath : undefined,
-    });
-    return config;
-  }
-
-  private async requireInit(): Promise<void> {
-    try {
-      await access(this.deps.initBinary, constants.X_OK);
-    } catch {
-      throw new InvalidInputError(
-        'init_not_available',
-        `init: true needs ${this.deps.initBinary} on the host, which is missing; install it with: apt-get install -y tini`,
-      );
-    }
-  }
-
-  /** args[0] looked up in the rootfs as runc will, so a missing command is a 400 now, not a 422 from runc. */
-  private async checkExecutable(
-    id: string,
-    spec: BundleSpec,
-    config: OciSpec,
-    rootfs: string,
-  ): Promise<void> {
-    // The caller's command, not the init in front of it; PATH and cwd as the generated config has them.
-    const command = spec.process.args[0]!;
-    const lookup = await findExecutable(rootfs, command, config.process?.env, config.process?.cwd ?? '/');
-    if (!lookup.found) {
-      throw new InvalidInputError(
-        'executable_not_found',
-        command.includes('/')
-          ? `exec: "${command}": no such executable file in the rootfs of bundle "${id}" (looked for ${lookup.searched})`
-          : `exec: "${command}": executable file not found in $PATH (searched PATH=${lookup.searched} in the rootfs of bundle "${id}")`,
-      );
-    }
-  }
-
-  private async importSource(path: string): Promise<{ path: string; root: string }> {
-    if (this.importRoots.length === 0) {
-      throw new InvalidInputError(
-        'import_root_not_configured',
-        'rootfs.path needs an import root: start runcd with --import-root DIR, or upload a tarball with rootfs: {upload: true}',
-      );
-    }
-    let real: string;
-    try {
-      real = await realpath(path);
-    } catch {
-      throw new InvalidInputError('rootfs_not_found', `rootfs.path "${path}" does not exist`);
-    }
-    const root = this.importRoots.find((dir) => real.startsWith(dir.endsWith(sep) ? dir : dir + sep));
-    if (root === undefined) {
-      throw new InvalidInputError(
-        'rootfs_outside_import_roots',
-        `rootfs.path "${path}" is not inside an import root (${this.importRoots.join(', ')})`,
-      );
-    }
-    if (!(await stat(real)).isDirectory()) {
-      throw new InvalidInputError('rootfs_not_found', `rootfs.path "${path}" is not a directory`);
-    }
-    return { path: real, root };
-  }
-
   /** BUNDLE_ROOT/ID, made here (0700) or refused: a directory of that name that runcd did not make is left alone. */
   private async claimDirectory(id: string): Promise<string> {
     const dir = join(this.root, id);
@@ -539,36 +443,6 @@ export class BundleService {
       throw error;
     }
     return dir;
-  }
-
-  /** Writes a rootfs through a RootfsWriter into a temp dir in `dir`, then swaps it in as `dir/rootfs`. */
-  private async fillRootfs(
-    dir: string,
-    fill: (writer: RootfsWriter) => Promise<void>,
-  ): Promise<{ ready: boolean; sizeBytes: number; fileCount: number }> {
-    const temp = await mkdtemp(join(dir, `${TEMP_PREFIX}new-`));
-    try {
-      const writer = new RootfsWriter(temp, {
-        maxBytes: this.deps.maxRootfsBytes,
-        maxEntries: MAX_ROOTFS_ENTRIES,
-      });
-      await fill(writer);
-      await writer.finish();
-      // The container's "/" must be searchable by its non-root users.
-      await chmod(temp, 0o755);
-      const target = join(dir, 'rootfs');
-      const old = join(dir, `${TEMP_PREFIX}old-${randomBytes(4).toString('hex')}`);
-      const hadOld = await rename(target, old).then(
-        () => true,
-        () => false,
-      );
-      await rename(temp, target);
-      if (hadOld) await discardTree(old);
-      return { ready: true, sizeBytes: writer.sizeBytes, fileCount: writer.entryCount };
-    } catch (error) {
-      await discardTree(temp);
-      throw rootfsError(error);
-    }
   }
 
   private require(id: string): BundleRecord {
@@ -596,26 +470,4 @@ export class BundleService {
       spec: record.spec,
     };
   }
-}
-
-async function writeConfig(dir: string, config: OciSpec): Promise<string> {
-  const bytes = Buffer.from(JSON.stringify(config, null, 2) + '\n');
-  await writeFile(join(dir, 'config.json'), bytes, { mode: 0o600, flag: 'wx' });
-  return 'sha256:' + createHash('sha256').update(bytes).digest('hex');
-}
-
-/** A managed bundle's config.json; one that no longer parses is caught by the digest check at create. */
-async function readConfig(dir: string): Promise<OciSpec> {
-  try {
-    return JSON.parse(await readFile(join(dir, 'config.json'), 'utf8')) as OciSpec;
-  } catch {
-    return { ociVersion: '' };
-  }
-}
-
-function rootfsError(error: unknown): unknown {
-  if (error instanceof DomainError) return error;
-  if (error instanceof RootfsQuotaError) return new ContentTooLargeError('rootfs_too_large', error.message);
-  if (error instanceof RootfsEntryError) return new InvalidInputError(error.code, error.message);
-  return error;
 }
