@@ -1,5 +1,4 @@
-import { readFile, lstat, realpath, stat } from 'node:fs/promises';
-import { isAbsolute, join, posix, relative, resolve, sep } from 'node:path';
+import { readFile } from 'node:fs/promises';
 import type { CodeOfKind } from '../error-catalog.js';
 import { InvalidInputError, PolicyDeniedError } from '../errors.js';
 import type { OciProcess, OciSpec } from '../runtime/oci.js';
@@ -13,6 +12,10 @@ import {
 
 export { DEFAULT_POLICY_RULES, type BundlePolicyRules } from './policy-rules.js';
 import { defaultSeccompProfile } from './default-seccomp.js';
+import { FilesystemChecks, type Deny, type Report, type RuncdProvided } from './filesystem-checks.js';
+import { isObject, isStringArray, normalizeAbsolute } from './spec-values.js';
+
+export type { RuncdProvided } from './filesystem-checks.js';
 
 /**
  * What a caller's config.json may ask for. runcd runs every container as root on the host, so the defaults
@@ -45,9 +48,6 @@ export const DOCKER_DEFAULT_CAPABILITIES: readonly string[] = [
   'CAP_SYS_CHROOT',
 ];
 
-/** Filesystems that take no host path: safe to mount anywhere (proc and sysfs only at their own place). */
-const DEFAULT_MOUNT_TYPES = ['proc', 'sysfs', 'tmpfs', 'devpts', 'mqueue', 'cgroup', 'cgroup2'];
-
 /** What `runc spec` and Docker mask and make read-only; without them root in the container could, for
  * example, write /proc/sys/kernel/core_pattern or /proc/sysrq-trigger, which are the host's. */
 const DEFAULT_MASKED_PATHS = [
@@ -64,15 +64,8 @@ const DEFAULT_MASKED_PATHS = [
 ];
 const DEFAULT_READONLY_PATHS = ['/proc/bus', '/proc/fs', '/proc/irq', '/proc/sys', '/proc/sysrq-trigger'];
 
-/** Host trees no bind mount may ever expose, whatever the allowlist says. */
-const KERNEL_AND_RUNTIME_TREES = ['/proc', '/sys', '/dev', '/run'];
+/** No working directory in these trees (the CVE-2024-21626 pattern). */
 const KERNEL_TREES_FOR_CWD = ['/proc', '/sys', '/dev'];
-
-/** What runcd itself put in a config it generated, and so trusts. */
-export interface RuncdProvided {
-  /** Host path of the init binary (tini), which may be bind-mounted read-only into any container. */
-  initBinary?: string | undefined;
-}
 
 export interface ApplyOptions {
   /** A private bundle's root.path may name this other bundle's rootfs (an absolute path runcd chose). */
@@ -131,18 +124,15 @@ export async function loadPolicyFile(path: string): Promise<Partial<BundlePolicy
 
 export class BundlePolicy {
   readonly rules: Readonly<BundlePolicyRules>;
-  private readonly protectedPaths: string[];
-  private readonly stateDir: string | undefined;
-  private realMountSources: Promise<string[]> | undefined;
+  private readonly filesystem: FilesystemChecks;
 
   constructor(
     rules: Partial<BundlePolicyRules> = {},
     protectedPaths: ProtectedPaths = {},
-    private readonly provided: RuncdProvided = {},
+    provided: RuncdProvided = {},
   ) {
     this.rules = { ...DEFAULT_POLICY_RULES, ...withoutUndefined(rules) };
-    this.stateDir = protectedPaths.stateDir ? resolve(protectedPaths.stateDir) : undefined;
-    this.protectedPaths = (protectedPaths.others ?? []).map((path) => resolve(path));
+    this.filesystem = new FilesystemChecks(this.rules, protectedPaths, provided);
   }
 
   /** One line per rule this policy relaxes, for the startup log. */
@@ -169,8 +159,8 @@ export class BundlePolicy {
       violations.push({ status: 403, code, field, message });
 
     this.checkHooks(spec, invalid, deny);
-    const rootfs = await this.checkRoot(spec, bundleDir, invalid, deny, options.sharedRootfs);
-    await this.checkMounts(spec, bundleDir, invalid, deny);
+    const rootfs = await this.filesystem.checkRoot(spec, bundleDir, invalid, deny, options.sharedRootfs);
+    await this.filesystem.checkMounts(spec, bundleDir, invalid, deny);
     const linux = spec.linux;
     if (linux !== undefined && !isObject(linux)) invalid('linux', 'must be an object');
     const linuxObject: Record<string, unknown> = isObject(linux) ? linux : {};
@@ -217,168 +207,6 @@ export class BundlePolicy {
         deny('policy_hooks', `hooks.${stage}`, 'hooks run programs on the host as root and are not allowed');
       }
     }
-  }
-
-  private async checkRoot(
-    spec: OciSpec,
-    bundleDir: string,
-    invalid: Report,
-    deny: Deny,
-    sharedRootfs: string | undefined,
-  ): Promise<string> {
-    const rootPath: unknown = spec.root?.path;
-    if (typeof rootPath !== 'string' || rootPath === '') {
-      invalid('root.path', 'is missing');
-      return bundleDir;
-    }
-    if (sharedRootfs !== undefined && rootPath === sharedRootfs) return sharedRootfs;
-    const target = resolve(bundleDir, rootPath);
-    if (this.rules.allowRootfsOutsideBundle) {
-      const real = await realpath(target).catch(() => target);
-      spec.root = { ...spec.root, path: real };
-      return real;
-    }
-    if (isAbsolute(rootPath)) {
-      deny(
-        'policy_root_path',
-        'root.path',
-        `"${rootPath}" is absolute; it must be a directory inside the bundle`,
-      );
-      return target;
-    }
-    if (!isInside(target, bundleDir)) {
-      deny('policy_root_path', 'root.path', `"${rootPath}" escapes the bundle`);
-      return target;
-    }
-    let current = bundleDir;
-    for (const part of relative(bundleDir, target).split(sep)) {
-      current = join(current, part);
-      const info = await lstat(current).catch(() => undefined);
-      if (!info) break; // a missing rootfs is reported by the inspector
-      if (info.isSymbolicLink()) {
-        deny('policy_root_path', 'root.path', `"${rootPath}" passes through a symlink (${current})`);
-        break;
-      }
-    }
-    spec.root = { ...spec.root, path: target };
-    return target;
-  }
-
-  private async checkMounts(spec: OciSpec, bundleDir: string, invalid: Report, deny: Deny): Promise<void> {
-    const mounts: unknown = spec.mounts;
-    if (mounts === undefined || mounts === null) return;
-    if (!Array.isArray(mounts)) return invalid('mounts', 'must be an array');
-    const allowedTypes = new Set([...DEFAULT_MOUNT_TYPES, ...this.rules.allowMountTypes]);
-    for (const [index, mount] of mounts.entries()) {
-      const field = `mounts[${index}]`;
-      if (!isObject(mount)) {
-        invalid(field, 'must be an object');
-        continue;
-      }
-      const { destination, type, source, options } = mount;
-      if (typeof destination !== 'string' || destination === '') {
-        invalid(`${field}.destination`, 'must be a non-empty string');
-        continue;
-      }
-      if (options !== undefined && options !== null && !isStringArray(options)) {
-        invalid(`${field}.options`, 'must be an array of strings');
-        continue;
-      }
-      if (type !== undefined && type !== null && typeof type !== 'string') {
-        invalid(`${field}.type`, 'must be a string');
-        continue;
-      }
-      const isBind =
-        type === 'bind' || (options ?? []).some((option) => option === 'bind' || option === 'rbind');
-      if (isBind) {
-        if (typeof source !== 'string' || source === '') {
-          invalid(`${field}.source`, 'a bind mount needs a source');
-          continue;
-        }
-        if (this.isProvidedInit(source, options ?? [])) continue;
-        const checked = await this.checkMountSource(source, bundleDir);
-        if ('problem' in checked) {
-          if (checked.status === 400) invalid(`${field}.source`, checked.problem);
-          else deny('policy_mount_source', `${field}.source`, checked.problem);
-          continue;
-        }
-        // runc reads runcd's copy of config.json from another directory: relative sources must not move.
-        mount.source = checked.real;
-        continue;
-      }
-      if (typeof type !== 'string' || type === '') {
-        invalid(`${field}.type`, 'is missing, and the mount is not a bind mount');
-      } else if (!allowedTypes.has(type)) {
-        deny(
-          'policy_mount_type',
-          `${field}.type`,
-          `"${type}" is not an allowed filesystem type (allowed: ${[...allowedTypes].join(', ')}, bind)`,
-        );
-      } else if (type === 'proc' && normalizeAbsolute(destination) !== '/proc') {
-        deny('policy_mount_type', `${field}.destination`, 'a proc filesystem may only be mounted at /proc');
-      } else if (type === 'sysfs' && normalizeAbsolute(destination) !== '/sys') {
-        deny('policy_mount_type', `${field}.destination`, 'a sysfs filesystem may only be mounted at /sys');
-      }
-    }
-  }
-
-  private async checkMountSource(
-    source: string,
-    bundleDir: string,
-  ): Promise<{ real: string } | { problem: string; status: 400 | 403 }> {
-    // runc resolves a relative source against the bundle directory it runs in.
-    const hostPath = resolve(bundleDir, source);
-    // Judged as written first (so a path that does not exist here is still refused for what it names),
-    // then again once symlinks are resolved.
-    const named = this.forbiddenMountSource(hostPath, bundleDir);
-    if (named) return { problem: `"${source}" ${named}`, status: 403 };
-    let real: string;
-    try {
-      real = await realpath(hostPath);
-    } catch {
-      return { problem: `"${source}" does not exist on the host`, status: 400 };
-    }
-    const shown = real === source ? `"${source}"` : `"${source}" (${real})`;
-    const resolved = this.forbiddenMountSource(real, bundleDir);
-    if (resolved) return { problem: `${shown} ${resolved}`, status: 403 };
-    if ((await stat(real).catch(() => undefined))?.isSocket()) {
-      return { problem: `${shown} is a socket; sockets are never mounted into containers`, status: 403 };
-    }
-    if (isInside(real, bundleDir)) return { real };
-    const allowed = await this.allowedMountSources();
-    if (allowed.some((dir) => real === dir || isInside(real, dir))) return { real };
-    return {
-      problem: `${shown} is outside the allowed mount sources; start runcd with --allow-mount-source DIR to allow it`,
-      status: 403,
-    };
-  }
-
-  /** runcd's own init binary, mounted read-only (a writable mount would let one container change another's PID 1). */
-  private isProvidedInit(source: string, options: string[]): boolean {
-    return (
-      this.provided.initBinary !== undefined && source === this.provided.initBinary && options.includes('ro')
-    );
-  }
-
-  /** Why a host path may never be bind-mounted, whatever the allowlist says; undefined when it may be. */
-  private forbiddenMountSource(path: string, bundleDir: string): string | undefined {
-    if (path === '/') return "is the host's root directory";
-    for (const tree of KERNEL_AND_RUNTIME_TREES) {
-      if (path === tree || isInside(path, tree)) return `is under ${tree}`;
-    }
-    if (this.stateDir) {
-      if (path === this.stateDir || isInside(this.stateDir, path)) return "contains runcd's state directory";
-      // Bundles may live under the state dir (the default bundle root does); a bundle's own files are fine.
-      if (isInside(path, this.stateDir) && !isInside(path, bundleDir))
-        return "is inside runcd's state directory";
-    }
-    for (const protectedPath of this.protectedPaths) {
-      if (path === protectedPath || isInside(protectedPath, path) || isInside(path, protectedPath)) {
-        return `overlaps ${protectedPath}, which runcd protects`;
-      }
-    }
-    if (path.endsWith('.sock')) return 'is a socket path; sockets are never mounted into containers';
-    return undefined;
   }
 
   private checkNamespaces(linux: Record<string, unknown>, invalid: Report, deny: Deny): void {
@@ -517,35 +345,6 @@ export class BundlePolicy {
       linux[field] = [...current, ...defaults.filter((path) => !current.includes(path))];
     }
   }
-
-  private allowedMountSources(): Promise<string[]> {
-    this.realMountSources ??= Promise.all(
-      this.rules.allowMountSources.map((dir) => realpath(dir).catch(() => resolve(dir))),
-    );
-    return this.realMountSources;
-  }
-}
-
-type Report = (field: string, message: string) => void;
-type Deny = (code: PolicyCode, field: string, message: string) => void;
-
-function isObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
-
-function isStringArray(value: unknown): value is string[] {
-  return Array.isArray(value) && value.every((item) => typeof item === 'string');
-}
-
-/** Strictly inside `dir` (not equal to it). */
-function isInside(path: string, dir: string): boolean {
-  return path.startsWith(dir.endsWith(sep) ? dir : dir + sep);
-}
-
-/** `//proc/./self/../1/` → `/proc/1`: how the kernel will see an absolute path, symlinks aside. */
-function normalizeAbsolute(path: string): string {
-  const normal = posix.normalize(path.replace(/\/+/g, '/'));
-  return normal.length > 1 ? normal.replace(/\/$/, '') : normal;
 }
 
 /** runc only knows upper-case `CAP_` names; anything else is judged by the capability it resembles. */
