@@ -264,6 +264,7 @@ export async function openDaemon(config: DaemonConfig, logger: Logger): Promise<
         await creation.close();
         containers.close();
         metrics.close();
+        runner.close();
         openedAudit.close();
         db.close();
         return { cutConnections };
@@ -274,6 +275,7 @@ export async function openDaemon(config: DaemonConfig, logger: Logger): Promise<
     await creation.close();
     containers.close();
     metrics.close();
+    runner.close();
     audit?.close();
     db.close();
     throw error;

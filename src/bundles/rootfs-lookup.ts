@@ -6,23 +6,54 @@ import { join } from 'node:path';
  * Path lookups inside a rootfs as the container will see them: symlinks are read and resolved relative to the
  * rootfs (an absolute target starts again at the rootfs, `..` stops at it), never followed on the host, so a
  * rootfs whose /bin is a symlink to /etc can never make runcd look at the host's /etc.
+ *
+ * Every lstat is a trip through libuv's thread pool (0.1-0.4 ms each here), and an exec's checks look up the cwd
+ * and each PATH candidate: the candidates are looked up at once, and one lookup's `Lstats` asks for each host path
+ * only once (PATH's /usr/local/sbin, /usr/local/bin, /usr/sbin and /usr/bin all start with /usr). The lookups stay
+ * asynchronous on purpose: a path inside a container can sit on a filesystem that stalls, which must never stall
+ * runcd's event loop.
  */
+
+/** lstat, asked once per host path for the length of one lookup. */
+class Lstats {
+  private readonly known = new Map<string, Promise<Stats | undefined>>();
+
+  of(host: string): Promise<Stats | undefined> {
+    let pending = this.known.get(host);
+    if (!pending) {
+      pending = lstat(host).catch(() => undefined);
+      this.known.set(host, pending);
+    }
+    return pending;
+  }
+}
 
 const MAX_SYMLINKS = 40;
 
 /** The host path of `path` inside `rootfs` with every symlink resolved in the rootfs; undefined if missing. */
 export async function resolveInRootfs(rootfs: string, path: string): Promise<string | undefined> {
+  return (await resolveWithInfo(rootfs, path, new Lstats()))?.host;
+}
+
+/** resolveInRootfs, with what is there (undefined when the path resolved to the rootfs itself, or via `..`). */
+async function resolveWithInfo(
+  rootfs: string,
+  path: string,
+  lstats: Lstats,
+): Promise<{ host: string; info: Stats | undefined } | undefined> {
   let pending = path.split('/').filter((part) => part !== '' && part !== '.');
   const resolved: string[] = [];
   let links = 0;
+  let info: Stats | undefined;
   while (pending.length > 0) {
     const part = pending.shift()!;
     if (part === '..') {
       resolved.pop();
+      info = undefined;
       continue;
     }
     const host = join(rootfs, ...resolved, part);
-    const info = await lstat(host).catch(() => undefined);
+    info = await lstats.of(host);
     if (!info) return undefined;
     if (info.isSymbolicLink()) {
       if (++links > MAX_SYMLINKS) return undefined;
@@ -31,12 +62,14 @@ export async function resolveInRootfs(rootfs: string, path: string): Promise<str
       if (target === undefined) return undefined;
       if (target.startsWith('/')) resolved.length = 0;
       pending = [...target.split('/').filter((item) => item !== '' && item !== '.'), ...pending];
+      info = undefined;
       continue;
     }
     if (pending.length > 0 && !info.isDirectory()) return undefined;
     resolved.push(part);
   }
-  return join(rootfs, ...resolved);
+  // A path ending in `..` or in a symlink's target root was not lstat'ed as itself.
+  return { host: join(rootfs, ...resolved), info: resolved.length > 0 ? info : undefined };
 }
 
 /** PATH of an OCI env list (the last PATH= wins, as in execve's environment). */
@@ -66,27 +99,30 @@ export async function findExecutable(
   env: readonly string[] | undefined,
   cwd: string,
 ): Promise<ExecutableLookup> {
+  const lstats = new Lstats();
   if (command.includes('/')) {
     const path = command.startsWith('/') ? command : `${cwd.replace(/\/$/, '')}/${command}`;
-    const kind = await executableKind(rootfs, path);
+    const kind = await executableKind(rootfs, path, lstats);
     if (kind === 'executable') return { found: true, searched: path };
     return { found: false, searched: path, ...(kind === 'missing' ? {} : { problem: kind }) };
   }
   const searchPath = pathOf(env) ?? '';
-  for (const dir of searchPath.split(':')) {
-    const base = dir === '' ? cwd : dir;
-    if ((await executableKind(rootfs, `${base.replace(/\/$/, '')}/${command}`)) === 'executable') {
-      return { found: true, searched: searchPath };
-    }
-  }
-  return { found: false, searched: searchPath };
+  // Every candidate at once; the first executable one in PATH's order wins, as LookPath's loop would find it.
+  const kinds = await Promise.all(
+    searchPath
+      .split(':')
+      .map((dir) =>
+        executableKind(rootfs, `${(dir === '' ? cwd : dir).replace(/\/$/, '')}/${command}`, lstats),
+      ),
+  );
+  return { found: kinds.includes('executable'), searched: searchPath };
 }
 
-async function infoInRootfs(rootfs: string, path: string): Promise<Stats | undefined> {
-  const host = await resolveInRootfs(rootfs, path);
-  if (host === undefined) return undefined;
+async function infoInRootfs(rootfs: string, path: string, lstats: Lstats): Promise<Stats | undefined> {
+  const found = await resolveWithInfo(rootfs, path, lstats);
+  if (found === undefined) return undefined;
   // The root itself may be /proc/PID/root, a link to the container's root only stat sees through.
-  return (host === join(rootfs) ? stat(host) : lstat(host)).catch(() => undefined);
+  return found.info ?? (await stat(found.host).catch(() => undefined));
 }
 
 /** What `path` is inside the rootfs (symlinks resolved in it): a directory, another file, or missing. */
@@ -94,7 +130,7 @@ export async function entryKind(
   rootfs: string,
   path: string,
 ): Promise<'directory' | 'file' | 'other' | 'missing'> {
-  const info = await infoInRootfs(rootfs, path);
+  const info = await infoInRootfs(rootfs, path, new Lstats());
   if (!info) return 'missing';
   return info.isDirectory() ? 'directory' : info.isFile() ? 'file' : 'other';
 }
@@ -102,8 +138,9 @@ export async function entryKind(
 async function executableKind(
   rootfs: string,
   path: string,
+  lstats: Lstats,
 ): Promise<'executable' | 'missing' | 'directory' | 'not_executable' | 'not_regular'> {
-  const info = await infoInRootfs(rootfs, path);
+  const info = await infoInRootfs(rootfs, path, lstats);
   if (!info) return 'missing';
   if (info.isDirectory()) return 'directory';
   if (!info.isFile()) return 'not_regular';

@@ -1,8 +1,10 @@
 import { closeSync, readdirSync, readFileSync } from 'node:fs';
 import { execa, type ResultPromise } from 'execa';
 import { RuntimeBusyError } from '../errors.js';
+import { CappedChunks } from './capped-chunks.js';
 import { ConcurrencyLimiter } from './concurrency-limiter.js';
 import { currentOperation } from './operation-context.js';
+import { SpawnFailedError, SpawnHelper, type HelperResult } from './spawn-helper.js';
 
 /**
  * The one place runcd spawns processes. Every child gets a clean environment (only PATH and what the caller
@@ -10,7 +12,8 @@ import { currentOperation } from './operation-context.js';
  * process group, and a deadline after which the whole group is SIGKILLed, so a wedged runtime (or anything it
  * forked) can never hang a request or linger. The number of runtime processes at once is capped, with a bounded
  * queue behind the cap: when that is full too the caller gets a RuntimeBusyError (503) instead of an
- * ever-growing backlog.
+ * ever-growing backlog. Commands whose output is captured whole are forked by a small helper process rather than
+ * by runcd itself (spawn-helper.ts says why); streams and handed-over descriptors are spawned here.
  */
 
 export const CLEAN_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
@@ -18,6 +21,29 @@ export const CLEAN_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sb
 export interface RunOptions {
   timeoutMs: number;
   env?: Record<string, string>;
+}
+
+/** Output a captured command may write, per stream, before the rest is dropped: bounds runcd's memory. */
+const RUN_OUTPUT_LIMIT_BYTES = 64 * 1024 * 1024;
+/** How long past its own deadline a command may take to be reported before runcd stops waiting for the helper. */
+const HELPER_REPORT_GRACE_MS = 10_000;
+
+export interface CaptureOptions {
+  /** Bytes kept of stdout and of stderr each. */
+  outputLimitBytes: number;
+  /** Counted in the session pool (an exec), not the command pool. */
+  longLived?: boolean;
+  /** The child's pid once it runs (to kill it, or what it started, by the caller's own rules). */
+  onSpawn?: (pid: number) => void;
+}
+
+export interface CaptureResult {
+  /** The exit status, or undefined for a process ended by a signal. */
+  exitCode: number | undefined;
+  signal: NodeJS.Signals | undefined;
+  stdout: string;
+  stderr: string;
+  truncated: boolean;
 }
 
 export interface RunResult {
@@ -107,13 +133,25 @@ export class ProcessRunner {
   private readonly listeners: InvocationListener[] = [];
   private readonly commands: ConcurrencyLimiter;
   private readonly sessions: ConcurrencyLimiter;
+  private readonly helper: SpawnHelper | undefined;
   /** Number of processes spawned since start; the security tests assert rejected requests leave it unchanged. */
   spawnCount = 0;
 
-  constructor(limits: Partial<ProcessLimits> = {}) {
+  constructor(limits: Partial<ProcessLimits> = {}, options: { spawnHelper?: boolean } = {}) {
     const effective = { ...DEFAULT_PROCESS_LIMITS, ...limits };
     this.commands = new ConcurrencyLimiter(effective.maxConcurrent, effective.maxQueued);
     this.sessions = new ConcurrencyLimiter(effective.maxSessions, effective.maxSessionsQueued);
+    this.helper = options.spawnHelper === false ? undefined : new SpawnHelper();
+  }
+
+  /** The helper's pid, once it was started (for tests). */
+  get spawnHelperPid(): number | undefined {
+    return this.helper?.pid;
+  }
+
+  /** Stops the spawn helper; processes already started run to their end. */
+  close(): void {
+    this.helper?.close();
   }
 
   /** Processes running now, per pool (for tests and diagnostics). */
@@ -131,6 +169,7 @@ export class ProcessRunner {
   }
 
   async run(binary: string, argv: readonly string[], options: RunOptions): Promise<RunResult> {
+    if (this.helper?.available) return this.runThroughHelper(binary, argv, options);
     const release = await this.acquire(this.commands, 'runtime commands');
     const started = performance.now();
     let timedOut = false;
@@ -174,6 +213,65 @@ export class ProcessRunner {
   }
 
   /**
+   * Runs a command whose output is captured whole, with no deadline of its own (the caller keeps one, e.g.
+   * runc exec's, which kills the exec'd process rather than runc): through the helper when there is one.
+   */
+  async capture(binary: string, argv: readonly string[], options: CaptureOptions): Promise<CaptureResult> {
+    const pool = options.longLived ? this.sessions : this.commands;
+    const release = await this.acquire(pool, options.longLived ? 'exec sessions' : 'runtime commands');
+    try {
+      this.spawnCount++;
+      if (this.helper?.available) {
+        const { result } = this.helper.run(
+          {
+            binary,
+            argv,
+            env: { PATH: CLEAN_PATH },
+            timeoutMs: 0,
+            outputLimitBytes: options.outputLimitBytes,
+          },
+          options.onSpawn,
+        );
+        const outcome = await result.catch((error: unknown) => {
+          throw error instanceof SpawnFailedError
+            ? new Error(`cannot run ${binary}: ${error.message}`)
+            : error;
+        });
+        return {
+          exitCode: outcome.exitCode ?? undefined,
+          signal: outcome.signal ?? undefined,
+          stdout: outcome.stdout,
+          stderr: outcome.stderr,
+          truncated: outcome.truncated,
+        };
+      }
+      const child = execa(binary, argv, {
+        ...LEAN_EXECA_OPTIONS,
+        stdio: ['ignore', 'pipe', 'pipe'],
+        env: { PATH: CLEAN_PATH },
+      });
+      if (child.pid) options.onSpawn?.(child.pid);
+      const stdout = new CappedChunks(options.outputLimitBytes);
+      const stderr = new CappedChunks(options.outputLimitBytes);
+      child.stdout?.on('data', (chunk: Buffer) => stdout.push(chunk));
+      child.stderr?.on('data', (chunk: Buffer) => stderr.push(chunk));
+      const result = await child;
+      if (result.failed && result.exitCode === undefined && !result.isTerminated) {
+        throw new Error(`cannot run ${binary}: ${result.originalMessage ?? result.shortMessage}`);
+      }
+      return {
+        exitCode: result.exitCode,
+        signal: result.signal,
+        stdout: stdout.text(),
+        stderr: stderr.text(),
+        truncated: stdout.truncated || stderr.truncated,
+      };
+    } finally {
+      release();
+    }
+  }
+
+  /**
    * Spawns without buffering; the caller consumes the streams it asked for. The child leads its own process
    * group (see killProcessGroup) and holds a slot until it exits or the caller releases it.
    */
@@ -196,6 +294,61 @@ export class ProcessRunner {
     }
     void child.finally(release);
     return { child, release };
+  }
+
+  private async runThroughHelper(
+    binary: string,
+    argv: readonly string[],
+    options: RunOptions,
+  ): Promise<RunResult> {
+    const helper = this.helper!;
+    const release = await this.acquire(this.commands, 'runtime commands');
+    const started = performance.now();
+    let backstop: NodeJS.Timeout | undefined;
+    try {
+      this.spawnCount++;
+      const call = helper.run({
+        binary,
+        argv,
+        env: { PATH: CLEAN_PATH, ...options.env },
+        timeoutMs: options.timeoutMs,
+        outputLimitBytes: RUN_OUTPUT_LIMIT_BYTES,
+      });
+      // The helper enforces the deadline; this only guards against a helper that stopped answering.
+      const silent = new Promise<HelperResult>((resolve) => {
+        backstop = setTimeout(() => {
+          helper.kill(call.id);
+          resolve({
+            exitCode: null,
+            signal: 'SIGKILL',
+            stdout: '',
+            stderr: '',
+            truncated: false,
+            timedOut: true,
+          });
+        }, options.timeoutMs + HELPER_REPORT_GRACE_MS);
+      });
+      let outcome: HelperResult;
+      try {
+        outcome = await Promise.race([call.result, silent]);
+      } catch (error) {
+        if (error instanceof SpawnFailedError) throw new Error(`cannot run ${binary}: ${error.message}`);
+        throw error;
+      }
+      const durationMs = performance.now() - started;
+      const exitCode = outcome.exitCode ?? -1;
+      this.emit({ binary, argv, exitCode, durationMs, timedOut: outcome.timedOut });
+      return {
+        exitCode,
+        stdout: outcome.stdout,
+        stderr: outcome.stderr,
+        timedOut: outcome.timedOut,
+        durationMs,
+      };
+    } finally {
+      if (backstop) clearTimeout(backstop);
+      release();
+    }
   }
 
   recordInvocation(invocation: Invocation): void {

@@ -3,6 +3,7 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { constants as osConstants } from 'node:os';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
+import { CappedChunks } from './capped-chunks.js';
 import { killProcessGroup, type ProcessRunner } from './process-runner.js';
 import type { OciProcess, OciSpec } from './oci.js';
 
@@ -379,6 +380,9 @@ export class Runc {
       id,
     ];
     const started = performance.now();
+    if (!options.stdin && !options.output) {
+      return this.execCaptured(argv, dir, pidFile, logFile, started, options);
+    }
     let child;
     try {
       ({ child } = await this.runner.spawn(this.binary, argv, {
@@ -396,8 +400,8 @@ export class Runc {
       options.stdin.on('error', () => input.destroy());
       options.stdin.pipe(input);
     }
-    const stdout = new CappedBuffer(options.outputLimitBytes);
-    const stderr = new CappedBuffer(options.outputLimitBytes);
+    const stdout = new CappedChunks(options.outputLimitBytes);
+    const stderr = new CappedChunks(options.outputLimitBytes);
     const output = options.output;
     if (output) {
       const pipes = [child.stdout, child.stderr].filter((pipe) => pipe !== null);
@@ -458,6 +462,56 @@ export class Runc {
     }
   }
 
+  /**
+   * An exec whose output is only wanted whole (POST /containers/ID/exec): run through ProcessRunner.capture, so
+   * runcd's event loop is not held by the fork. The deadline is kept here, as for a streamed exec: it kills the
+   * exec'd process, not runc.
+   */
+  private async execCaptured(
+    argv: string[],
+    dir: string,
+    pidFile: string,
+    logFile: string,
+    started: number,
+    options: { timeoutMs?: number | undefined; outputLimitBytes: number },
+  ): Promise<ExecOutcome> {
+    let runcPid: number | undefined;
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      void killExecProcess(pidFile, runcPid);
+    }, options.timeoutMs ?? this.execTimeoutMs);
+    try {
+      const result = await this.runner.capture(this.binary, argv, {
+        outputLimitBytes: options.outputLimitBytes,
+        longLived: true,
+        onSpawn: (pid) => (runcPid = pid),
+      });
+      const exitCode =
+        result.exitCode !== undefined
+          ? result.exitCode
+          : result.signal
+            ? 128 + signalNumber(result.signal)
+            : -1;
+      const durationMs = performance.now() - started;
+      this.runner.recordInvocation({ binary: this.binary, argv, exitCode, durationMs, timedOut });
+      const runcMessage = extractRuntimeMessage(readLog(logFile));
+      if (exitCode === 255 && runcMessage) {
+        throw new RuntimeError(classifyRuntimeMessage(runcMessage), runcMessage, 'exec', exitCode);
+      }
+      return {
+        exitCode,
+        stdout: result.stdout,
+        stderr: result.stderr,
+        truncated: result.truncated,
+        timedOut,
+      };
+    } finally {
+      clearTimeout(timer);
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }
+
   private async invoke(command: string, args: string[]): Promise<string> {
     const result = await this.runner.run(this.binary, [...this.globalArgs(), command, ...args], {
       timeoutMs: this.timeoutMs,
@@ -501,32 +555,4 @@ async function killExecProcess(pidFile: string, runcPid: number | undefined): Pr
   // The exec'd process runs in a session of its own (runc init calls setsid), so the group kill below reaches
   // only runc exec and whatever it forked, in case runc itself is what hangs.
   setTimeout(() => killProcessGroup(runcPid), EXEC_KILL_GRACE_MS).unref();
-}
-
-class CappedBuffer {
-  private readonly chunks: Buffer[] = [];
-  private size = 0;
-  truncated = false;
-
-  constructor(private readonly limit: number) {}
-
-  push(chunk: Buffer): void {
-    if (this.size >= this.limit) {
-      this.truncated = true;
-      return;
-    }
-    const room = this.limit - this.size;
-    if (chunk.length > room) {
-      this.chunks.push(chunk.subarray(0, room));
-      this.size = this.limit;
-      this.truncated = true;
-      return;
-    }
-    this.chunks.push(chunk);
-    this.size += chunk.length;
-  }
-
-  text(): string {
-    return Buffer.concat(this.chunks).toString('utf8');
-  }
 }

@@ -84,3 +84,62 @@ t.test('when the pool and its queue are full, new work is refused with a 503 and
   await session.child;
   t.same(runner.load, { commands: 0, commandsQueued: 0, sessions: 0, sessionsQueued: 0 }, 'every slot freed');
 });
+
+t.test('captured commands are forked by the spawn helper, not by runcd', async (t) => {
+  const runner = new ProcessRunner();
+  t.teardown(() => runner.close());
+  const result = await runner.run('/bin/sh', ['-c', 'echo $PPID; echo oops >&2; exit 3'], {
+    timeoutMs: 10_000,
+  });
+  t.equal(result.exitCode, 3, 'the exit status comes back');
+  t.equal(result.stderr, 'oops\n', 'stderr comes back');
+  const helper = runner.spawnHelperPid;
+  t.ok(helper && helper !== process.pid, `the helper is a process of its own (${helper})`);
+  t.equal(Number(result.stdout.trim()), helper, "the command's parent is the helper");
+
+  const missing = await runner
+    .run('/nonexistent/binary', [], { timeoutMs: 10_000 })
+    .catch((error: unknown) => error);
+  t.match(
+    missing,
+    { message: /^cannot run \/nonexistent\/binary: .*ENOENT/ },
+    'a binary that cannot start is an error',
+  );
+
+  const captured = await runner.capture('/bin/sh', ['-c', 'head -c 100000 /dev/zero; exit 0'], {
+    outputLimitBytes: 1000,
+  });
+  t.match(captured, { exitCode: 0, truncated: true }, 'capture keeps its bound');
+  t.equal(captured.stdout.length, 1000, 'and exactly the bytes it may');
+  let spawnedPid = 0;
+  const signalled = await runner.capture('/bin/sh', ['-c', 'kill -TERM $$'], {
+    outputLimitBytes: 1000,
+    onSpawn: (pid) => (spawnedPid = pid),
+  });
+  t.match(signalled, { exitCode: undefined, signal: 'SIGTERM' }, 'a signal is reported as such');
+  t.ok(spawnedPid > 0, 'the pid was reported once the process ran');
+});
+
+t.test('a helper that dies fails its calls in flight, and the next call starts a new one', async (t) => {
+  const runner = new ProcessRunner();
+  t.teardown(() => runner.close());
+  await runner.run('true', [], { timeoutMs: 10_000 });
+  const first = runner.spawnHelperPid!;
+  const inFlight = runner.run('sleep', ['5'], { timeoutMs: 10_000 });
+  await new Promise((resolve) => setTimeout(resolve, 200));
+  process.kill(first, 'SIGKILL');
+  await t.rejects(inFlight, /the spawn helper exited \(SIGKILL\)/, 'the call in flight fails');
+  t.equal((await runner.run('true', [], { timeoutMs: 10_000 })).exitCode, 0, 'the next call works');
+  t.not(runner.spawnHelperPid, first, 'through a new helper');
+  t.same(runner.load, { commands: 0, commandsQueued: 0, sessions: 0, sessionsQueued: 0 }, 'every slot freed');
+
+  const second = runner.spawnHelperPid!;
+  runner.close();
+  await eventually(async () => (isDead(second) ? true : undefined));
+  t.ok(isDead(second), 'close() ends the helper');
+  t.equal(
+    (await runner.run('true', [], { timeoutMs: 10_000 })).exitCode,
+    0,
+    'a closed runner still runs commands (spawned directly)',
+  );
+});

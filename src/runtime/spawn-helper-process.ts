@@ -1,0 +1,85 @@
+/*
+ * The spawn helper's own process (see spawn-helper.ts for why it exists). It imports nothing but node:child_process
+ * and a buffer class, so it stays small: the point is that forking it is cheap. It runs what runcd asks, one message per request, and
+ * answers with the exit status and the captured output; it owns no policy. It exits when runcd goes away (its IPC
+ * channel closes), leaving the processes it started to run to their end, as runcd's own children would.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { CappedChunks } from './capped-chunks.js';
+import type { HelperMessage, HelperRequest } from './spawn-helper.js';
+
+const running = new Map<number, ChildProcess>();
+
+function send(message: HelperMessage): void {
+  // The channel is gone only when runcd is: nothing is left to tell.
+  if (process.connected) process.send?.(message, undefined, undefined, () => undefined);
+}
+
+function killGroup(pid: number | undefined): void {
+  if (!pid) return;
+  try {
+    process.kill(-pid, 'SIGKILL');
+  } catch {
+    // the group is already gone
+  }
+}
+
+function run(request: HelperRequest): void {
+  let child: ChildProcess;
+  try {
+    child = spawn(request.binary, request.argv, {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      // A process group of its own, so a deadline (or runcd) can kill whatever it forked too.
+      detached: true,
+      env: request.env,
+      ...(request.cwd ? { cwd: request.cwd } : {}),
+    });
+  } catch (error) {
+    send({ type: 'done', id: request.id, spawnError: (error as Error).message });
+    return;
+  }
+  running.set(request.id, child);
+  const stdout = new CappedChunks(request.outputLimitBytes);
+  const stderr = new CappedChunks(request.outputLimitBytes);
+  child.stdout?.on('data', (chunk: Buffer) => stdout.push(chunk));
+  child.stderr?.on('data', (chunk: Buffer) => stderr.push(chunk));
+  let timedOut = false;
+  const timer =
+    request.timeoutMs > 0
+      ? setTimeout(() => {
+          timedOut = true;
+          killGroup(child.pid);
+        }, request.timeoutMs)
+      : undefined;
+  let answered = false;
+  const finish = (message: HelperMessage) => {
+    if (answered) return;
+    answered = true;
+    if (timer) clearTimeout(timer);
+    running.delete(request.id);
+    send(message);
+  };
+  child.on('spawn', () => send({ type: 'spawned', id: request.id, pid: child.pid ?? 0 }));
+  // Only a process that never started (ENOENT, EACCES) ends with an error and no exit status.
+  child.on('error', (error) => {
+    if (child.pid === undefined) finish({ type: 'done', id: request.id, spawnError: error.message });
+  });
+  child.on('close', (exitCode, signal) => {
+    finish({
+      type: 'done',
+      id: request.id,
+      exitCode,
+      signal,
+      stdout: stdout.text(),
+      stderr: stderr.text(),
+      truncated: stdout.truncated || stderr.truncated,
+      timedOut,
+    });
+  });
+}
+
+process.on('message', (message: HelperRequest | { type: 'kill'; id: number }) => {
+  if (message.type === 'kill') killGroup(running.get(message.id)?.pid);
+  else run(message);
+});
+process.on('disconnect', () => process.exit(0));
