@@ -12,6 +12,11 @@ import {
   type SyncMessage,
 } from './sync-fifo.js';
 
+/** What of conmon's own stderr is kept for an error message. */
+const CONMON_STDERR_LIMIT_BYTES = 64 * 1024;
+/** How long a failed create waits for conmon's exit to read what it wrote. */
+const CONMON_STDERR_WAIT_MS = 2_000;
+
 /**
  * conmon is each container's parent: it runs `runc create`, stays as the init's parent (so the exit status is
  * not lost to reparenting), writes the exit code to `<exitDir>/<id>` and `<persistDir>/exit`, marks OOM kills
@@ -159,14 +164,15 @@ export class Conmon {
     if (!existsSync(files.syncFifo)) await this.fifos.place(files.syncFifo);
     const channel = openSyncChannel(files.syncFifo);
     const started = performance.now();
-    let spawned;
+    let conmon;
     try {
-      // Only fd 3 (the sync FIFO) is passed beyond stdio; conmon hands runc nothing else.
-      spawned = await this.options.runner.spawn(this.binary, argv, {
+      // The sync FIFO (fd 3) is all conmon gets beyond stdio, and it hands runc nothing else.
+      conmon = await this.options.runner.startDaemonizing(this.binary, argv, {
         env: { _OCI_SYNCPIPE: '3' },
-        stdio: ['ignore', 'ignore', 'pipe', channel.conmonEnd],
         // conmon drops files (an `oom` marker among them) into its working directory: keep them with the container.
         cwd: files.dir,
+        syncFifo: files.syncFifo,
+        stderrLimitBytes: CONMON_STDERR_LIMIT_BYTES,
       });
     } catch (error) {
       closeSync(channel.reader);
@@ -175,19 +181,25 @@ export class Conmon {
       // conmon has its own copy now: with runcd's closed, conmon's exit is the reader's EOF.
       closeSync(channel.conmonEnd);
     }
-    const { child, release } = spawned;
-    const stderrChunks: Buffer[] = [];
-    child.stderr?.on('data', (chunk: Buffer) => stderrChunks.push(chunk));
     let message: SyncMessage | undefined;
     try {
       message = await readSyncMessage(channel.reader, this.options.syncTimeoutMs ?? 60_000);
     } finally {
-      child.stderr?.destroy();
       // The create is over either way: the monitor lives on by design, so it no longer counts as a runtime call.
-      release();
+      conmon.release();
     }
     // No answer in time: kill conmon's process group (conmon and a runc create it started before daemonizing).
-    if (message === undefined) killProcessGroup(child.pid);
+    if (message === undefined) killProcessGroup(conmon.pid);
+    /** What conmon itself wrote before it exited (it does, at once, once its monitor is forked or it failed). */
+    const conmonStderr = async (): Promise<string> => {
+      let timer: NodeJS.Timeout | undefined;
+      const late = new Promise<undefined>((resolve) => {
+        timer = setTimeout(() => resolve(undefined), CONMON_STDERR_WAIT_MS);
+      });
+      const exit = await Promise.race([conmon.exited.catch(() => undefined), late]);
+      clearTimeout(timer);
+      return exit?.stderr.trim() ?? '';
+    };
     const conmonPid = Number(readSmallFile(files.conmonPidFile).trim()) || 0;
     const exitCode = message && message.data > 0 ? 0 : 1;
     this.options.runner.recordInvocation({
@@ -198,7 +210,7 @@ export class Conmon {
       timedOut: message === undefined,
     });
     if (message === undefined) {
-      const stderr = Buffer.concat(stderrChunks).toString('utf8').trim();
+      const stderr = await conmonStderr();
       throw new RuntimeError(
         'timeout',
         `conmon did not report the container's pid${stderr ? `: ${stderr}` : ''}`,
@@ -211,7 +223,7 @@ export class Conmon {
       const text =
         cleanRuntimeMessage(message.message ?? '') ||
         extractRuntimeMessage(runtimeLog) ||
-        Buffer.concat(stderrChunks).toString('utf8').trim() ||
+        (await conmonStderr()) ||
         'runtime create failed';
       throw new RuntimeError(classifyRuntimeMessage(text), text, 'create', message.data);
     }

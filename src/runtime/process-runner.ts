@@ -1,4 +1,4 @@
-import { closeSync, readdirSync, readFileSync } from 'node:fs';
+import { closeSync, constants, openSync, readdirSync, readFileSync } from 'node:fs';
 import { execa, type ResultPromise } from 'execa';
 import { RuntimeBusyError } from '../errors.js';
 import { CappedChunks } from './capped-chunks.js';
@@ -44,6 +44,22 @@ export interface CaptureResult {
   stdout: string;
   stderr: string;
   truncated: boolean;
+}
+
+export interface DaemonizingOptions {
+  env: Record<string, string>;
+  cwd: string;
+  /** A FIFO handed to the child as fd 3, opened read-write (so its writes never fail with EPIPE). */
+  syncFifo: string;
+  stderrLimitBytes: number;
+}
+
+export interface DaemonizingProcess {
+  pid: number;
+  /** Its own exit (not its daemon's), with what it wrote to stderr until then. */
+  exited: Promise<CaptureResult>;
+  /** Frees the slot early (once the daemon reported); called anyway when the process exits. */
+  release: () => void;
 }
 
 export interface RunResult {
@@ -268,6 +284,96 @@ export class ProcessRunner {
       };
     } finally {
       release();
+    }
+  }
+
+  /**
+   * Starts a process that forks a daemon of its own and exits (conmon), through the helper when there is one.
+   * Resolves once it runs; the slot is held until it exits or the caller releases it.
+   */
+  async startDaemonizing(
+    binary: string,
+    argv: readonly string[],
+    options: DaemonizingOptions,
+  ): Promise<DaemonizingProcess> {
+    const slot = await this.acquire(this.commands, 'runtime commands');
+    let released = false;
+    const release = () => {
+      if (released) return;
+      released = true;
+      slot();
+    };
+    this.spawnCount++;
+    try {
+      if (this.helper?.available) {
+        let spawned!: (pid: number) => void;
+        const running = new Promise<number>((resolve) => (spawned = resolve));
+        const { result } = this.helper.run(
+          {
+            binary,
+            argv,
+            env: { PATH: CLEAN_PATH, ...options.env },
+            cwd: options.cwd,
+            timeoutMs: 0,
+            outputLimitBytes: options.stderrLimitBytes,
+            ignoreStdout: true,
+            fifoAsFd3: options.syncFifo,
+            endAtExit: true,
+          },
+          spawned,
+        );
+        const exited = result.then(
+          (outcome): CaptureResult => ({
+            exitCode: outcome.exitCode ?? undefined,
+            signal: outcome.signal ?? undefined,
+            stdout: '',
+            stderr: outcome.stderr,
+            truncated: outcome.truncated,
+          }),
+          (error: unknown) => {
+            throw error instanceof SpawnFailedError
+              ? new Error(`cannot run ${binary}: ${error.message}`)
+              : error;
+          },
+        );
+        void exited.then(release, release);
+        // A process that never ran rejects `exited` before any pid arrives.
+        const pid = await Promise.race([running, exited.then(() => 0)]);
+        return { pid, exited, release };
+      }
+      const fifo = openSync(options.syncFifo, constants.O_RDWR);
+      let child: LeanSubprocess;
+      try {
+        child = execa(binary, argv, {
+          ...LEAN_EXECA_OPTIONS,
+          // execa hands a descriptor number beyond stdio to the child as is; its types only admit one for fds 0-2.
+          stdio: ['ignore', 'ignore', 'pipe', fifo] as unknown as readonly [Stdio, Stdio, Stdio],
+          env: { PATH: CLEAN_PATH, ...options.env },
+          cwd: options.cwd,
+        }) as unknown as LeanSubprocess;
+      } finally {
+        closeSync(fifo);
+      }
+      const stderr = new CappedChunks(options.stderrLimitBytes);
+      child.stderr?.on('data', (chunk: Buffer) => stderr.push(chunk));
+      const exited = new Promise<CaptureResult>((resolve) => {
+        child.on('exit', (exitCode, signal) => {
+          child.stderr?.destroy();
+          resolve({
+            exitCode: exitCode ?? undefined,
+            signal: signal ?? undefined,
+            stdout: '',
+            stderr: stderr.text(),
+            truncated: stderr.truncated,
+          });
+        });
+      });
+      void child.catch(() => undefined);
+      void exited.then(release);
+      return { pid: child.pid ?? 0, exited, release };
+    } catch (error) {
+      release();
+      throw error;
     }
   }
 

@@ -5,6 +5,7 @@
  * channel closes), leaving the processes it started to run to their end, as runcd's own children would.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { closeSync, constants, openSync } from 'node:fs';
 import { CappedChunks } from './capped-chunks.js';
 import type { HelperMessage, HelperRequest } from './spawn-helper.js';
 
@@ -26,9 +27,17 @@ function killGroup(pid: number | undefined): void {
 
 function run(request: HelperRequest): void {
   let child: ChildProcess;
+  let fifo: number | undefined;
   try {
+    // The FIFO opened read-write here, as runcd would have: the child's write end can never fail with EPIPE.
+    if (request.fifoAsFd3 !== undefined) fifo = openSync(request.fifoAsFd3, constants.O_RDWR);
     child = spawn(request.binary, request.argv, {
-      stdio: ['ignore', 'pipe', 'pipe'],
+      stdio: [
+        'ignore',
+        request.ignoreStdout ? 'ignore' : 'pipe',
+        'pipe',
+        ...(fifo !== undefined ? [fifo] : []),
+      ],
       // A process group of its own, so a deadline (or runcd) can kill whatever it forked too.
       detached: true,
       env: request.env,
@@ -37,6 +46,9 @@ function run(request: HelperRequest): void {
   } catch (error) {
     send({ type: 'done', id: request.id, spawnError: (error as Error).message });
     return;
+  } finally {
+    // The child has its own copy now.
+    if (fifo !== undefined) closeSync(fifo);
   }
   running.set(request.id, child);
   const stdout = new CappedChunks(request.outputLimitBytes);
@@ -64,6 +76,23 @@ function run(request: HelperRequest): void {
   child.on('error', (error) => {
     if (child.pid === undefined) finish({ type: 'done', id: request.id, spawnError: error.message });
   });
+  // A process that daemonizes (conmon) leaves its pipes to a child that outlives it: its own exit is the answer.
+  if (request.endAtExit) {
+    child.on('exit', (exitCode, signal) => {
+      child.stdout?.destroy();
+      child.stderr?.destroy();
+      finish({
+        type: 'done',
+        id: request.id,
+        exitCode,
+        signal,
+        stdout: stdout.text(),
+        stderr: stderr.text(),
+        truncated: stdout.truncated || stderr.truncated,
+        timedOut,
+      });
+    });
+  }
   child.on('close', (exitCode, signal) => {
     finish({
       type: 'done',

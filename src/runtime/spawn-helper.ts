@@ -12,8 +12,8 @@ import { fileURLToPath } from 'node:url';
  * over the IPC channel and gets the exit status and the captured output back, and its event loop is never held.
  * What the helper runs is exactly what ProcessRunner would have run itself (same argv, exact environment, own
  * process group, deadline); the pools, the records and every decision stay in runcd. Only commands whose output
- * is captured whole go through it; streams and descriptors handed to a child (exec sessions, conmon's sync
- * FIFO) stay with ProcessRunner.spawn.
+ * is captured whole go through it, and conmon, whose sync FIFO the helper opens by path; streams (exec sessions
+ * with stdin or streamed output, stats) stay with ProcessRunner.spawn.
  *
  * If the helper dies, the calls it had in flight fail (their processes run on, in their own groups, as runcd's
  * children would if runcd died) and the next call starts a new helper. If it cannot be started at all, callers
@@ -32,6 +32,12 @@ export interface HelperRequest {
   timeoutMs: number;
   /** Bytes kept of stdout and of stderr each. */
   outputLimitBytes: number;
+  /** stdout goes to /dev/null. */
+  ignoreStdout?: boolean;
+  /** A FIFO the helper opens read-write and hands to the child as fd 3 (conmon's sync pipe). */
+  fifoAsFd3?: string;
+  /** Answer when the process itself exits, not when its pipes close (a child it forks may keep them). */
+  endAtExit?: boolean;
 }
 
 export type HelperMessage =
