@@ -76,24 +76,7 @@ function run(request: HelperRequest): void {
   child.on('error', (error) => {
     if (child.pid === undefined) finish({ type: 'done', id: request.id, spawnError: error.message });
   });
-  // A process that daemonizes (conmon) leaves its pipes to a child that outlives it: its own exit is the answer.
-  if (request.endAtExit) {
-    child.on('exit', (exitCode, signal) => {
-      child.stdout?.destroy();
-      child.stderr?.destroy();
-      finish({
-        type: 'done',
-        id: request.id,
-        exitCode,
-        signal,
-        stdout: stdout.text(),
-        stderr: stderr.text(),
-        truncated: stdout.truncated || stderr.truncated,
-        timedOut,
-      });
-    });
-  }
-  child.on('close', (exitCode, signal) => {
+  const ended = (exitCode: number | null, signal: NodeJS.Signals | null) =>
     finish({
       type: 'done',
       id: request.id,
@@ -104,7 +87,15 @@ function run(request: HelperRequest): void {
       truncated: stdout.truncated || stderr.truncated,
       timedOut,
     });
-  });
+  // A process that daemonizes (conmon) leaves its pipes to a child that outlives it: its own exit is the answer.
+  if (request.endAtExit) {
+    child.on('exit', (exitCode, signal) => {
+      child.stdout?.destroy();
+      child.stderr?.destroy();
+      ended(exitCode, signal);
+    });
+  }
+  child.on('close', ended);
 }
 
 process.on('message', (message: HelperRequest | { type: 'kill'; id: number }) => {
