@@ -263,6 +263,7 @@ export async function openDaemon(config: DaemonConfig, logger: Logger): Promise<
         const cutConnections = await closeApps(apps, options.graceMs ?? DEFAULT_SHUTDOWN_GRACE_MS, logger);
         await creation.close();
         containers.close();
+        await conmon.settle();
         metrics.close();
         runner.close();
         openedAudit.close();
