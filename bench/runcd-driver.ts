@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Agent, request } from 'undici';
 import { BenchError, type BundleKind, type LifecycleDriver } from './drivers.js';
@@ -152,6 +152,24 @@ export class RuncdDaemon {
   rssBytes(): number {
     const status = readFileSync(`/proc/${this.pid}/status`, 'utf8');
     return Number(/^VmRSS:\s+(\d+) kB/m.exec(status)?.[1] ?? NaN) * 1024;
+  }
+
+  /** Resident set size of the daemon's spawn helper (its child that forks runc and conmon); 0 when it has none. */
+  helperRssBytes(): number {
+    for (const entry of readdirSync('/proc')) {
+      if (!/^\d+$/.test(entry)) continue;
+      try {
+        const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+        const parent = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+        if (parent !== this.pid) continue;
+        if (!readFileSync(`/proc/${entry}/cmdline`, 'utf8').includes('spawn-helper-process')) continue;
+        const status = readFileSync(`/proc/${entry}/status`, 'utf8');
+        return Number(/^VmRSS:\s+(\d+) kB/m.exec(status)?.[1] ?? NaN) * 1024;
+      } catch {
+        // the process ended while it was read
+      }
+    }
+    return 0;
   }
 
   /** CPU seconds (user + system) the daemon process has used so far. */
