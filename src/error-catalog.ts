@@ -19,6 +19,7 @@ export type ErrorKind =
   | 'runtime_rejected'
   | 'rate_limited'
   | 'runtime_failure'
+  | 'not_implemented'
   | 'internal'
   | 'busy'
   | 'timeout';
@@ -38,6 +39,7 @@ export const KIND_STATUS: Readonly<Record<ErrorKind, { status: number; title: st
   runtime_rejected: { status: 422, title: 'Unprocessable Content' },
   rate_limited: { status: 429, title: 'Too Many Requests' },
   runtime_failure: { status: 500, title: 'Runtime Failure' },
+  not_implemented: { status: 501, title: 'Not Implemented' },
   internal: { status: 500, title: 'Internal Server Error' },
   busy: { status: 503, title: 'Service Unavailable' },
   timeout: { status: 504, title: 'Gateway Timeout' },
@@ -110,6 +112,10 @@ export const ERROR_CATALOG = {
     'config.json is not valid (bad JSON, a misspelled OCI field)',
   ),
   bundle_missing_rootfs: entry('invalid_input', "the bundle's rootfs does not exist"),
+  sessions_unavailable: entry(
+    'not_implemented',
+    'interactive sessions need the SOCK_SEQPACKET binding (an optional dependency), which this machine lacks',
+  ),
   terminal_not_supported: entry('invalid_input', 'process.terminal: true, which runcd does not run yet'),
   executable_not_found: entry('invalid_input', 'args[0] is not found in the container (create or exec)'),
   not_executable: entry('invalid_input', 'args[0] is a directory or not executable in the container'),

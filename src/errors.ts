@@ -74,6 +74,13 @@ export class RuntimeFailureError extends DomainError {
   }
 }
 
+/** What this build or machine cannot do (e.g. interactive sessions without their native binding). */
+export class NotImplementedError extends DomainError {
+  constructor(code: CodeOfKind<'not_implemented'>, message: string, containerId?: string) {
+    super(code, message, containerId);
+  }
+}
+
 /** A body (an uploaded rootfs) larger than runcd accepts. */
 export class ContentTooLargeError extends DomainError {
   constructor(code: CodeOfKind<'too_large'>, message: string, containerId?: string) {

@@ -33,6 +33,7 @@ const BY_KIND: Readonly<Record<ErrorKind, number>> = {
   runtime_rejected: 500,
   rate_limited: 429,
   runtime_failure: 500,
+  not_implemented: 501,
   internal: 500,
   busy: 503,
   timeout: 504,

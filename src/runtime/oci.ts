@@ -15,6 +15,8 @@ export interface OciRlimit {
 
 export interface OciProcess {
   terminal?: boolean;
+  /** The terminal's size at creation (runc sets it before the process runs; a fresh pty is 0x0). */
+  consoleSize?: { height: number; width: number };
   user: OciUser;
   args: string[];
   env?: string[];
