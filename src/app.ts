@@ -22,6 +22,9 @@ import bundleRoutes from '../routes/bundles.js';
 import containerResourceRoutes from '../routes/container-resources.js';
 import containerRoutes from '../routes/containers.js';
 import eventRoutes from '../routes/events.js';
+import execSessionRoutes from '../routes/exec-session.js';
+import fastifyWebsocket from '@fastify/websocket';
+import type { ExecSessions } from './lifecycle/exec-sessions.js';
 import systemRoutes from '../routes/system.js';
 import type { Socket } from 'node:net';
 import { z } from 'zod';
@@ -61,6 +64,8 @@ export interface AppDeps {
   /** POST /containers, in all three body forms. */
   creation: ContainerCreation;
   resources: ContainerResourceService;
+  /** Interactive exec over WebSocket. */
+  sessions: ExecSessions;
   security: SecurityOptions;
   /** Behind GET /readyz, /info and /metrics; one of each per daemon, shared by its listeners. */
   system: { status: SystemStatus; metrics: DaemonMetrics };
@@ -205,6 +210,9 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     creation: deps.creation,
   });
   await app.register(containerResourceRoutes, { resources: deps.resources });
+  // Frames up to 1 MiB (a paste into a terminal); output frames are conmon's packets, at most 8 KiB each.
+  await app.register(fastifyWebsocket, { options: { maxPayload: 1024 * 1024 } });
+  await app.register(execSessionRoutes, { sessions: deps.sessions });
   await app.register(bundleRoutes, { bundles: deps.bundles });
   await app.register(eventRoutes, { events: deps.containers.events });
   return app;

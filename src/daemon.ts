@@ -6,6 +6,7 @@ import { buildApp } from './app.js';
 import type { Config } from './config.js';
 import { BundleService } from './bundles/bundle-service.js';
 import { ContainerCreation } from './creation/container-creation.js';
+import { ExecSessions } from './lifecycle/exec-sessions.js';
 import { ContainerResourceService } from './lifecycle/container-resources.js';
 import { DEFAULT_INIT_BINARY, DEFAULT_MAX_ROOTFS_BYTES } from './config.js';
 import { BundleInspector } from './bundle-checks/bundle-inspector.js';
@@ -163,6 +164,7 @@ export async function openDaemon(config: DaemonConfig, logger: Logger): Promise<
     logger: logger.child({ component: 'bundles' }),
   });
   const creation = new ContainerCreation(containers, managedBundles);
+  const sessions = new ExecSessions(containers, conmon, logger.child({ component: 'sessions' }));
   const resources = new ContainerResourceService(containers, managedBundles, runc, conmon);
   let audit: AuditLog | undefined;
   const apps: FastifyInstance[] = [];
@@ -200,6 +202,7 @@ export async function openDaemon(config: DaemonConfig, logger: Logger): Promise<
       bundles: managedBundles,
       creation,
       resources,
+      sessions,
       logger,
       system,
       security: security('unix'),
@@ -212,6 +215,7 @@ export async function openDaemon(config: DaemonConfig, logger: Logger): Promise<
         bundles: managedBundles,
         creation,
         resources,
+        sessions,
         logger,
         system,
         security: security('tcp'),

@@ -20,6 +20,7 @@ export type ErrorKind =
   | 'rate_limited'
   | 'runtime_failure'
   | 'not_implemented'
+  | 'upgrade_required'
   | 'internal'
   | 'busy'
   | 'timeout';
@@ -40,6 +41,7 @@ export const KIND_STATUS: Readonly<Record<ErrorKind, { status: number; title: st
   rate_limited: { status: 429, title: 'Too Many Requests' },
   runtime_failure: { status: 500, title: 'Runtime Failure' },
   not_implemented: { status: 501, title: 'Not Implemented' },
+  upgrade_required: { status: 426, title: 'Upgrade Required' },
   internal: { status: 500, title: 'Internal Server Error' },
   busy: { status: 503, title: 'Service Unavailable' },
   timeout: { status: 504, title: 'Gateway Timeout' },
@@ -112,6 +114,7 @@ export const ERROR_CATALOG = {
     'config.json is not valid (bad JSON, a misspelled OCI field)',
   ),
   bundle_missing_rootfs: entry('invalid_input', "the bundle's rootfs does not exist"),
+  websocket_required: entry('upgrade_required', 'a WebSocket route was asked for without Upgrade: websocket'),
   sessions_unavailable: entry(
     'not_implemented',
     'interactive sessions need the SOCK_SEQPACKET binding (an optional dependency), which this machine lacks',

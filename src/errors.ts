@@ -81,6 +81,13 @@ export class NotImplementedError extends DomainError {
   }
 }
 
+/** A WebSocket route reached by a plain HTTP request. */
+export class UpgradeRequiredError extends DomainError {
+  constructor(code: CodeOfKind<'upgrade_required'>, message: string) {
+    super(code, message);
+  }
+}
+
 /** A body (an uploaded rootfs) larger than runcd accepts. */
 export class ContentTooLargeError extends DomainError {
   constructor(code: CodeOfKind<'too_large'>, message: string, containerId?: string) {

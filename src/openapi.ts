@@ -3,6 +3,7 @@ import pino from 'pino';
 import { buildApp } from './app.js';
 import { BundleService } from './bundles/bundle-service.js';
 import { ContainerCreation } from './creation/container-creation.js';
+import { ExecSessions } from './lifecycle/exec-sessions.js';
 import { ContainerResourceService } from './lifecycle/container-resources.js';
 import { DEFAULT_INIT_BINARY, DEFAULT_MAX_ROOTFS_BYTES } from './config.js';
 import { BundleInspector } from './bundle-checks/bundle-inspector.js';
@@ -89,6 +90,7 @@ export async function buildInspectionApp(options: { requireToken?: boolean } = {
     containers,
     bundles,
     creation: new ContainerCreation(containers, bundles),
+    sessions: new ExecSessions(containers, conmon, pino({ level: 'silent' })),
     resources: new ContainerResourceService(containers, bundles, runc, conmon),
     system: { status, metrics },
     security: {

@@ -34,6 +34,7 @@ const BY_KIND: Readonly<Record<ErrorKind, number>> = {
   rate_limited: 429,
   runtime_failure: 500,
   not_implemented: 501,
+  upgrade_required: 426,
   internal: 500,
   busy: 503,
   timeout: 504,

@@ -1,7 +1,7 @@
 import type { Readable } from 'node:stream';
 import { ConflictError, RuntimeFailureError, TimeoutError } from '../errors.js';
 import { ExitWatcher } from '../runtime/exit-watcher.js';
-import type { OciSpec } from '../runtime/oci.js';
+import type { OciProcess, OciSpec } from '../runtime/oci.js';
 import { type ExecOutput } from '../runtime/runc.js';
 import type { Container, ContainerStats, ExecBody, ExecResult, WaitResult } from '../schemas/container.js';
 import { signalName, type Signal } from '../signals.js';
@@ -215,11 +215,7 @@ export class ContainerService {
    * `stdin`, the process reads it as its standard input (EOF at its end), as `runc exec` passes its own.
    */
   async exec(id: string, request: ExecBody, output?: ExecOutput, stdin?: Readable): Promise<ExecResult> {
-    const record = this.view.require(id);
-    assertAllowed('exec', record);
-    const process = buildExecProcess(await this.templates.of(id), request);
-    this.deps.bundles.checkExecProcess(process);
-    await this.deps.bundles.checkExecPaths(record, process);
+    const process = await this.prepareExec(id, request);
     let result: ExecResult;
     try {
       result = await this.deps.runc.exec(id, process, {
@@ -243,6 +239,19 @@ export class ContainerService {
     }
     this.deps.events.publish('exec', id, { command: request.args.join(' '), exitCode: result.exitCode });
     return result;
+  }
+
+  /**
+   * The process an exec of `request` runs in container `id`, once the container's state allows an exec and the
+   * process passed the policy and the path checks (cwd and args[0] inside the container).
+   */
+  async prepareExec(id: string, request: Omit<ExecBody, 'timeoutSeconds'>): Promise<OciProcess> {
+    const record = this.view.require(id);
+    assertAllowed('exec', record);
+    const process = buildExecProcess(await this.templates.of(id), request);
+    this.deps.bundles.checkExecProcess(process);
+    await this.deps.bundles.checkExecPaths(record, process);
+    return process;
   }
 
   /**

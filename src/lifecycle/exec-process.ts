@@ -32,7 +32,10 @@ export class ExecProcessTemplates {
 }
 
 /** The container's own process settings (user, capabilities, rlimits...) with the caller's command on top. */
-export function buildExecProcess(template: OciProcess, request: ExecBody): OciProcess {
+export function buildExecProcess(
+  template: OciProcess,
+  request: Omit<ExecBody, 'timeoutSeconds'>,
+): OciProcess {
   const env = new Map<string, string>();
   for (const entry of [...(template.env ?? []), ...(request.env ?? [])]) {
     const eq = entry.indexOf('=');

@@ -12,6 +12,8 @@ import {
 } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
+import { startExecSession, type StartedExecSession } from './exec-session.js';
+import type { OciProcess } from './oci.js';
 import { isProcessRunning } from './procfs.js';
 import { killProcessGroup, type ProcessRunner } from './process-runner.js';
 import { RuntimeError, classifyRuntimeMessage, extractRuntimeMessage, type Runc } from './runc.js';
@@ -78,6 +80,7 @@ export class Conmon {
   readonly exitDir: string;
   private readonly containersDir: string;
   private readonly socketDir: string;
+  private readonly sessionsDir: string;
   private readonly options: ConmonOptions;
   private readonly fifos: SyncFifoPool;
   /** Deleted containers' directories being removed in the background. */
@@ -89,11 +92,12 @@ export class Conmon {
     this.exitDir = join(options.stateDir, 'exits');
     this.containersDir = join(options.stateDir, 'containers');
     this.socketDir = join(options.stateDir, 'sock');
+    this.sessionsDir = join(options.stateDir, 'sessions');
     this.fifos = new SyncFifoPool(options.runner, join(options.stateDir, 'fifos'));
   }
 
   async prepare(): Promise<void> {
-    for (const dir of [this.exitDir, this.containersDir, this.socketDir]) {
+    for (const dir of [this.exitDir, this.containersDir, this.socketDir, this.sessionsDir]) {
       mkdirSync(dir, { recursive: true, mode: 0o700 });
     }
     // What a runcd killed during a background removal left.
@@ -102,6 +106,42 @@ export class Conmon {
         rmSync(join(this.containersDir, name), { recursive: true, force: true });
     }
     await this.fifos.prepare();
+  }
+
+  /**
+   * An interactive exec session (exec-session.ts): its own conmon runs `runc exec` with a terminal or a stdin and
+   * stays the process's parent. `attach` connects to the session's attach socket before the process starts, so
+   * no output is lost; the session's files are removed once its exit code is in.
+   */
+  async startExecSession(
+    containerId: string,
+    sessionId: string,
+    process: OciProcess,
+    io: { tty: boolean; stdin: boolean },
+    attach: (dir: string) => Promise<void>,
+  ): Promise<StartedExecSession & { dir: string }> {
+    const dir = join(this.sessionsDir, sessionId);
+    mkdirSync(dir, { mode: 0o700 });
+    const syncFifo = join(dir, 'sync.fifo');
+    try {
+      await this.fifos.place(syncFifo);
+      const started = await startExecSession(
+        {
+          conmonBinary: this.binary,
+          runtimeBinary: this.options.runtimeBinary,
+          runtimeArgs: this.options.runc.globalArgs(),
+          runner: this.options.runner,
+          timeoutMs: this.options.syncTimeoutMs ?? 60_000,
+        },
+        { containerId, sessionId, dir, syncFifo, process, tty: io.tty, stdin: io.stdin },
+        attach,
+      );
+      void started.exited.finally(() => rmSync(dir, { recursive: true, force: true }));
+      return { ...started, dir };
+    } catch (error) {
+      rmSync(dir, { recursive: true, force: true });
+      throw error;
+    }
   }
 
   /** Lets the removals of deleted containers' directories finish (at shutdown). */

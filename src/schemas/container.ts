@@ -207,6 +207,32 @@ export function execBodyOf(query: ExecStdinQuery): ExecBody {
   };
 }
 
+/**
+ * GET /containers/ID/exec/session (a WebSocket): the process in the query as for exec/stdin, and whether it gets
+ * a terminal and of which size. Checked before the upgrade, so a bad request is a plain HTTP 4xx.
+ */
+export const ExecSessionQuery = ExecStdinQuery.omit({ timeoutSeconds: true })
+  .extend({
+    tty: QueryBoolean.optional().describe('A terminal (runc exec -t): one output stream, resizable'),
+    rows: z.coerce.number().int().min(1).max(1000).optional().describe("The terminal's rows at start"),
+    cols: z.coerce.number().int().min(1).max(1000).optional().describe("The terminal's columns at start"),
+  })
+  .strict();
+export type ExecSessionQuery = z.infer<typeof ExecSessionQuery>;
+
+/** Control frames a session client sends as WebSocket text (bytes for stdin go as binary frames). */
+export const SessionControl = z.discriminatedUnion('type', [
+  z
+    .object({
+      type: z.literal('resize'),
+      rows: z.number().int().min(1).max(1000),
+      cols: z.number().int().min(1).max(1000),
+    })
+    .strict(),
+  z.object({ type: z.literal('eof') }).strict(),
+]);
+export type SessionControl = z.infer<typeof SessionControl>;
+
 export const ExecResult = z
   .object({
     exitCode: z.number().int(),
