@@ -9,6 +9,18 @@ const code = await runcctl(process.argv.slice(2), process.env, {
   cwd: process.cwd(),
   // A terminal without -t is left alone (runcd has no terminal for the process yet); a pipe or file is passed on.
   stdin: () => (process.stdin.isTTY ? undefined : process.stdin),
+  terminal: {
+    input: process.stdin,
+    write: (stream, data) => void (stream === 'stdout' ? process.stdout : process.stderr).write(data),
+    size: () =>
+      process.stdout.isTTY && process.stdout.rows > 0
+        ? { rows: process.stdout.rows, cols: process.stdout.columns }
+        : undefined,
+    onResize(handler) {
+      process.on('SIGWINCH', handler);
+      return () => process.off('SIGWINCH', handler);
+    },
+  },
   onSignal(handler) {
     for (const signal of FORWARDED_SIGNALS) process.on(signal, handler);
     return () => {

@@ -5,6 +5,7 @@ import type { components } from '../generated/runcd-api.js';
 import type { Connection } from './connection.js';
 import { CliError, EXIT_EXEC_FAILED, EXIT_FAILURE, connectionFailure, problemDetail } from './errors.js';
 import { formatTable, RUNC_LIST_HEADER } from './table.js';
+import { runTerminalSession, type TerminalIo } from './terminal-session.js';
 
 /**
  * One function per command, each mirroring its runc namesake's arguments and output: silent on success where runc
@@ -21,6 +22,8 @@ export interface Io {
   stdin: () => Readable | undefined;
   /** Registers a handler for the signals `run` forwards to its container; returns the unregister function. */
   onSignal: (handler: (signal: NodeJS.Signals) => void) => () => void;
+  /** The local terminal, for `exec -t`. */
+  terminal: TerminalIo;
 }
 
 type Container = components['schemas']['Container'];
@@ -230,7 +233,8 @@ export function splitExecArgs(args: string[]): { options: string[]; command: str
 }
 
 const exec: CommandSpec = {
-  usage: 'exec [--env KEY=VALUE]... [--cwd DIR] [--user UID[:GID]] [--timeout SECONDS] ID -- CMD [ARG]...',
+  usage:
+    'exec [-t] [--env KEY=VALUE]... [--cwd DIR] [--user UID[:GID]] [--timeout SECONDS] ID -- CMD [ARG]...',
   summary: "runs a process in a running container; exits with the process's exit code (runc exec)",
   async run({ connection, io }, args) {
     const { options, command } = splitExecArgs(args);
@@ -241,11 +245,28 @@ const exec: CommandSpec = {
         cwd: { type: 'string' },
         user: { type: 'string', short: 'u' },
         timeout: { type: 'string' },
+        tty: { type: 'boolean', short: 't' },
       },
       this.usage,
       { min: 1, max: 1 },
     );
     if (command.length === 0) throw new CliError(`exec needs a command (usage: runcctl ${this.usage})`);
+    if (values.tty) {
+      if (values.timeout) throw new CliError('--timeout applies to exec without -t only');
+      // As `runc exec -t`: a terminal for the process, the local one in raw mode, its size and resizes passed on.
+      const query = new URLSearchParams({ tty: 'true' });
+      for (const word of command) query.append('args', word);
+      for (const entry of values.env ?? []) query.append('env', entry);
+      if (values.cwd) query.set('cwd', values.cwd);
+      if (values.user) query.set('user', values.user);
+      const size = io.terminal.size();
+      if (size) {
+        query.set('rows', String(size.rows));
+        query.set('cols', String(size.cols));
+      }
+      const path = `/containers/${encodeURIComponent(positionals[0]!)}/exec/session?${query}`;
+      return runTerminalSession(connection.websocket(path), io.terminal);
+    }
     const stdin = io.stdin();
     if (stdin) {
       // As `runc exec` passes its stdin: a pipe or file is the process's stdin, EOF included.

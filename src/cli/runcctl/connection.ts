@@ -1,3 +1,4 @@
+import WebSocket from 'ws';
 import { readFileSync } from 'node:fs';
 import { request as httpRequest, type IncomingMessage, type RequestOptions } from 'node:http';
 import { request as httpsRequest } from 'node:https';
@@ -36,6 +37,8 @@ export interface Connection {
    * upload, as a pipeline's reader ending stops its writer. Resolves with the status and the parsed JSON.
    */
   upload: (path: string, body: Readable, contentType: string) => Promise<{ status: number; json: unknown }>;
+  /** A WebSocket to `path` (an exec session), with the same socket, TLS material and token. */
+  websocket: (path: string) => WebSocket;
 }
 
 export function connect(options: ConnectionOptions): Connection {
@@ -51,6 +54,10 @@ export function connect(options: ConnectionOptions): Connection {
     host: options.host,
     upload: (path, body, contentType) =>
       upload(new URL(path, baseUrl), transport, { ...headers, 'content-type': contentType }, body),
+    websocket: (path) =>
+      transport.socketPath
+        ? new WebSocket(`ws+unix://${transport.socketPath}:${path}`, { headers })
+        : new WebSocket(new URL(path, baseUrl.replace(/^http/, 'ws')), { headers, ...transport.tls }),
   };
 }
 
