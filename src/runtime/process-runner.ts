@@ -14,6 +14,9 @@ import { SpawnFailedError, SpawnHelper, type HelperResult } from './spawn-helper
  * queue behind the cap: when that is full too the caller gets a RuntimeBusyError (503) instead of an
  * ever-growing backlog. Commands whose output is captured whole are forked by a small helper process rather than
  * by runcd itself (spawn-helper.ts says why); streams and handed-over descriptors are spawned here.
+ *
+ * (Over 400 lines on purpose: every way runcd starts a process, captured, daemonizing or streamed, sits side by
+ * side with the same pools, environment and records, so a reader can compare them.)
  */
 
 export const CLEAN_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
