@@ -2,9 +2,9 @@ import { DomainError } from '../../errors.js';
 import type { DockerContext, Query } from '../docker-context.js';
 import { notImplemented } from '../docker-errors.js';
 import { resolveContainer } from '../docker-ids.js';
-import { imageOfBundle } from '../translate/images.js';
+import { imageRefOf } from '../translate/images.js';
 import { asDocker, NOT_MODIFIED } from '../docker-status.js';
-import { commandOf, summaryOf, inspectOf } from '../translate/container-shapes.js';
+import { runViewOf, summaryOf, inspectOf } from '../translate/container-shapes.js';
 import {
   parseFilters,
   matchesContainerFilters,
@@ -35,8 +35,8 @@ export async function registerContainerRoutes(app: FastifyInstance, context: Doc
       list.map(async (container) =>
         summaryOf(
           container,
-          await commandOf(containers, container),
-          imageOfBundle(deps.bundles, container.bundle),
+          await runViewOf(containers, container),
+          imageRefOf(deps.bundles, container.bundle),
         ),
       ),
     );
@@ -47,8 +47,8 @@ export async function registerContainerRoutes(app: FastifyInstance, context: Doc
     const container = containers.get(id);
     return inspectOf(
       container,
-      await commandOf(containers, container),
-      imageOfBundle(deps.bundles, container.bundle),
+      await runViewOf(containers, container),
+      imageRefOf(deps.bundles, container.bundle),
     );
   });
 

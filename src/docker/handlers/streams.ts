@@ -42,10 +42,12 @@ export async function registerStreamRoutes(app: FastifyInstance, context: Docker
     const stderr = queryBool(query.stderr);
     if (!stdout && !stderr) throw new DockerError(400, 'Bad parameters: you must choose at least one stream');
     const tailValue = first(query.tail);
-    const tail = tailValue === undefined || tailValue === 'all' ? undefined : Number(tailValue);
-    if (tail !== undefined && (!Number.isInteger(tail) || tail < 0)) {
+    const lines = tailValue === undefined || tailValue === 'all' ? undefined : Number(tailValue);
+    if (lines !== undefined && !Number.isInteger(lines)) {
       throw new DockerError(400, `tail must be "all" or a number of lines; got "${tailValue}"`);
     }
+    // Docker reads a negative tail as all of it; testcontainers' log waits send tail=-1.
+    const tail = lines !== undefined && lines < 0 ? undefined : lines;
     const since = timeParam(query.since, 'since');
     const until = timeParam(query.until, 'until');
     const timestamps = queryBool(query.timestamps);

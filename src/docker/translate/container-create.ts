@@ -1,5 +1,7 @@
-import { IMAGE_LABEL, findImage, imageDefaultsOf } from '../translate/images.js';
+import { findImage, imageDefaultsOf } from '../translate/images.js';
 import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
+import { resolveUserInRootfs } from '../../bundles/rootfs-users.js';
 import type { BundleService } from '../../bundles/bundle-service.js';
 import { NotFoundError } from '../../errors.js';
 import type { Bundle } from '../../schemas/bundle.js';
@@ -62,7 +64,8 @@ export async function createFromImage(
     }
     throw error;
   }
-  const process = mergeWithImage(image, body);
+  const merged = mergeWithImage(image, body);
+  const process = merged.user === undefined ? merged : { ...merged, user: await userOf(image, merged.user) };
   const host = body.HostConfig ?? {};
   const id = nameParam?.replace(/^\//, '') || `runcd_${randomBytes(6).toString('hex')}`;
   const policy = nonEmpty(host.RestartPolicy?.Name);
@@ -123,7 +126,8 @@ export async function createFromImage(
 /**
  * The container's process from its create body over the image's defaults, by Docker's rules: an Entrypoint of
  * the caller replaces the image's and drops the image's Cmd; otherwise the caller's Cmd (or the image's) follows
- * the image's Entrypoint. `--entrypoint ""` (`[""]`) clears it. Env merges by key; WorkingDir and User override.
+ * the image's Entrypoint. `--entrypoint ""` (`[""]`) clears it. Env merges by key; WorkingDir and User override
+ * (the user as given: userOf resolves it).
  */
 export function mergeWithImage(
   image: Bundle,
@@ -141,21 +145,24 @@ export function mergeWithImage(
   if (args.length === 0) throw new DockerError(400, 'No command specified');
   const env = new Map<string, string>();
   for (const entry of [...(defaults.Env ?? []), ...(stringList(body.Env) ?? [])]) {
+    // `docker run -e VAR` with VAR unset in the client's environment arrives as a bare `VAR`: Docker drops it.
     const equals = entry.indexOf('=');
-    env.set(equals === -1 ? entry : entry.slice(0, equals), entry);
+    if (equals === -1) continue;
+    env.set(entry.slice(0, equals), entry);
   }
   const cwd = nonEmpty(body.WorkingDir) ?? nonEmpty(defaults.WorkingDir);
   const user = nonEmpty(body.User) ?? nonEmpty(defaults.User);
-  if (user !== undefined && nonEmpty(body.User) === undefined && !/^\d{1,10}(:\d{1,10})?$/.test(user)) {
-    throw new DockerError(
-      400,
-      `image ${image.labels[IMAGE_LABEL]} runs as user "${user}", but runcd needs a numeric uid[:gid]: pass --user UID[:GID]`,
-    );
-  }
   return {
     args,
     ...(env.size > 0 ? { env: [...env.values()] } : {}),
     ...(cwd !== undefined ? { cwd } : {}),
     ...(user !== undefined ? { user } : {}),
   };
+}
+
+/** `--user` (or the image's User) as uid:gid, resolved in the image's rootfs as Docker does. */
+async function userOf(image: Bundle, spec: string): Promise<string> {
+  const resolved = await resolveUserInRootfs(join(image.path, 'rootfs'), spec);
+  if (!resolved.ok) throw new DockerError(400, resolved.reason);
+  return `${resolved.uid}:${resolved.gid}`;
 }
