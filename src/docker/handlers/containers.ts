@@ -60,7 +60,7 @@ export async function registerContainerRoutes(app: FastifyInstance, context: Doc
       } catch (error) {
         // runc cannot start a stopped container; `docker start` of an exited one runs it again from its bundle.
         if (!(error instanceof DomainError && error.code === 'container_stopped')) throw error;
-        await containers.restart(id, { timeoutSeconds: 0 });
+        await containers.restart(id, { timeoutSeconds: 0, announce: 'start' });
       }
     });
     return reply.code(started === NOT_MODIFIED ? 304 : 204).send();

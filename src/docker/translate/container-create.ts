@@ -79,7 +79,7 @@ export async function createFromImage(
               ? { maxRetries: host.RestartPolicy?.MaximumRetryCount }
               : {}),
           }
-        : { name: 'always' };
+        : { name: policy };
   const memory = positive(host.Memory);
   const nanoCpus = positive(host.NanoCpus);
   const pids = positive(host.PidsLimit);

@@ -4,6 +4,7 @@ import { DockerError, notImplemented } from '../docker-errors.js';
 import { dockerIdOf } from '../docker-ids.js';
 import { dockerState } from './container-shapes.js';
 import type { DockerEvent } from './events.js';
+import { imageName } from './images.js';
 import type { FastifyRequest } from 'fastify';
 
 // ---- query parsing
@@ -68,9 +69,22 @@ export function matchesEventFilters(event: DockerEvent, runcId: string, filters:
   }
   const actions = filters.get('event');
   if (actions?.length && !actions.includes(event.Action)) return false;
+  const images = filters.get('image');
+  if (images?.length && !images.some((wanted) => sameImage(wanted, event.Actor.Attributes.image)))
+    return false;
   const types = filters.get('type');
   if (types?.length && !types.includes('container')) return false;
   return matchesLabels(event.Actor.Attributes, filters.get('label'));
+}
+
+/** `bb` is `bb:latest`, as the docker CLI means it; an invalid reference matches nothing. */
+function sameImage(wanted: string, image: string | undefined): boolean {
+  if (!image) return false;
+  try {
+    return imageName(wanted).name === image;
+  } catch {
+    return false;
+  }
 }
 
 export function first(value: string | string[] | undefined): string | undefined {
