@@ -4,14 +4,17 @@ import Docker from 'dockerode';
 import t, { type Test } from 'tap';
 import { dockerIdOf } from '../../src/docker/docker-ids.js';
 import { makeBusyboxRootfs, tarball } from '../helpers/rootfs.js';
-import { dockerCli, startWithDockerSocket } from '../helpers/docker-cli.js';
-import { eventually, makeSandbox } from '../helpers/sandbox.js';
+import { dockerCli } from '../helpers/docker-cli.js';
+import { DaemonProcess, eventually, makeSandbox, type Sandbox } from '../helpers/sandbox.js';
 
 // What the docker CLI's everyday commands and `docker run` options do against runcd, as a user types them.
 
-async function withImage(t: Test, name: string) {
+async function withImage(t: Test, name: string, daemonArgs: (sandbox: Sandbox) => string[] = () => []) {
   const sandbox = makeSandbox(t, name);
-  const { dockerSocket } = await startWithDockerSocket(t, sandbox);
+  const dockerSocket = join(sandbox.dir, 'docker.sock');
+  const daemon = new DaemonProcess(sandbox, ['--docker-socket', dockerSocket, ...daemonArgs(sandbox)]);
+  t.teardown(() => daemon.close());
+  await daemon.start();
   const run = (...args: string[]) => dockerCli(dockerSocket, ...args);
   t.teardown(async () => {
     const ids = (await run('ps', '-aq')).stdout.split('\n').filter(Boolean);
@@ -147,4 +150,62 @@ t.test('info counts images; events filter by image; build answers 501 naming bui
   t.not(build.code, 0);
   t.match(build.stderr, /runcd does not implement POST \/build \(docker build\)/);
   t.equal((await run('ps', '-aq')).stdout.trim().split('\n').length, 1, 'the daemon keeps serving');
+});
+
+/**
+ * Every option that changes what a container is: it works (checked inside the container) or is refused naming
+ * the option, and a refusal leaves no container behind.
+ */
+t.test('run options that change a container work through the bundle policy or are refused', async (t) => {
+  const { run, sandbox } = await withImage(t, 'dhost', (sandbox) => [
+    '--allow-mount-source',
+    join(sandbox.dir, 'shared'),
+  ]);
+  const shared = join(sandbox.dir, 'shared');
+  mkdirSync(shared);
+  writeFileSync(join(shared, 'note.txt'), 'from-the-host\n');
+  const outside = join(sandbox.dir, 'outside');
+  mkdirSync(outside);
+
+  const works: Array<[options: string[], script: string, expected: RegExp]> = [
+    [['--tmpfs', '/tmp:size=1m'], 'df -k /tmp | tail -1', /^tmpfs\s+1024\s/m],
+    [['--mount', 'type=tmpfs,dst=/tmp,tmpfs-size=2m'], 'df -k /tmp | tail -1', /^tmpfs\s+2048\s/m],
+    [['--shm-size', '8m'], 'df -k /dev/shm | tail -1', /^shm\s+8192\s/m],
+    [
+      ['-v', `${shared}:/tmp:ro`],
+      'cat /tmp/note.txt; touch /tmp/x 2>&1 || true',
+      /from-the-host\n.*Read-only/,
+    ],
+    [['--mount', `type=bind,src=${shared},dst=/tmp`], 'cat /tmp/note.txt', /^from-the-host$/m],
+    [['--log-driver', 'json-file'], 'echo logged', /^logged$/m],
+  ];
+  for (const [options, script, expected] of works) {
+    const ran = await run('run', '--rm', ...options, 'bb', 'sh', '-c', script);
+    t.equal(ran.code, 0, `${options.join(' ')}: ${ran.stderr}`);
+    t.match(ran.stdout, expected, `${options.join(' ')} takes effect inside the container`);
+  }
+
+  const refused: Array<[options: string[], message: RegExp]> = [
+    [['-v', `${outside}:/tmp`], /outside the allowed mount sources.*--allow-mount-source/],
+    [['--mount', `type=bind,src=${outside},dst=/tmp`], /outside the allowed mount sources/],
+    [['-v', 'data:/tmp'], /does not support -v data:\/tmp \(a named volume\)/],
+    [['-v', '/data'], /does not support -v \/data \(an anonymous volume\)/],
+    [['--mount', 'type=volume,dst=/data'], /does not support --mount type=volume/],
+    [['--privileged'], /does not support --privileged/],
+    [['--cap-add', 'NET_ADMIN'], /does not support --cap-add/],
+    [['--cap-drop', 'CHOWN'], /does not support --cap-drop/],
+    [['--device', '/dev/null'], /does not support --device/],
+    [['--security-opt', 'no-new-privileges'], /does not support --security-opt/],
+    [['--add-host', 'db:127.0.0.2'], /does not support --add-host/],
+    [['--dns', '127.0.0.53'], /does not support --dns/],
+    [['--group-add', '50'], /does not support --group-add/],
+    [['--log-driver', 'none'], /does not support --log-driver none/],
+    [['--tmpfs', '/tmp:size=1m mode=1777'], /--tmpfs: invalid mount option/],
+  ];
+  for (const [options, message] of refused) {
+    const ran = await run('run', '--rm', ...options, 'bb', 'true');
+    t.not(ran.code, 0, `${options.join(' ')} is refused`);
+    t.match(ran.stderr, message, `${options.join(' ')}: the refusal names it`);
+  }
+  t.equal((await run('ps', '-aq')).stdout.trim(), '', 'no refused create left a container');
 });

@@ -2,6 +2,7 @@ import { findImage, imageDefaultsOf } from '../translate/images.js';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { resolveUserInRootfs } from '../../bundles/rootfs-users.js';
+import { mountsOf, type HostConfigInput } from './host-config.js';
 import type { BundleService } from '../../bundles/bundle-service.js';
 import { NotFoundError } from '../../errors.js';
 import type { Bundle } from '../../schemas/bundle.js';
@@ -21,7 +22,8 @@ export interface CreateBody {
   StopTimeout?: unknown;
   Tty?: unknown;
   OpenStdin?: unknown;
-  HostConfig?: {
+  Volumes?: unknown;
+  HostConfig?: HostConfigInput & {
     Memory?: unknown;
     NanoCpus?: unknown;
     PidsLimit?: unknown;
@@ -64,9 +66,11 @@ export async function createFromImage(
     }
     throw error;
   }
+  const host = body.HostConfig ?? {};
+  // Before anything is made: an option runcd cannot honour refuses the create, never half of it.
+  const mounts = mountsOf(host, body.Volumes);
   const merged = mergeWithImage(image, body);
   const process = merged.user === undefined ? merged : { ...merged, user: await userOf(image, merged.user) };
-  const host = body.HostConfig ?? {};
   const id = nameParam?.replace(/^\//, '') || `runcd_${randomBytes(6).toString('hex')}`;
   const policy = nonEmpty(host.RestartPolicy?.Name);
   const restartPolicy =
@@ -97,6 +101,7 @@ export async function createFromImage(
       process,
       ...(nonEmpty(body.Hostname) ? { hostname: body.Hostname } : {}),
       ...(Object.keys(resources).length > 0 ? { resources } : {}),
+      ...(mounts.length > 0 ? { mounts } : {}),
       ...(host.Init === true ? { init: true } : {}),
     },
     ...(labels && Object.keys(labels).length > 0 ? { labels } : {}),
