@@ -209,3 +209,35 @@ t.test('run options that change a container work through the bundle policy or ar
   }
   t.equal((await run('ps', '-aq')).stdout.trim(), '', 'no refused create left a container');
 });
+
+t.test('stats --no-stream, container prune, and rename answering why not', async (t) => {
+  const { run, sandbox } = await withImage(t, 'dstat');
+  const busy = sandbox.id('busy');
+  t.equal((await run('run', '-d', '--name', busy, '-m', '64m', 'bb', 'sleep', '1000')).code, 0);
+  const done = sandbox.id('done');
+  t.equal((await run('run', '--name', done, '--label', 'keep=no', 'bb', 'true')).code, 0);
+
+  const named = await run('stats', '--no-stream', '--format', '{{.Name}} {{.MemUsage}} {{.PIDs}}', busy);
+  t.equal(named.code, 0, named.stderr);
+  t.match(named.stdout, new RegExp(`^${busy} \\S+ / 64MiB 1$`, 'm'), 'memory against its limit, one process');
+  const all = await run('stats', '--no-stream', '--format', '{{.Name}} {{.CPUPerc}}');
+  t.equal(all.code, 0, all.stderr);
+  t.match(all.stdout, new RegExp(`^${busy} \\d+\\.\\d\\d%$`, 'm'), 'every running container, with a CPU %');
+  t.notOk(all.stdout.includes(done), 'not the exited one');
+
+  const rename = await run('rename', busy, 'other');
+  t.not(rename.code, 0);
+  t.match(rename.stderr, /does not implement POST \/containers\/\{id\}\/rename.*its runc id/);
+
+  const kept = await run('container', 'prune', '-f', '--filter', 'label=keep=yes');
+  t.equal(kept.code, 0, kept.stderr);
+  t.match(
+    (await run('ps', '-a', '--format', '{{.Names}}')).stdout,
+    done,
+    'a label that matches nothing prunes nothing',
+  );
+  const pruned = await run('container', 'prune', '-f');
+  t.equal(pruned.code, 0, pruned.stderr);
+  t.match(pruned.stdout, dockerIdOf(done));
+  t.equal((await run('ps', '-a', '--format', '{{.Names}}')).stdout.trim(), busy, 'the running one stays');
+});

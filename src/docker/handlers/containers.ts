@@ -1,7 +1,7 @@
-import { DomainError } from '../../errors.js';
+import { ConflictError, DomainError } from '../../errors.js';
 import type { DockerContext, Query } from '../docker-context.js';
-import { notImplemented } from '../docker-errors.js';
-import { resolveContainer } from '../docker-ids.js';
+import { DockerError, notImplemented } from '../docker-errors.js';
+import { dockerIdOf, resolveContainer } from '../docker-ids.js';
 import { imageRefOf } from '../translate/images.js';
 import { asDocker, NOT_MODIFIED } from '../docker-status.js';
 import { runViewOf, summaryOf, inspectOf } from '../translate/container-shapes.js';
@@ -11,6 +11,8 @@ import {
   first,
   queryBool,
   idParam,
+  matchesLabels,
+  timeParam,
   timeoutParam,
   signalParam,
 } from '../translate/params.js';
@@ -114,6 +116,30 @@ export async function registerContainerRoutes(app: FastifyInstance, context: Doc
     return reply.code(204).send();
   });
 
+  // docker container prune: every stopped container (label / until filters as Docker has them). One that was
+  // started again between the list and its delete is refused by the delete and kept, as it should be.
+  app.post('/containers/prune', { config: { access: 'admin' } }, async (request) => {
+    const filters = parseFilters((request.query as Query).filters);
+    for (const key of filters.keys()) {
+      if (key !== 'label' && key !== 'until') throw new DockerError(400, `invalid filter '${key}'`);
+    }
+    const until = filters.get('until')?.[0];
+    const before = until === undefined ? undefined : timeParam(until, 'until');
+    const deleted: string[] = [];
+    for (const container of containers.list()) {
+      if (container.status !== 'stopped') continue;
+      if (!matchesLabels(container.labels, filters.get('label'))) continue;
+      if (before !== undefined && container.created > before) continue;
+      try {
+        await containers.delete(container.id, { force: false });
+        deleted.push(dockerIdOf(container.id));
+      } catch (error) {
+        if (!(error instanceof ConflictError)) throw error;
+      }
+    }
+    return { ContainersDeleted: deleted, SpaceReclaimed: 0 };
+  });
+
   app.get('/containers/:id/top', { config: { access: 'read' } }, async (request) => {
     const id = resolveContainer(containers, idParam(request));
     const processes = await containers.processes(id);
@@ -130,7 +156,7 @@ export async function registerContainerRoutes(app: FastifyInstance, context: Doc
   });
 
   // Answered 501 whatever the method; reading that needs what a read needs, anything else what a change needs.
-  for (const endpoint of ['resize', 'export', 'changes', 'stats', 'update', 'rename', 'archive']) {
+  for (const endpoint of ['resize', 'export', 'changes', 'update', 'rename', 'archive']) {
     for (const [methods, access] of [
       [['GET', 'HEAD'], 'read'],
       [['POST', 'PUT', 'DELETE', 'PATCH'], 'admin'],
@@ -140,7 +166,12 @@ export async function registerContainerRoutes(app: FastifyInstance, context: Doc
         url: `/containers/:id/${endpoint}`,
         config: { access },
         handler: async (request) => {
-          throw notImplemented(`${request.method} /containers/{id}/${endpoint}`);
+          throw notImplemented(
+            `${request.method} /containers/{id}/${endpoint}`,
+            endpoint === 'rename'
+              ? "a runcd container's name is its runc id, fixed while the container exists; create it again under the new name"
+              : undefined,
+          );
         },
       });
     }

@@ -39,6 +39,8 @@ export function registerEventRoutes(app: FastifyInstance, context: DockerContext
       },
       context.closing,
     );
+    // Docker answers the headers at once: the docker CLI (stats without names) waits for them before it lists.
+    reply.raw.once('pipe', () => reply.raw.flushHeaders());
     return reply.type('application/json').send(body);
   });
 }
