@@ -144,6 +144,9 @@ t.test('docker-compose: up -d, ps, logs, top, attached up and down', async (t) =
   const attached = await compose('up', '--no-color', 'once');
   t.equal(attached.code, 0, attached.stderr);
   t.match(attached.stdout, /once_1\s+\| once-done/, 'an attached up follows the output until the exit');
+  const again = await compose('up', '--no-color', 'once');
+  t.equal(again.code, 0, again.stderr);
+  t.match(again.stdout, /once_1\s+\| once-done/, 'an attached up of the exited service shows its new run');
   const up = await compose('up', '-d', 'web');
   t.equal(up.code, 0, up.stderr);
   const ps = await compose('ps');

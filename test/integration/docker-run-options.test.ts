@@ -80,6 +80,9 @@ t.test('restart policies, start and stop as Docker has them', async (t) => {
   // `docker start` of an exited container announces a start, which is what its clients wait for.
   const once = sandbox.id('once');
   t.equal((await run('run', '--name', once, 'bb', 'echo', 'ran')).code, 0);
+  const attached = await run('start', '-a', once);
+  t.equal(attached.code, 0, attached.stderr);
+  t.equal(attached.stdout, 'ran\n', 'start -a of an exited container prints its new run');
   const since = String(Math.floor(Date.now() / 1000) - 1);
   t.equal((await run('start', once)).code, 0);
   await eventually(async () =>

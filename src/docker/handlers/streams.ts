@@ -87,20 +87,18 @@ export async function registerStreamRoutes(app: FastifyInstance, context: Docker
     const peer = new PeerStream(request.raw.socket);
     openRawStream(peer, upgrade, 'application/vnd.docker.multiplexed-stream');
     if (stdout || stderr) {
-      // From now on starts at the log's end as it is now, before a created container is started: `docker run`
-      // attaches first and starts after, and sees the container's first line.
-      await logs
-        .stream(
-          id,
-          {
-            follow,
-            tail: history ? undefined : 0,
-            stream: stdout && stderr ? 'all' : stdout ? 'stdout' : 'stderr',
-          },
-          logFrames(peer, false),
-          peer.orWhen(context.closing),
-        )
-        .catch(() => undefined);
+      const stream = stdout && stderr ? 'all' : stdout ? 'stdout' : 'stderr';
+      const signal = peer.orWhen(context.closing);
+      // An exited container has nothing to show from now on until it runs again: `docker start -a` and compose's
+      // `up` attach first and start after, and see that run's output.
+      const nextRun = follow && !history && containers.get(id).status === 'stopped';
+      await (
+        nextRun
+          ? logs.streamNextRun(id, { follow, stream }, logFrames(peer, false), signal)
+          : // From now on starts at the log's end as it is now, before a created container is started: `docker
+            // run` attaches first and starts after, and sees the container's first line.
+            logs.stream(id, { follow, tail: history ? undefined : 0, stream }, logFrames(peer, false), signal)
+      ).catch(() => undefined);
     }
     endRawStream(peer);
   });
