@@ -78,6 +78,8 @@ out["log_driver"] = host["LogConfig"]["Type"]
 code, output = c.exec_run(["sh", "-c", "id -u; id -g; pwd; echo $MODE"])
 out["exec"] = [code, output.decode()]
 out["status"] = c.status
+out["ancestor"] = [x.name for x in client.containers.list(filters={"ancestor": "bb"})]
+out["other_ancestor"] = [x.name for x in client.containers.list(all=True, filters={"ancestor": "other"})]
 c.stop(timeout=1)
 out["logs"] = c.logs().decode()
 c.remove()
@@ -112,6 +114,8 @@ t.test('docker-py: containers.run in the foreground and detached, and what inspe
   t.equal(out.log_driver, 'json-file');
   t.same(out.exec, [0, '1000\n1001\n/tmp\ndemo\n'], 'the process runs with that user, directory and env');
   t.equal(out.status, 'running');
+  t.equal((out.ancestor as string[]).length, 1, 'the ancestor filter finds the container by its image');
+  t.same(out.other_ancestor, []);
   t.equal(out.logs, 'from-detached\n');
   t.same(out.failed, [3, 'bad\n'], 'a failing run raises ContainerError with its exit code and stderr');
   t.same(out.left, [], 'remove=True leaves nothing behind');

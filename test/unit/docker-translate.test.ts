@@ -127,6 +127,21 @@ t.test('filters: parsed from Docker JSON, matched on containers and events', asy
   t.notOk(matchesContainerFilters(container({ labels: { tier: 'db' } }), filters));
   t.notOk(matchesContainerFilters(container({ status: 'stopped' }), filters), 'exited is not running');
   t.throws(() => parseFilters('{not json'), DockerError);
+  const facts = {
+    imageOf: () => 'bb:latest',
+    createdOf: (reference: string) => (reference === 'older' ? '2026-12-02T09:00:00.000Z' : undefined),
+  };
+  const match = (value: object, overrides: Partial<Container> = {}) =>
+    matchesContainerFilters(container(overrides), parseFilters(JSON.stringify(value)), facts);
+  t.ok(match({ ancestor: ['bb'] }), 'ancestor: bb is bb:latest');
+  t.notOk(match({ ancestor: ['other'] }));
+  t.ok(match({ exited: ['3'] }, { status: 'stopped', exitCode: 3 }));
+  t.notOk(match({ exited: ['3'] }, { status: 'stopped', exitCode: 0 }));
+  t.notOk(match({ exited: ['0'] }), 'a running container has not exited');
+  t.ok(match({ since: ['older'] }), 'created after the referenced container');
+  t.notOk(match({ before: ['older'] }));
+  t.throws(() => match({ since: ['nobody'] }), new DockerError(404, 'No such container: nobody'));
+  t.throws(() => match({ exited: ['x'] }), DockerError, 'a non-numeric exit code is a 400');
   const event: ContainerEvent = {
     seq: 7,
     type: 'start',

@@ -17,6 +17,7 @@ import {
   signalParam,
 } from '../translate/params.js';
 import type { FastifyInstance } from 'fastify';
+import type { Container } from '../../schemas/container.js';
 
 /**
  * The container lifecycle: each handler calls the native operation and lets Docker's table (docker-status.ts)
@@ -29,7 +30,17 @@ export async function registerContainerRoutes(app: FastifyInstance, context: Doc
     const filters = parseFilters(query.filters);
     let list = containers.list();
     if (!queryBool(query.all)) list = list.filter((container) => container.status !== 'stopped');
-    list = list.filter((container) => matchesContainerFilters(container, filters));
+    const facts = {
+      imageOf: (container: Container) => imageRefOf(deps.bundles, container.bundle).name,
+      createdOf: (reference: string) => {
+        try {
+          return containers.get(resolveContainer(containers, reference)).created;
+        } catch {
+          return undefined;
+        }
+      },
+    };
+    list = list.filter((container) => matchesContainerFilters(container, filters, facts));
     list.sort((a, b) => b.created.localeCompare(a.created));
     const limit = query.limit === undefined ? undefined : Number(first(query.limit));
     if (limit !== undefined && Number.isInteger(limit) && limit > 0) list = list.slice(0, limit);
