@@ -15,13 +15,23 @@ node_major=$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0
 # systemd: systemd-analyze verifies the unit (CI). chromium: the test that clicks through Swagger UI at /docs.
 # util-linux (setpriv) and libcap2-bin (capsh): the test that runs runcd under the unit's capability bounding set.
 # skopeo, umoci: `docker load` unpacks docker save archives with them (offline).
-packages=(runc conmon busybox-static tini openssl systemd chromium util-linux libcap2-bin skopeo umoci)
+# python3-docker (docker-py), docker-compose: the tests drive runcd's Docker socket with these real clients. They
+# are installed without their Recommends: docker-compose recommends docker.io, whose dockerd would start on a
+# systemd machine and take over the FORWARD chain (policy DROP) and a docker0 bridge.
+packages=(runc conmon busybox-static tini openssl systemd chromium util-linux libcap2-bin skopeo umoci python3-docker docker-compose)
+without_recommends=(python3-docker docker-compose)
 missing=()
-for pkg in "${packages[@]}"; do dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg"); done
-if [ ${#missing[@]} -gt 0 ]; then
-  echo "setup.sh: installing ${missing[*]}"
+missing_bare=()
+for pkg in "${packages[@]}"; do
+  dpkg -s "$pkg" >/dev/null 2>&1 && continue
+  if [[ " ${without_recommends[*]} " == *" $pkg "* ]]; then missing_bare+=("$pkg"); else missing+=("$pkg"); fi
+done
+if [ $((${#missing[@]} + ${#missing_bare[@]})) -gt 0 ]; then
+  echo "setup.sh: installing ${missing[*]} ${missing_bare[*]}"
   apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  [ ${#missing[@]} -eq 0 ] || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  [ ${#missing_bare[@]} -eq 0 ] ||
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing_bare[@]}" >/dev/null
 fi
 
 npm ci --no-audit --no-fund

@@ -14,6 +14,7 @@ import { registerContainerRoutes } from './handlers/containers.js';
 import { registerEventRoutes } from './handlers/events.js';
 import { registerExecRoutes } from './handlers/exec.js';
 import { registerImageAndCreateRoutes } from './handlers/images.js';
+import { registerStatsRoutes } from './handlers/stats.js';
 import { registerStreamRoutes } from './handlers/streams.js';
 import { registerSystemRoutes } from './handlers/system.js';
 import { routeUpgradeRequestsAsRequests } from './upgrade-requests.js';
@@ -113,6 +114,7 @@ export async function buildDockerApp(deps: DockerAppDeps): Promise<FastifyInstan
   await registerImageAndCreateRoutes(app, context);
   registerContainerRoutes(app, context);
   registerStreamRoutes(app, context);
+  registerStatsRoutes(app, context);
   registerExecRoutes(app, context);
   registerEventRoutes(app, context);
   return app;

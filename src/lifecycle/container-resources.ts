@@ -57,7 +57,7 @@ export class ContainerResourceService {
 }
 
 /** The limits a config's `linux.resources` sets; null where it sets none. */
-function limitsOf(spec: OciSpec): Omit<ContainerResources, 'id'> {
+export function limitsOf(spec: OciSpec): Omit<ContainerResources, 'id'> {
   const resources = (spec.linux?.resources ?? {}) as {
     memory?: { limit?: number };
     cpu?: { quota?: number; period?: number };

@@ -311,7 +311,19 @@ export class ContainerService {
     options: { timeoutSeconds?: number | undefined; signal?: Signal | undefined } = {},
   ): Promise<{ container: Container; stopped: boolean }> {
     const record = this.view.require(id);
-    if (record.status === 'stopped') return { container: toContainer(record), stopped: false };
+    if (record.status === 'stopped') {
+      // Between a death and its policy restart (the backoff) the container is stopped but coming back: a stop
+      // then is the caller's, and ends that for good (as Docker's stop of a restarting container does). Under the
+      // lock, so a restart whose delay just ended sees it (restartByPolicy asks isCallerStop under the lock).
+      const wasComingBack = await this.locks.run(id, async () => {
+        const pending = this.policy.pending(id);
+        if (this.view.require(id).status === 'stopped') this.policy.callerStopped(id);
+        return pending;
+      });
+      if (this.view.require(id).status === 'stopped') {
+        return { container: toContainer(this.view.require(id)), stopped: wasComingBack };
+      }
+    }
     let alreadyStopped = false;
     const timeoutSeconds = options.timeoutSeconds ?? record.stopTimeout;
     const signalNumber = options.signal?.number ?? record.stopSignal;
@@ -350,8 +362,15 @@ export class ContainerService {
     return { container: toContainer(this.view.require(id)), stopped: !alreadyStopped };
   }
 
-  /** Stops the container if needed, then creates and starts it again from the same bundle with the same id. */
-  async restart(id: string, options: { timeoutSeconds?: number | undefined } = {}): Promise<Container> {
+  /**
+   * Stops the container if needed, then creates and starts it again from the same bundle with the same id.
+   * `announce: 'start'` publishes the new run as a start instead of a restart: Docker's `start` of an exited
+   * container is this same operation, and its clients watch for `start`.
+   */
+  async restart(
+    id: string,
+    options: { timeoutSeconds?: number | undefined; announce?: 'restart' | 'start' } = {},
+  ): Promise<Container> {
     assertAllowed('restart', this.view.require(id));
     try {
       // A caller's restart is not the end of an auto-remove container (Docker does not remove it either).
@@ -362,7 +381,12 @@ export class ContainerService {
           this.policy.callerStarted(id);
           this.policy.reset(id);
           await this.instances.recreate(record, () =>
-            this.deps.events.publish('restart', id, { reason: 'caller', restartCount: record.restartCount }),
+            options.announce === 'start'
+              ? this.deps.events.publish('start', id, { pid: record.pid })
+              : this.deps.events.publish('restart', id, {
+                  reason: 'caller',
+                  restartCount: record.restartCount,
+                }),
           );
           await this.instances.refreshExit(record);
           return toContainer(record);

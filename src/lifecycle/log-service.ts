@@ -15,6 +15,8 @@ export interface LogOptions {
   since?: string | undefined;
   until?: string | undefined;
   stream: 'stdout' | 'stderr' | 'all';
+  /** Without tail: start at this byte of the log (a length logSize gave earlier) instead of its beginning. */
+  fromOffset?: number | undefined;
 }
 
 /** Where the lines go: write() answers false when its reader is behind; reading then waits for drained(). */
@@ -32,6 +34,39 @@ export interface LogSink {
 export class LogService {
   constructor(private readonly containers: ContainerService) {}
 
+  /**
+   * The output of the next run of a stopped container: waits (until `signal`) for it to be started again, then
+   * streams what it writes from there, even if it wrote all of it and exited before the stream began. conmon
+   * appends to the same log across runs, so the log's length now is where the next run's output begins. This is
+   * Docker's attach to an exited container (`docker start -a`, compose's `up` of an exited service).
+   */
+  async streamNextRun(
+    id: string,
+    options: Omit<LogOptions, 'tail' | 'fromOffset'>,
+    sink: LogSink,
+    signal: AbortSignal,
+  ): Promise<void> {
+    let started!: () => void;
+    const next = new Promise<void>((resolve) => (started = resolve));
+    // Subscribed before the log is measured, so a start in between is not missed.
+    const unsubscribe = this.containers.events.subscribe((event) => {
+      if (event.id === id && (event.type === 'start' || event.type === 'restart' || event.type === 'delete'))
+        started();
+    });
+    if (signal.aborted) started();
+    else signal.addEventListener('abort', () => started(), { once: true });
+    try {
+      const source = this.containers.logSource(id);
+      source.cancel();
+      const offset = await logSize(source.path);
+      if (this.containers.get(id).status === 'stopped') await next;
+      if (signal.aborted || !this.containers.list().some((each) => each.id === id)) return;
+      await this.stream(id, { ...options, fromOffset: offset }, sink, signal);
+    } finally {
+      unsubscribe();
+    }
+  }
+
   async stream(id: string, options: LogOptions, sink: LogSink, signal: AbortSignal): Promise<void> {
     const source = this.containers.logSource(id);
     const streams = new Set<LogStream>(options.stream === 'all' ? ['stdout', 'stderr'] : [options.stream]);
@@ -45,8 +80,8 @@ export class LogService {
       const { start, firstShown, end, unfinishedShown } =
         options.tail === undefined
           ? {
-              start: 0,
-              firstShown: 0,
+              start: options.fromOffset ?? 0,
+              firstShown: options.fromOffset ?? 0,
               end: following ? undefined : await logSize(source.path),
               unfinishedShown: Infinity,
             }

@@ -87,7 +87,7 @@ export class RestartPolicy {
 
 function shouldRestart(record: ContainerRecord): boolean {
   const policy = record.restartPolicy;
-  if (policy.name === 'always') return true;
+  if (policy.name === 'always' || policy.name === 'unless-stopped') return true;
   if (policy.name !== 'on-failure' || record.exitCode === 0) return false;
   return policy.maxRetries === undefined || record.restartCount < policy.maxRetries;
 }

@@ -20,7 +20,11 @@ export const Labels = z
 
 export const RestartPolicy = z
   .object({
-    name: z.enum(['no', 'on-failure', 'always']),
+    name: z
+      .enum(['no', 'on-failure', 'always', 'unless-stopped'])
+      .describe(
+        "unless-stopped: as always (runcd never restarts a container its caller stopped, nor starts containers when it starts itself); kept under Docker's name for Docker's clients",
+      ),
     maxRetries: z
       .number()
       .int()

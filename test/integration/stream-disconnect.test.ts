@@ -216,6 +216,14 @@ t.test('a client leaving a stream never takes runcd down, nor makes it grow', as
       request: async () => ({ socket: dockerSocket, method: 'GET', path: '/v1.50/events?since=1' }),
     },
     {
+      name: 'docker stats stream',
+      request: async () => ({
+        socket: dockerSocket,
+        method: 'GET',
+        path: `/v1.50/containers/${quiet}/stats?stream=1`,
+      }),
+    },
+    {
       name: 'docker wait',
       request: async () => ({
         socket: dockerSocket,

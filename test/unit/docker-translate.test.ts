@@ -1,7 +1,13 @@
 import t from 'tap';
 import { dockerIdOf } from '../../src/docker/docker-ids.js';
 import { DockerError } from '../../src/docker/docker-errors.js';
-import { dockerState, inspectOf, summaryOf } from '../../src/docker/translate/container-shapes.js';
+import {
+  dockerState,
+  inspectOf,
+  summaryOf,
+  type ImageRef,
+  type RunView,
+} from '../../src/docker/translate/container-shapes.js';
 import { dockerEventOf } from '../../src/docker/translate/events.js';
 import {
   matchesContainerFilters,
@@ -38,6 +44,18 @@ const container = (overrides: Partial<Container> = {}): Container => ({
   ...overrides,
 });
 
+const run = (overrides: Partial<RunView> = {}): RunView => ({
+  command: ['sleep', '1000'],
+  env: ['PATH=/bin', 'MODE=demo'],
+  cwd: '/srv',
+  user: '1000',
+  memoryBytes: 67108864,
+  cpus: 0.5,
+  pidsLimit: 50,
+  ...overrides,
+});
+const bb: ImageRef = { name: 'bb:latest', id: `sha256:${'a'.repeat(64)}` };
+
 t.test('states: runcd stopped is Docker exited, creating reads created', async (t) => {
   t.equal(dockerState(container({ status: 'stopped' })), 'exited');
   t.equal(dockerState(container({ status: 'creating' })), 'created');
@@ -45,11 +63,13 @@ t.test('states: runcd stopped is Docker exited, creating reads created', async (
 });
 
 t.test('inspect: State, Name, Id and HostConfig as docker inspect reads them', async (t) => {
-  const inspected = inspectOf(container({ autoRemove: true }), ['sleep', '1000'], 'bb:latest') as {
+  const inspected = inspectOf(container({ autoRemove: true }), run(), bb) as {
     Id: string;
     Name: string;
+    Image: string;
     State: { Status: string; Running: boolean; Paused: boolean; Pid: number };
-    HostConfig: { AutoRemove: boolean };
+    HostConfig: Record<string, unknown>;
+    Config: Record<string, unknown>;
     Path: string;
     Args: string[];
   };
@@ -59,15 +79,35 @@ t.test('inspect: State, Name, Id and HostConfig as docker inspect reads them', a
   t.equal(inspected.HostConfig.AutoRemove, true, 'auto-removal is the container’s own property');
   t.equal(inspected.Path, 'sleep');
   t.same(inspected.Args, ['1000']);
-  const exited = inspectOf(container({ status: 'stopped', exitCode: 3, pid: 0 }), [], 'bb') as {
+  t.equal(inspected.Image, bb.id, 'Image is the image id (docker-py reads container.image from it)');
+  t.match(inspected.Config, { Image: 'bb:latest', Env: ['PATH=/bin', 'MODE=demo'], WorkingDir: '/srv' });
+  t.equal(inspected.Config.User, '1000');
+  t.match(inspected.HostConfig, {
+    LogConfig: { Type: 'json-file' },
+    Memory: 67108864,
+    NanoCpus: 500000000,
+    PidsLimit: 50,
+  });
+  const exited = inspectOf(
+    container({ status: 'stopped', exitCode: 3, pid: 0 }),
+    run({ command: [], memoryBytes: null, cpus: null, pidsLimit: null }),
+    bb,
+  ) as {
     State: { Status: string; Running: boolean; ExitCode: number };
+    HostConfig: Record<string, unknown>;
   };
   t.match(exited.State, { Status: 'exited', Running: false, ExitCode: 3 });
+  t.match(
+    exited.HostConfig,
+    { Memory: 0, NanoCpus: 0, PidsLimit: null },
+    'no limits read as Docker’s zeroes',
+  );
 });
 
 t.test('summary: docker ps columns', async (t) => {
-  const summary = summaryOf(container(), ['sleep', '1000'], 'bb:latest') as {
+  const summary = summaryOf(container(), run(), bb) as {
     Names: string[];
+    ImageID: string;
     State: string;
     Status: string;
     Image: string;
@@ -77,6 +117,7 @@ t.test('summary: docker ps columns', async (t) => {
   t.equal(summary.State, 'running');
   t.match(summary.Status, /^Up /);
   t.equal(summary.Image, 'bb:latest');
+  t.equal(summary.ImageID, bb.id);
   t.same(summary.Labels, { tier: 'web' });
 });
 
@@ -86,6 +127,21 @@ t.test('filters: parsed from Docker JSON, matched on containers and events', asy
   t.notOk(matchesContainerFilters(container({ labels: { tier: 'db' } }), filters));
   t.notOk(matchesContainerFilters(container({ status: 'stopped' }), filters), 'exited is not running');
   t.throws(() => parseFilters('{not json'), DockerError);
+  const facts = {
+    imageOf: () => 'bb:latest',
+    createdOf: (reference: string) => (reference === 'older' ? '2026-12-02T09:00:00.000Z' : undefined),
+  };
+  const match = (value: object, overrides: Partial<Container> = {}) =>
+    matchesContainerFilters(container(overrides), parseFilters(JSON.stringify(value)), facts);
+  t.ok(match({ ancestor: ['bb'] }), 'ancestor: bb is bb:latest');
+  t.notOk(match({ ancestor: ['other'] }));
+  t.ok(match({ exited: ['3'] }, { status: 'stopped', exitCode: 3 }));
+  t.notOk(match({ exited: ['3'] }, { status: 'stopped', exitCode: 0 }));
+  t.notOk(match({ exited: ['0'] }), 'a running container has not exited');
+  t.ok(match({ since: ['older'] }), 'created after the referenced container');
+  t.notOk(match({ before: ['older'] }));
+  t.throws(() => match({ since: ['nobody'] }), new DockerError(404, 'No such container: nobody'));
+  t.throws(() => match({ exited: ['x'] }), DockerError, 'a non-numeric exit code is a 400');
   const event: ContainerEvent = {
     seq: 7,
     type: 'start',

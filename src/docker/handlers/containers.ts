@@ -1,20 +1,23 @@
-import { DomainError } from '../../errors.js';
+import { ConflictError, DomainError } from '../../errors.js';
 import type { DockerContext, Query } from '../docker-context.js';
-import { notImplemented } from '../docker-errors.js';
-import { resolveContainer } from '../docker-ids.js';
-import { imageOfBundle } from '../translate/images.js';
+import { DockerError, notImplemented } from '../docker-errors.js';
+import { dockerIdOf, resolveContainer } from '../docker-ids.js';
+import { imageRefOf } from '../translate/images.js';
 import { asDocker, NOT_MODIFIED } from '../docker-status.js';
-import { commandOf, summaryOf, inspectOf } from '../translate/container-shapes.js';
+import { runViewOf, summaryOf, inspectOf } from '../translate/container-shapes.js';
 import {
   parseFilters,
   matchesContainerFilters,
   first,
   queryBool,
   idParam,
+  matchesLabels,
+  timeParam,
   timeoutParam,
   signalParam,
 } from '../translate/params.js';
 import type { FastifyInstance } from 'fastify';
+import type { Container } from '../../schemas/container.js';
 
 /**
  * The container lifecycle: each handler calls the native operation and lets Docker's table (docker-status.ts)
@@ -27,7 +30,17 @@ export async function registerContainerRoutes(app: FastifyInstance, context: Doc
     const filters = parseFilters(query.filters);
     let list = containers.list();
     if (!queryBool(query.all)) list = list.filter((container) => container.status !== 'stopped');
-    list = list.filter((container) => matchesContainerFilters(container, filters));
+    const facts = {
+      imageOf: (container: Container) => imageRefOf(deps.bundles, container.bundle).name,
+      createdOf: (reference: string) => {
+        try {
+          return containers.get(resolveContainer(containers, reference)).created;
+        } catch {
+          return undefined;
+        }
+      },
+    };
+    list = list.filter((container) => matchesContainerFilters(container, filters, facts));
     list.sort((a, b) => b.created.localeCompare(a.created));
     const limit = query.limit === undefined ? undefined : Number(first(query.limit));
     if (limit !== undefined && Number.isInteger(limit) && limit > 0) list = list.slice(0, limit);
@@ -35,8 +48,8 @@ export async function registerContainerRoutes(app: FastifyInstance, context: Doc
       list.map(async (container) =>
         summaryOf(
           container,
-          await commandOf(containers, container),
-          imageOfBundle(deps.bundles, container.bundle),
+          await runViewOf(containers, container),
+          imageRefOf(deps.bundles, container.bundle),
         ),
       ),
     );
@@ -47,8 +60,8 @@ export async function registerContainerRoutes(app: FastifyInstance, context: Doc
     const container = containers.get(id);
     return inspectOf(
       container,
-      await commandOf(containers, container),
-      imageOfBundle(deps.bundles, container.bundle),
+      await runViewOf(containers, container),
+      imageRefOf(deps.bundles, container.bundle),
     );
   });
 
@@ -60,7 +73,7 @@ export async function registerContainerRoutes(app: FastifyInstance, context: Doc
       } catch (error) {
         // runc cannot start a stopped container; `docker start` of an exited one runs it again from its bundle.
         if (!(error instanceof DomainError && error.code === 'container_stopped')) throw error;
-        await containers.restart(id, { timeoutSeconds: 0 });
+        await containers.restart(id, { timeoutSeconds: 0, announce: 'start' });
       }
     });
     return reply.code(started === NOT_MODIFIED ? 304 : 204).send();
@@ -114,6 +127,30 @@ export async function registerContainerRoutes(app: FastifyInstance, context: Doc
     return reply.code(204).send();
   });
 
+  // docker container prune: every stopped container (label / until filters as Docker has them). One that was
+  // started again between the list and its delete is refused by the delete and kept, as it should be.
+  app.post('/containers/prune', { config: { access: 'admin' } }, async (request) => {
+    const filters = parseFilters((request.query as Query).filters);
+    for (const key of filters.keys()) {
+      if (key !== 'label' && key !== 'until') throw new DockerError(400, `invalid filter '${key}'`);
+    }
+    const until = filters.get('until')?.[0];
+    const before = until === undefined ? undefined : timeParam(until, 'until');
+    const deleted: string[] = [];
+    for (const container of containers.list()) {
+      if (container.status !== 'stopped') continue;
+      if (!matchesLabels(container.labels, filters.get('label'))) continue;
+      if (before !== undefined && container.created > before) continue;
+      try {
+        await containers.delete(container.id, { force: false });
+        deleted.push(dockerIdOf(container.id));
+      } catch (error) {
+        if (!(error instanceof ConflictError)) throw error;
+      }
+    }
+    return { ContainersDeleted: deleted, SpaceReclaimed: 0 };
+  });
+
   app.get('/containers/:id/top', { config: { access: 'read' } }, async (request) => {
     const id = resolveContainer(containers, idParam(request));
     const processes = await containers.processes(id);
@@ -130,7 +167,7 @@ export async function registerContainerRoutes(app: FastifyInstance, context: Doc
   });
 
   // Answered 501 whatever the method; reading that needs what a read needs, anything else what a change needs.
-  for (const endpoint of ['resize', 'export', 'changes', 'stats', 'update', 'rename', 'archive']) {
+  for (const endpoint of ['resize', 'export', 'changes', 'update', 'rename', 'archive']) {
     for (const [methods, access] of [
       [['GET', 'HEAD'], 'read'],
       [['POST', 'PUT', 'DELETE', 'PATCH'], 'admin'],
@@ -140,7 +177,12 @@ export async function registerContainerRoutes(app: FastifyInstance, context: Doc
         url: `/containers/:id/${endpoint}`,
         config: { access },
         handler: async (request) => {
-          throw notImplemented(`${request.method} /containers/{id}/${endpoint}`);
+          throw notImplemented(
+            `${request.method} /containers/{id}/${endpoint}`,
+            endpoint === 'rename'
+              ? "a runcd container's name is its runc id, fixed while the container exists; create it again under the new name"
+              : undefined,
+          );
         },
       });
     }

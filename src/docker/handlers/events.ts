@@ -1,6 +1,7 @@
 import { followEvents } from '../../event-follow.js';
 import type { DockerContext, Query } from '../docker-context.js';
 import { dockerEventOf } from '../translate/events.js';
+import { imageRefOf } from '../translate/images.js';
 import { parseFilters, matchesEventFilters, timeParam } from '../translate/params.js';
 import type { FastifyInstance } from 'fastify';
 
@@ -12,25 +13,34 @@ export function registerEventRoutes(app: FastifyInstance, context: DockerContext
     const since = timeParam(query.since, 'since');
     const until = timeParam(query.until, 'until');
     const filters = parseFilters(query.filters);
-    const labelsById = new Map(containers.list().map((container) => [container.id, container.labels]));
-    const labelsOf = (id: string) => {
+    // A container's labels and image as they were last seen: a destroy event comes after the container is gone.
+    const seen = new Map<string, { labels: Record<string, string>; image: string }>();
+    const describe = (id: string) => {
       try {
-        const labels = containers.get(id).labels;
-        labelsById.set(id, labels);
-        return labels;
+        const container = containers.get(id);
+        const facts = {
+          labels: container.labels,
+          image: imageRefOf(context.deps.bundles, container.bundle).name,
+        };
+        seen.set(id, facts);
+        return facts;
       } catch {
-        return labelsById.get(id) ?? {};
+        return seen.get(id) ?? { labels: {}, image: '' };
       }
     };
+    for (const container of containers.list()) describe(container.id);
     const body = followEvents(
       containers.events,
       { since, until },
       (event) => {
-        const docker = dockerEventOf(event, labelsOf(event.id));
+        const facts = describe(event.id);
+        const docker = dockerEventOf(event, facts.labels, facts.image);
         return matchesEventFilters(docker, event.id, filters) ? `${JSON.stringify(docker)}\n` : undefined;
       },
       context.closing,
     );
+    // Docker answers the headers at once: the docker CLI (stats without names) waits for them before it lists.
+    reply.raw.once('pipe', () => reply.raw.flushHeaders());
     return reply.type('application/json').send(body);
   });
 }

@@ -33,11 +33,18 @@ export async function registerImageRoutes(
       .filter((bundle) => bundle.labels[IMAGE_LABEL] !== undefined)
       .map(summaryOf),
   );
-  app.get('/images/:name/json', { config: { access: 'read' } }, async (request) =>
-    inspectOf(findImage(bundles, (request.params as { name: string }).name)),
-  );
-  app.delete('/images/:name', { config: { access: 'admin' } }, async (request) => {
-    const image = findImage(bundles, (request.params as { name: string }).name);
+  // Image names have slashes (`myorg/app`, `registry:5000/app:tag`), which clients put in the path as they are:
+  // `/images/myorg/app/json`. A wildcard takes them; anything under /images that is not an inspect is the 501 the
+  // not-found handler would answer.
+  app.get('/images/*', { config: { access: 'read' } }, async (request) => {
+    const rest = (request.params as { '*': string })['*'];
+    if (!rest.endsWith('/json') || rest === '/json') {
+      throw notImplemented(`GET ${request.url.split('?')[0]}`);
+    }
+    return inspectOf(findImage(bundles, rest.slice(0, -'/json'.length)));
+  });
+  app.delete('/images/*', { config: { access: 'admin' } }, async (request) => {
+    const image = findImage(bundles, (request.params as { '*': string })['*']);
     if (image.containers.length > 0) {
       throw new DockerError(
         409,

@@ -42,6 +42,20 @@ export async function registerImageAndCreateRoutes(
     }
   }
 
+  // `docker build` sends its context as a tarball: the answer must name build, not fail on the body as JSON. The
+  // body is never read (its own parser hands the stream on, unread, and the connection closes after the answer).
+  await app.register(async (scope) => {
+    scope.removeAllContentTypeParsers();
+    scope.addContentTypeParser('*', (_request, payload, done) => done(null, payload));
+    scope.post('/build', { config: { access: 'admin' } }, async (_request, reply) => {
+      reply.header('connection', 'close');
+      throw notImplemented(
+        'POST /build (docker build)',
+        'runcd builds no images; build elsewhere and bring the image in with docker load (a docker save archive)',
+      );
+    });
+  });
+
   // `docker inspect NAME` tries each object kind in turn; runcd has no networks, volumes or plugins (nor images
   // without bundles), so the true answer is that there is no such one (and the CLI then says "No such object").
   for (const [url, kind] of [

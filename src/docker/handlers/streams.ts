@@ -42,10 +42,12 @@ export async function registerStreamRoutes(app: FastifyInstance, context: Docker
     const stderr = queryBool(query.stderr);
     if (!stdout && !stderr) throw new DockerError(400, 'Bad parameters: you must choose at least one stream');
     const tailValue = first(query.tail);
-    const tail = tailValue === undefined || tailValue === 'all' ? undefined : Number(tailValue);
-    if (tail !== undefined && (!Number.isInteger(tail) || tail < 0)) {
+    const lines = tailValue === undefined || tailValue === 'all' ? undefined : Number(tailValue);
+    if (lines !== undefined && !Number.isInteger(lines)) {
       throw new DockerError(400, `tail must be "all" or a number of lines; got "${tailValue}"`);
     }
+    // Docker reads a negative tail as all of it; testcontainers' log waits send tail=-1.
+    const tail = lines !== undefined && lines < 0 ? undefined : lines;
     const since = timeParam(query.since, 'since');
     const until = timeParam(query.until, 'until');
     const timestamps = queryBool(query.timestamps);
@@ -85,20 +87,18 @@ export async function registerStreamRoutes(app: FastifyInstance, context: Docker
     const peer = new PeerStream(request.raw.socket);
     openRawStream(peer, upgrade, 'application/vnd.docker.multiplexed-stream');
     if (stdout || stderr) {
-      // From now on starts at the log's end as it is now, before a created container is started: `docker run`
-      // attaches first and starts after, and sees the container's first line.
-      await logs
-        .stream(
-          id,
-          {
-            follow,
-            tail: history ? undefined : 0,
-            stream: stdout && stderr ? 'all' : stdout ? 'stdout' : 'stderr',
-          },
-          logFrames(peer, false),
-          peer.orWhen(context.closing),
-        )
-        .catch(() => undefined);
+      const stream = stdout && stderr ? 'all' : stdout ? 'stdout' : 'stderr';
+      const signal = peer.orWhen(context.closing);
+      // An exited container has nothing to show from now on until it runs again: `docker start -a` and compose's
+      // `up` attach first and start after, and see that run's output.
+      const nextRun = follow && !history && containers.get(id).status === 'stopped';
+      await (
+        nextRun
+          ? logs.streamNextRun(id, { follow, stream }, logFrames(peer, false), signal)
+          : // From now on starts at the log's end as it is now, before a created container is started: `docker
+            // run` attaches first and starts after, and sees the container's first line.
+            logs.stream(id, { follow, tail: history ? undefined : 0, stream }, logFrames(peer, false), signal)
+      ).catch(() => undefined);
     }
     endRawStream(peer);
   });

@@ -1,13 +1,14 @@
 import { RUNCD_VERSION } from '../../version.js';
 import { DOCKER_API_VERSION, DOCKER_MIN_API_VERSION } from '../docker-app.js';
 import type { DockerContext } from '../docker-context.js';
+import { IMAGE_LABEL } from '../translate/images.js';
 import { dockerArch } from './system-facts.js';
 import type { FastifyInstance } from 'fastify';
 import { arch, cpus, hostname, release, totalmem } from 'node:os';
 
 /** GET /_ping, /version and /info: what the docker CLI asks before anything else. */
 export function registerSystemRoutes(app: FastifyInstance, context: DockerContext): void {
-  const { containers } = context;
+  const { containers, deps } = context;
   app.get('/_ping', { config: { access: 'read' } }, async (_request, reply) =>
     reply.header('cache-control', 'no-cache').type('text/plain; charset=utf-8').send('OK'),
   );
@@ -49,7 +50,7 @@ export function registerSystemRoutes(app: FastifyInstance, context: DockerContex
       ContainersRunning: count('running'),
       ContainersPaused: count('paused'),
       ContainersStopped: count('stopped'),
-      Images: 0,
+      Images: deps.bundles?.list().filter((bundle) => bundle.labels[IMAGE_LABEL] !== undefined).length ?? 0,
       Driver: 'runcd-bundles',
       OperatingSystem: 'linux',
       OSType: 'linux',

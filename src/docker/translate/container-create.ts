@@ -1,5 +1,8 @@
-import { IMAGE_LABEL, findImage, imageDefaultsOf } from '../translate/images.js';
+import { findImage, imageDefaultsOf } from '../translate/images.js';
 import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
+import { resolveUserInRootfs } from '../../bundles/rootfs-users.js';
+import { mountsOf, type HostConfigInput } from './host-config.js';
 import type { BundleService } from '../../bundles/bundle-service.js';
 import type { ContainerCreation } from '../../creation/container-creation.js';
 import { NotFoundError } from '../../errors.js';
@@ -20,7 +23,8 @@ export interface CreateBody {
   StopTimeout?: unknown;
   Tty?: unknown;
   OpenStdin?: unknown;
-  HostConfig?: {
+  Volumes?: unknown;
+  HostConfig?: HostConfigInput & {
     Memory?: unknown;
     NanoCpus?: unknown;
     PidsLimit?: unknown;
@@ -64,8 +68,11 @@ export async function createFromImage(
     }
     throw error;
   }
-  const process = mergeWithImage(image, body);
   const host = body.HostConfig ?? {};
+  // Before anything is made: an option runcd cannot honour refuses the create, never half of it.
+  const mounts = mountsOf(host, body.Volumes);
+  const merged = mergeWithImage(image, body);
+  const process = merged.user === undefined ? merged : { ...merged, user: await userOf(image, merged.user) };
   const id = nameParam?.replace(/^\//, '') || `runcd_${randomBytes(6).toString('hex')}`;
   const policy = nonEmpty(host.RestartPolicy?.Name);
   const restartPolicy =
@@ -78,7 +85,7 @@ export async function createFromImage(
               ? { maxRetries: host.RestartPolicy?.MaximumRetryCount }
               : {}),
           }
-        : { name: 'always' };
+        : { name: policy };
   const memory = positive(host.Memory);
   const nanoCpus = positive(host.NanoCpus);
   const pids = positive(host.PidsLimit);
@@ -96,6 +103,7 @@ export async function createFromImage(
       process,
       ...(nonEmpty(body.Hostname) ? { hostname: body.Hostname } : {}),
       ...(Object.keys(resources).length > 0 ? { resources } : {}),
+      ...(mounts.length > 0 ? { mounts } : {}),
       ...(host.Init === true ? { init: true } : {}),
     },
     ...(labels && Object.keys(labels).length > 0 ? { labels } : {}),
@@ -125,7 +133,8 @@ export async function createFromImage(
 /**
  * The container's process from its create body over the image's defaults, by Docker's rules: an Entrypoint of
  * the caller replaces the image's and drops the image's Cmd; otherwise the caller's Cmd (or the image's) follows
- * the image's Entrypoint. `--entrypoint ""` (`[""]`) clears it. Env merges by key; WorkingDir and User override.
+ * the image's Entrypoint. `--entrypoint ""` (`[""]`) clears it. Env merges by key; WorkingDir and User override
+ * (the user as given: userOf resolves it).
  */
 export function mergeWithImage(
   image: Bundle,
@@ -143,21 +152,24 @@ export function mergeWithImage(
   if (args.length === 0) throw new DockerError(400, 'No command specified');
   const env = new Map<string, string>();
   for (const entry of [...(defaults.Env ?? []), ...(stringList(body.Env) ?? [])]) {
+    // `docker run -e VAR` with VAR unset in the client's environment arrives as a bare `VAR`: Docker drops it.
     const equals = entry.indexOf('=');
-    env.set(equals === -1 ? entry : entry.slice(0, equals), entry);
+    if (equals === -1) continue;
+    env.set(entry.slice(0, equals), entry);
   }
   const cwd = nonEmpty(body.WorkingDir) ?? nonEmpty(defaults.WorkingDir);
   const user = nonEmpty(body.User) ?? nonEmpty(defaults.User);
-  if (user !== undefined && nonEmpty(body.User) === undefined && !/^\d{1,10}(:\d{1,10})?$/.test(user)) {
-    throw new DockerError(
-      400,
-      `image ${image.labels[IMAGE_LABEL]} runs as user "${user}", but runcd needs a numeric uid[:gid]: pass --user UID[:GID]`,
-    );
-  }
   return {
     args,
     ...(env.size > 0 ? { env: [...env.values()] } : {}),
     ...(cwd !== undefined ? { cwd } : {}),
     ...(user !== undefined ? { user } : {}),
   };
+}
+
+/** `--user` (or the image's User) as uid:gid, resolved in the image's rootfs as Docker does. */
+async function userOf(image: Bundle, spec: string): Promise<string> {
+  const resolved = await resolveUserInRootfs(join(image.path, 'rootfs'), spec);
+  if (!resolved.ok) throw new DockerError(400, resolved.reason);
+  return `${resolved.uid}:${resolved.gid}`;
 }

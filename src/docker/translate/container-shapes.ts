@@ -1,16 +1,58 @@
 import type { ContainerService } from '../../lifecycle/container-service.js';
+import { limitsOf } from '../../lifecycle/container-resources.js';
+import type { OciSpec } from '../../runtime/oci.js';
 import type { Container } from '../../schemas/container.js';
 import { dockerIdOf } from '../docker-ids.js';
 
 // ---- translation of runcd's view into Docker's shapes
 
-/** The command of the config runc runs (runcd's checked copy), not the caller's file, which may have changed. */
-export async function commandOf(containers: ContainerService, container: Container): Promise<string[]> {
+/** What the container runs, as runc was told (runcd's checked copy of config.json); empty when unknown. */
+export interface RunView {
+  command: string[];
+  env: string[];
+  cwd: string;
+  /** Docker's spelling: `uid` (gid 0) or `uid:gid`; '' for root. */
+  user: string;
+  memoryBytes: number | null;
+  cpus: number | null;
+  pidsLimit: number | null;
+}
+
+const UNKNOWN_RUN: RunView = {
+  command: [],
+  env: [],
+  cwd: '',
+  user: '',
+  memoryBytes: null,
+  cpus: null,
+  pidsLimit: null,
+};
+
+/** The config runc runs (runcd's checked copy), not the caller's file, which may have changed. */
+export async function runViewOf(containers: ContainerService, container: Container): Promise<RunView> {
+  let config: OciSpec | undefined;
   try {
-    return (await containers.runningConfig(container.id))?.process?.args ?? [];
+    config = await containers.runningConfig(container.id);
   } catch {
-    return [];
+    return UNKNOWN_RUN;
   }
+  if (!config) return UNKNOWN_RUN;
+  const process = config.process;
+  const uid = process?.user.uid ?? 0;
+  const gid = process?.user.gid ?? 0;
+  return {
+    command: process?.args ?? [],
+    env: process?.env ?? [],
+    cwd: process?.cwd ?? '',
+    user: uid === 0 && gid === 0 ? '' : gid === 0 ? String(uid) : `${uid}:${gid}`,
+    ...limitsOf(config),
+  };
+}
+
+/** The image a container was made from: the name Docker shows and the id `docker inspect` reports. */
+export interface ImageRef {
+  name: string;
+  id: string;
 }
 
 export function dockerState(container: Container): string {
@@ -50,13 +92,13 @@ export function statusText(container: Container): string {
   }
 }
 
-export function summaryOf(container: Container, command: string[], image: string): Record<string, unknown> {
+export function summaryOf(container: Container, run: RunView, image: ImageRef): Record<string, unknown> {
   return {
     Id: dockerIdOf(container.id),
     Names: [`/${container.id}`],
-    Image: image,
-    ImageID: '',
-    Command: command.join(' '),
+    Image: image.name,
+    ImageID: image.id,
+    Command: run.command.join(' '),
     Created: unixSeconds(container.created),
     Ports: [],
     Labels: container.labels,
@@ -70,8 +112,9 @@ export function summaryOf(container: Container, command: string[], image: string
 
 export const ZERO_TIME = '0001-01-01T00:00:00Z';
 
-export function inspectOf(container: Container, command: string[], image: string): Record<string, unknown> {
+export function inspectOf(container: Container, run: RunView, image: ImageRef): Record<string, unknown> {
   const state = dockerState(container);
+  const command = run.command;
   return {
     Id: dockerIdOf(container.id),
     Created: container.created,
@@ -90,7 +133,7 @@ export function inspectOf(container: Container, command: string[], image: string
       StartedAt: container.startedAt ?? ZERO_TIME,
       FinishedAt: container.finishedAt ?? ZERO_TIME,
     },
-    Image: image,
+    Image: image.id,
     ResolvConfPath: '',
     HostnamePath: '',
     HostsPath: '',
@@ -109,22 +152,28 @@ export function inspectOf(container: Container, command: string[], image: string
         MaximumRetryCount: container.restartPolicy.maxRetries ?? 0,
       },
       AutoRemove: container.autoRemove,
+      // Output is kept by conmon in a file per container and read back by `docker logs`, which is what clients
+      // (docker-py's run, compose's logs) check for before they read logs: json-file is the driver that does so.
+      LogConfig: { Type: 'json-file', Config: {} },
+      Memory: run.memoryBytes ?? 0,
+      NanoCpus: run.cpus === null ? 0 : Math.round(run.cpus * 1e9),
+      PidsLimit: run.pidsLimit,
     },
     GraphDriver: { Name: 'runcd-bundles', Data: { RootFs: container.rootfs, Bundle: container.bundle } },
     Mounts: [],
     Config: {
       Hostname: container.id,
-      User: '',
+      User: run.user,
       AttachStdin: false,
       AttachStdout: false,
       AttachStderr: false,
       Tty: false,
       OpenStdin: false,
       StdinOnce: false,
-      Env: [],
+      Env: run.env,
       Cmd: command,
-      Image: image,
-      WorkingDir: '',
+      Image: image.name,
+      WorkingDir: run.cwd,
       Entrypoint: null,
       Labels: container.labels,
       StopSignal: container.stopSignal,

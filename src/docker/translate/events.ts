@@ -26,9 +26,14 @@ export interface DockerEvent {
   timeNano: number;
 }
 
-export function dockerEventOf(event: ContainerEvent, labels: Record<string, string>): DockerEvent {
+/** `image`: the name of the container's image ('' for a container of the native API, made from a bundle path). */
+export function dockerEventOf(
+  event: ContainerEvent,
+  labels: Record<string, string>,
+  image = '',
+): DockerEvent {
   const action = EVENT_ACTIONS[event.type] ?? event.type;
-  const attributes: Record<string, string> = { ...labels, name: event.id };
+  const attributes: Record<string, string> = { ...labels, ...(image ? { image } : {}), name: event.id };
   for (const [key, value] of Object.entries(event.attributes)) {
     if (value !== null) attributes[key] = String(value);
   }
@@ -37,7 +42,7 @@ export function dockerEventOf(event: ContainerEvent, labels: Record<string, stri
   return {
     status: action,
     id,
-    from: '',
+    from: image,
     Type: 'container',
     Action: action,
     Actor: { ID: id, Attributes: attributes },

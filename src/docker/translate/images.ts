@@ -109,12 +109,19 @@ export function inspectOf(bundle: Bundle): Record<string, unknown> {
 
 export const ZERO_TIME = '0001-01-01T00:00:00Z';
 
-/** The image a container was made from (`docker ps` IMAGE column), or its bundle path when it has none. */
-export function imageOfBundle(bundles: BundleService | undefined, bundlePath: string): string {
-  if (!bundles) return bundlePath;
+/**
+ * The name (`docker ps` IMAGE column) and id of the image a container was made from. A container of the native API has no image: its
+ * bundle path stands for the name and the id is empty, as Docker's `ImageID` of a container whose image is gone.
+ */
+export function imageRefOf(
+  bundles: BundleService | undefined,
+  bundlePath: string,
+): { name: string; id: string } {
+  if (!bundles) return { name: bundlePath, id: '' };
   const all = bundles.list();
   const own = all.find((bundle) => bundle.path === bundlePath);
   const source =
     own?.rootfs.source === 'shared' ? all.find((bundle) => bundle.id === own.rootfs.origin) : own;
-  return source?.labels[IMAGE_LABEL] ?? bundlePath;
+  const name = source?.labels[IMAGE_LABEL];
+  return name === undefined || !source ? { name: bundlePath, id: '' } : { name, id: imageIdOf(source) };
 }

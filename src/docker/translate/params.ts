@@ -4,6 +4,7 @@ import { DockerError, notImplemented } from '../docker-errors.js';
 import { dockerIdOf } from '../docker-ids.js';
 import { dockerState } from './container-shapes.js';
 import type { DockerEvent } from './events.js';
+import { imageName } from './images.js';
 import type { FastifyRequest } from 'fastify';
 
 // ---- query parsing
@@ -34,7 +35,16 @@ export function parseFilters(value: string | string[] | undefined): Filters {
   return filters;
 }
 
-export const CONTAINER_FILTERS = new Set(['status', 'label', 'id', 'name']);
+export const CONTAINER_FILTERS = new Set([
+  'status',
+  'label',
+  'id',
+  'name',
+  'ancestor',
+  'exited',
+  'since',
+  'before',
+]);
 
 export function matchesLabels(labels: Record<string, string>, wanted: string[] | undefined): boolean {
   return (wanted ?? []).every((item) => {
@@ -43,7 +53,20 @@ export function matchesLabels(labels: Record<string, string>, wanted: string[] |
   });
 }
 
-export function matchesContainerFilters(container: Container, filters: Filters): boolean {
+/** What the filters need beyond the container: its image's name, and a referenced container's creation time. */
+export interface FilterFacts {
+  imageOf: (container: Container) => string;
+  /** since/before name a container (name or id); undefined when there is no such one. */
+  createdOf: (reference: string) => string | undefined;
+}
+
+const NO_FACTS: FilterFacts = { imageOf: () => '', createdOf: () => undefined };
+
+export function matchesContainerFilters(
+  container: Container,
+  filters: Filters,
+  facts: FilterFacts = NO_FACTS,
+): boolean {
   for (const key of filters.keys()) {
     if (!CONTAINER_FILTERS.has(key)) throw notImplemented(`the "${key}" filter of GET /containers/json`);
   }
@@ -53,6 +76,27 @@ export function matchesContainerFilters(container: Container, filters: Filters):
   if (ids?.length && !ids.some((id) => dockerIdOf(container.id).startsWith(id))) return false;
   const names = filters.get('name');
   if (names?.length && !names.some((name) => container.id.includes(name.replace(/^\//, '')))) return false;
+  const ancestors = filters.get('ancestor');
+  if (ancestors?.length && !ancestors.some((wanted) => sameImage(wanted, facts.imageOf(container))))
+    return false;
+  const exited = filters.get('exited');
+  if (exited?.length) {
+    for (const code of exited) {
+      if (!/^-?\d+$/.test(code))
+        throw new DockerError(400, `invalid filter 'exited=${code}': not an exit code`);
+    }
+    if (container.status !== 'stopped' || !exited.includes(String(container.exitCode ?? 0))) return false;
+  }
+  for (const [key, newer] of [
+    ['since', true],
+    ['before', false],
+  ] as const) {
+    const reference = filters.get(key)?.[0];
+    if (reference === undefined) continue;
+    const created = facts.createdOf(reference);
+    if (created === undefined) throw new DockerError(404, `No such container: ${reference}`);
+    if (newer ? container.created <= created : container.created >= created) return false;
+  }
   return matchesLabels(container.labels, filters.get('label'));
 }
 
@@ -68,9 +112,22 @@ export function matchesEventFilters(event: DockerEvent, runcId: string, filters:
   }
   const actions = filters.get('event');
   if (actions?.length && !actions.includes(event.Action)) return false;
+  const images = filters.get('image');
+  if (images?.length && !images.some((wanted) => sameImage(wanted, event.Actor.Attributes.image)))
+    return false;
   const types = filters.get('type');
   if (types?.length && !types.includes('container')) return false;
   return matchesLabels(event.Actor.Attributes, filters.get('label'));
+}
+
+/** `bb` is `bb:latest`, as the docker CLI means it; an invalid reference matches nothing. */
+function sameImage(wanted: string, image: string | undefined): boolean {
+  if (!image) return false;
+  try {
+    return imageName(wanted).name === image;
+  } catch {
+    return false;
+  }
 }
 
 export function first(value: string | string[] | undefined): string | undefined {
