@@ -15,7 +15,9 @@ node_major=$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0
 # systemd: systemd-analyze verifies the unit (CI). chromium: the test that clicks through Swagger UI at /docs.
 # util-linux (setpriv) and libcap2-bin (capsh): the test that runs runcd under the unit's capability bounding set.
 # skopeo, umoci: `docker load` unpacks docker save archives with them (offline).
-packages=(runc conmon busybox-static tini openssl systemd chromium util-linux libcap2-bin skopeo umoci)
+# containernetworking-plugins (bridge, host-local, portmap, firewall in /usr/lib/cni), iproute2, iptables: networks.
+packages=(runc conmon busybox-static tini openssl systemd chromium util-linux libcap2-bin skopeo umoci
+  containernetworking-plugins iproute2 iptables)
 missing=()
 for pkg in "${packages[@]}"; do dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg"); done
 if [ ${#missing[@]} -gt 0 ]; then

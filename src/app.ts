@@ -22,6 +22,7 @@ import bundleRoutes from '../routes/bundles.js';
 import containerResourceRoutes from '../routes/container-resources.js';
 import containerRoutes from '../routes/containers.js';
 import eventRoutes from '../routes/events.js';
+import networkRoutes from '../routes/networks.js';
 import systemRoutes from '../routes/system.js';
 import type { Socket } from 'node:net';
 import { z } from 'zod';
@@ -37,6 +38,7 @@ import {
 import type { BundleService } from './bundles/bundle-service.js';
 import type { ContainerResourceService } from './lifecycle/container-resources.js';
 import type { ContainerService } from './lifecycle/container-service.js';
+import type { NetworkService } from './network/network-service.js';
 import { LogService } from './lifecycle/log-service.js';
 import httpObservability, { requestIdFor } from './observability/http-observability.js';
 import type { DaemonMetrics } from './observability/metrics.js';
@@ -58,6 +60,7 @@ export interface AppDeps {
   containers: ContainerService;
   bundles: BundleService;
   resources: ContainerResourceService;
+  networks: NetworkService;
   security: SecurityOptions;
   /** Behind GET /readyz, /info and /metrics; one of each per daemon, shared by its listeners. */
   system: { status: SystemStatus; metrics: DaemonMetrics };
@@ -187,6 +190,10 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
       tags: [
         { name: 'containers', description: 'Container lifecycle' },
         { name: 'bundles', description: 'Bundles runcd generates and owns (config.json + rootfs)' },
+        {
+          name: 'networks',
+          description: 'CNI bridge networks containers attach to between create and start',
+        },
         { name: 'events', description: 'Lifecycle event stream' },
         { name: 'system', description: 'Daemon health and documentation' },
       ],
@@ -203,6 +210,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   });
   await app.register(containerResourceRoutes, { resources: deps.resources });
   await app.register(bundleRoutes, { bundles: deps.bundles });
+  await app.register(networkRoutes, { networks: deps.networks });
   await app.register(eventRoutes, { events: deps.containers.events });
   return app;
 }

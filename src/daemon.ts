@@ -3,7 +3,12 @@ import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { buildApp } from './app.js';
-import type { Config } from './config.js';
+import type { Config, NetworkFlags } from './config.js';
+import { DEFAULT_CNI_PLUGIN_DIR, DEFAULT_NETWORK } from './config.js';
+import { ContainerNetworking } from './network/container-networking.js';
+import { NetworkService } from './network/network-service.js';
+import { Cni } from './runtime/cni.js';
+import { NetworkRepository } from './store/network-repository.js';
 import { BundleService } from './bundles/bundle-service.js';
 import { ContainerResourceService } from './lifecycle/container-resources.js';
 import { DEFAULT_INIT_BINARY, DEFAULT_MAX_ROOTFS_BYTES } from './config.js';
@@ -62,6 +67,8 @@ export interface DaemonConfig extends Pick<Config, 'stateDir' | 'runtimeRoot' | 
   rateLimitPerSecond?: number;
   processLimits?: Partial<ProcessLimits>;
   runtimeTimeoutMs?: number;
+  /** CNI networking: plugin directories, the default network, the default host address of published ports. */
+  network?: Partial<NetworkFlags>;
 }
 
 export interface Daemon {
@@ -73,6 +80,7 @@ export interface Daemon {
   dockerApp: FastifyInstance | undefined;
   containers: ContainerService;
   bundles: BundleService;
+  networks: NetworkService;
   runner: ProcessRunner;
   tokens: TokenRepository;
   policy: BundlePolicy;
@@ -138,6 +146,27 @@ export async function openDaemon(config: DaemonConfig, logger: Logger): Promise<
     { initBinary },
   );
   const bundleRepository = new BundleRepository(db);
+  const cni = new Cni({ runner, pluginDirs: config.network?.pluginDirs ?? [DEFAULT_CNI_PLUGIN_DIR] });
+  const networkRepository = new NetworkRepository(db);
+  const networks = new NetworkService({
+    repository: networkRepository,
+    settings: {
+      configDir: join(config.stateDir, 'cni', 'net.d'),
+      ipamDir: join(config.stateDir, 'cni', 'ipam'),
+      defaultNetwork: config.network?.defaultNetwork ?? DEFAULT_NETWORK,
+      publishHostIp: config.network?.publishHostIp ?? '127.0.0.1',
+    },
+    deleteLink: (name) => cni.deleteLink(name),
+    logger: logger.child({ component: 'network' }),
+  });
+  const networking = new ContainerNetworking({
+    networks,
+    repository: networkRepository,
+    cni,
+    netnsDir: join(config.stateDir, 'netns'),
+    filesDir: join(config.stateDir, 'name-files'),
+    logger: logger.child({ component: 'network' }),
+  });
   const containers: ContainerService = new ContainerService({
     repository: new ContainerRepository(db),
     tombstones: new TombstoneRepository(db),
@@ -149,6 +178,7 @@ export async function openDaemon(config: DaemonConfig, logger: Logger): Promise<
     bundles: new BundleInspector(config.bundleRoots, policy, (dir): string | undefined =>
       managedBundles.sharedRootfsOf(dir),
     ),
+    network: networking,
     logger: logger.child({ component: 'lifecycle' }),
   });
   const managedBundles = new BundleService({
@@ -197,6 +227,7 @@ export async function openDaemon(config: DaemonConfig, logger: Logger): Promise<
       containers,
       bundles: managedBundles,
       resources,
+      networks,
       logger,
       system,
       security: security('unix'),
@@ -208,6 +239,7 @@ export async function openDaemon(config: DaemonConfig, logger: Logger): Promise<
         containers,
         bundles: managedBundles,
         resources,
+        networks,
         logger,
         system,
         security: security('tcp'),
@@ -247,6 +279,7 @@ export async function openDaemon(config: DaemonConfig, logger: Logger): Promise<
       dockerApp,
       containers,
       bundles: managedBundles,
+      networks,
       runner,
       tokens,
       policy,
