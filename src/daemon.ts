@@ -263,6 +263,7 @@ export async function openDaemon(config: DaemonConfig, logger: Logger): Promise<
       dockerApp = await buildDockerApp({
         containers,
         bundles: managedBundles,
+        networks,
         imageLoader: new ImageLoader({
           bundles: managedBundles,
           tools: new ImageTools({ runner }),

@@ -179,7 +179,6 @@ export const ERROR_CATALOG = {
   ),
   network_subnet_overlap: entry('conflict', 'the subnet overlaps another network or a host interface'),
   network_bridge_taken: entry('conflict', 'another network uses the bridge name'),
-  network_default_deleted: entry('conflict', 'the default network is not deleted while runcd uses it'),
   network_namespace_shared: entry(
     'invalid_input',
     'networks given, but the bundle has no network namespace of its own',

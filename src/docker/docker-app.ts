@@ -13,6 +13,8 @@ import { registerContainerRoutes } from './handlers/containers.js';
 import { registerEventRoutes } from './handlers/events.js';
 import { registerExecRoutes } from './handlers/exec.js';
 import { registerImageAndCreateRoutes } from './handlers/images.js';
+import { registerNetworkRoutes } from './handlers/networks.js';
+import type { NetworkService } from '../network/network-service.js';
 import { registerStreamRoutes } from './handlers/streams.js';
 import { registerSystemRoutes } from './handlers/system.js';
 import { routeUpgradeRequestsAsRequests } from './upgrade-requests.js';
@@ -36,6 +38,8 @@ export interface DockerAppDeps {
   bundles?: BundleService | undefined;
   /** `docker load` (skopeo + umoci); without it, POST /images/load answers 501. */
   imageLoader?: ImageLoader | undefined;
+  /** runcd's networks: `docker network`, `-p` and `--network`; without them, containers have network none. */
+  networks?: NetworkService | undefined;
   security: SecurityOptions;
 }
 
@@ -112,6 +116,7 @@ export async function buildDockerApp(deps: DockerAppDeps): Promise<FastifyInstan
   registerStreamRoutes(app, context);
   registerExecRoutes(app, context);
   registerEventRoutes(app, context);
+  if (deps.networks) registerNetworkRoutes(app, context, deps.networks);
   return app;
 }
 

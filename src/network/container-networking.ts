@@ -62,6 +62,8 @@ export class ContainerNetworking {
     request: ContainerNetworkRequest,
     spec: OciSpec,
   ): Promise<NonNullable<OciSpec['mounts']>> {
+    // A row left by an earlier container of this id whose teardown failed: undone before it is replaced.
+    if (this.deps.repository.container(containerId)) await this.forget(containerId);
     const requested = request.networks ?? [];
     if (requested.includes('none') && requested.length > 1) {
       throw new InvalidInputError(

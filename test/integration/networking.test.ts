@@ -358,7 +358,11 @@ t.test('in-process daemon', async (t) => {
     t.ok(traces([webId]).rules.length > 0, 'its portmap and masquerade rules exist while it runs');
 
     t.equal((await api().post(`/containers/${webId}/stop?timeout=0`)).status, 200);
-    await eventually(async () => (traces([webId, `${ip}/32`]).pins.length === 0 ? true : undefined), 10_000);
+    // The teardown runs once the exit is seen, in the background: done when the container shows no address.
+    await eventually(async () => {
+      const answer = await api().get<ContainerBody>(`/containers/${webId}`);
+      return answer.body.network?.networks[0]?.ipAddress === null ? true : undefined;
+    }, 10_000);
     t.same(
       traces([webId, `${ip}/32`]),
       { veths: [], rules: [], allocations: [], pins: [] },

@@ -1,6 +1,7 @@
 import type { ContainerService } from '../../lifecycle/container-service.js';
 import type { Container } from '../../schemas/container.js';
 import { dockerIdOf } from '../docker-ids.js';
+import { networkModeOf, networkSettingsOf, portBindingsOf, portSummaryOf } from './networks.js';
 
 // ---- translation of runcd's view into Docker's shapes
 
@@ -58,12 +59,12 @@ export function summaryOf(container: Container, command: string[], image: string
     ImageID: '',
     Command: command.join(' '),
     Created: unixSeconds(container.created),
-    Ports: [],
+    Ports: portSummaryOf(container),
     Labels: container.labels,
     State: dockerState(container),
     Status: statusText(container),
-    HostConfig: { NetworkMode: 'none' },
-    NetworkSettings: { Networks: {} },
+    HostConfig: { NetworkMode: networkModeOf(container) },
+    NetworkSettings: { Networks: networkSettingsOf(container).Networks },
     Mounts: [],
   };
 }
@@ -103,7 +104,8 @@ export function inspectOf(container: Container, command: string[], image: string
     ProcessLabel: '',
     AppArmorProfile: '',
     HostConfig: {
-      NetworkMode: 'none',
+      NetworkMode: networkModeOf(container),
+      PortBindings: portBindingsOf(container),
       RestartPolicy: {
         Name: container.restartPolicy.name,
         MaximumRetryCount: container.restartPolicy.maxRetries ?? 0,
@@ -130,6 +132,6 @@ export function inspectOf(container: Container, command: string[], image: string
       StopSignal: container.stopSignal,
       StopTimeout: container.stopTimeout,
     },
-    NetworkSettings: { Networks: {}, Ports: {} },
+    NetworkSettings: networkSettingsOf(container),
   };
 }
