@@ -199,6 +199,7 @@ export async function openDaemon(config: DaemonConfig, logger: Logger): Promise<
   const metrics = new DaemonMetrics({ runner, events: containers.events, containers });
   try {
     await containers.init();
+    networks.logHostChanges();
     await managedBundles.init();
     const runtimeSecurity = assessRuntime(await collectRuntimeFacts(runc, runner));
     const status = new SystemStatus({

@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
 import { networkInterfaces } from 'node:os';
 import { join } from 'node:path';
@@ -50,6 +51,26 @@ export class NetworkService {
   private readonly locks = new KeyedMutex();
 
   constructor(private readonly deps: NetworkServiceDeps) {}
+
+  /** Once at startup: what networking changes on the host (the README's list), so an operator sees it in the log. */
+  logHostChanges(): void {
+    const ipForward = (() => {
+      try {
+        return readFileSync('/proc/sys/net/ipv4/ip_forward', 'utf8').trim();
+      } catch {
+        return 'unknown';
+      }
+    })();
+    this.deps.logger.info(
+      {
+        networks: this.deps.repository
+          .all()
+          .map((network) => `${network.name} (${network.bridge}, ${network.subnet})`),
+        ipForwardNow: ipForward,
+      },
+      'containers on networks change the host: net.ipv4.ip_forward=1, route_localnet=1 on runcd bridges, masquerade for their subnets, and CNI shared chains CNI-HOSTPORT-DNAT/MASQ/SETMARK, CNI-FORWARD, CNI-ADMIN',
+    );
+  }
 
   get settings(): NetworkSettings {
     return this.deps.settings;

@@ -399,6 +399,39 @@ t.test('in-process daemon', async (t) => {
     );
   });
 
+  t.test('restart policy cycles: every run gets its network, the last exit leaves nothing', async (t) => {
+    const id = sandbox.id('cycler');
+    const answer = await api().post<ContainerBody>('/containers', {
+      id,
+      bundle: sandbox.bundle('cycler', ['sh', '-c', 'grep -q eth0 /proc/net/dev && echo has-eth0; exit 1']),
+      start: true,
+      networks: [DEFAULT_NET.name],
+      restartPolicy: { name: 'on-failure', maxRetries: 2 },
+    });
+    t.equal(answer.status, 201, JSON.stringify(answer.body));
+    // Done when the third run has printed and then stopped with its network gone (restartCount moves when a
+    // restart begins, so it alone does not say the last run is over).
+    const runs = async () =>
+      (await daemon!.app.inject({ method: 'GET', url: `/containers/${id}/logs` })).body.match(/has-eth0/g)
+        ?.length;
+    await eventually(async () => {
+      if ((await runs()) !== 3) return undefined;
+      const current = await api().get<ContainerBody & { restartCount: number }>(`/containers/${id}`);
+      return current.body.restartCount === 2 &&
+        current.body.status === 'stopped' &&
+        current.body.network?.networks[0]?.ipAddress === null
+        ? true
+        : undefined;
+    }, 30_000);
+    t.pass('the first run and both restarts had eth0');
+    t.same(
+      traces([id]),
+      { veths: [], rules: [], allocations: [], pins: [] },
+      'nothing left after the last exit',
+    );
+    t.equal((await api().delete(`/containers/${id}`)).status, 204);
+  });
+
   t.test('close', async () => {
     await daemon!.close();
     daemon = undefined;
