@@ -178,7 +178,10 @@ export const ERROR_CATALOG = {
     'the subnet is not IPv4 CIDR /8 to /29 with its host bits zero',
   ),
   network_subnet_overlap: entry('conflict', 'the subnet overlaps another network or a host interface'),
-  network_bridge_taken: entry('conflict', 'another network uses the bridge name'),
+  network_bridge_taken: entry(
+    'conflict',
+    'another network, or an interface of the host, has the bridge name',
+  ),
   network_namespace_shared: entry(
     'invalid_input',
     'networks given, but the bundle has no network namespace of its own',

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
 import { networkInterfaces } from 'node:os';
 import { join } from 'node:path';
@@ -174,6 +174,14 @@ export class NetworkService {
       throw new ConflictError(
         'network_bridge_taken',
         `bridge "${bridge}" is used by network "${holder.name}"`,
+      );
+    }
+    // An interface of the host's or another daemon's (docker0, a podman bridge): the bridge plugin would enslave
+    // containers to it, or fail on an interface that is not a bridge.
+    if (existsSync(join('/sys/class/net', bridge))) {
+      throw new ConflictError(
+        'network_bridge_taken',
+        `bridge "${bridge}" already exists on the host and is not runcd's; choose another name (or delete that interface)`,
       );
     }
     return {

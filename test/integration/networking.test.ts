@@ -114,6 +114,12 @@ t.test('in-process daemon', async (t) => {
         'network_bridge_taken',
         /cnit-user/,
       ],
+      [
+        { name: 'cnit-x', subnet: '10.87.233.0/24', bridge: 'lo' },
+        409,
+        'network_bridge_taken',
+        /exists on the host/,
+      ],
       [{ name: 'none' }, 400, 'network_reserved_name', /network mode/],
       [{ name: 'bad/name' }, 400, 'invalid_body', /network name/],
       [{ name: 'cnit-x', bridge: 'a-bridge-name-too-long' }, 400, 'invalid_body', /bridge/],
