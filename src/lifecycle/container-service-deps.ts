@@ -29,6 +29,8 @@ export interface ContainerNetworkHooks {
   release(containerId: string): void;
   forget(containerId: string): Promise<void>;
   describe(containerId: string): ContainerNetworkState | undefined;
+  /** `listener` runs when describe()'s answer changes outside the lifecycle's writes (a teardown at exit). */
+  watch(listener: () => void): void;
   reconcile(containers: Map<string, { status: string; pid: number }>): Promise<void>;
 }
 

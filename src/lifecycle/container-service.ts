@@ -111,6 +111,8 @@ export class ContainerService {
     });
     this.inspection = new ContainerInspection(deps.runc, this.view, this.waiters);
     this.watcher = new ExitWatcher(deps.conmon.exitDir, (id) => void this.onExitFile(id));
+    // A teardown after an exit changes what a read shows: cached list answers must not outlive it.
+    deps.network?.watch(() => this.view.touch());
   }
 
   get events(): EventBus {
@@ -144,7 +146,13 @@ export class ContainerService {
   }
 
   list(filter: ContainerFilter = {}): Container[] {
-    return this.view.list(filter);
+    const network = this.deps.network;
+    const list = this.view.list(filter);
+    if (!network) return list;
+    return list.map((container) => {
+      const state = network.describe(container.id);
+      return state ? { ...container, network: state } : container;
+    });
   }
 
   get(id: string): Container {

@@ -48,9 +48,22 @@ const EPHEMERAL_ATTEMPTS = 20;
 export class ContainerNetworking {
   private readonly locks = new KeyedMutex();
   private readonly names: NameFiles;
+  /** Containers with a stored request: every other one is network none without asking the store (GET /containers). */
+  private readonly known = new Set<string>();
+  private readonly listeners: Array<() => void> = [];
 
   constructor(private readonly deps: ContainerNetworkingDeps) {
     this.names = new NameFiles(deps.filesDir);
+    for (const record of deps.repository.containers()) this.known.add(record.containerId);
+  }
+
+  /** Called whenever what describe() answers changes outside the lifecycle's own writes (a teardown at exit). */
+  watch(listener: () => void): void {
+    this.listeners.push(listener);
+  }
+
+  private changed(): void {
+    for (const listener of this.listeners) listener();
   }
 
   /**
@@ -100,6 +113,7 @@ export class ContainerNetworking {
     return this.locks.run('<ports>', async () => {
       const ports = await this.choosePorts(containerId, request.ports ?? []);
       this.deps.repository.putContainer({ containerId, networks: names, ports, attachment: null });
+      this.known.add(containerId);
       return this.names.prepare(containerId, spec.hostname);
     });
   }
@@ -182,6 +196,8 @@ export class ContainerNetworking {
         return;
       }
       this.deps.repository.removeContainer(containerId);
+      this.known.delete(containerId);
+      this.changed();
       await this.names.remove(containerId);
     });
   }
@@ -215,6 +231,7 @@ export class ContainerNetworking {
 
   /** What GET /containers/ID shows; undefined for network none. */
   describe(containerId: string): ContainerNetworkState | undefined {
+    if (!this.known.has(containerId)) return undefined;
     const record = this.deps.repository.container(containerId);
     if (!record) return undefined;
     return {
@@ -273,6 +290,7 @@ export class ContainerNetworking {
     }
     await this.deps.cni.unpinNetns(attachment.netns);
     this.deps.repository.setAttachment(containerId, null);
+    this.changed();
     this.deps.logger.info({ containerId }, 'container networks torn down');
   }
 

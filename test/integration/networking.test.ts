@@ -168,6 +168,12 @@ t.test('in-process daemon', async (t) => {
     t.match(port, { hostIp: '127.0.0.1', hostPort: Number, containerPort: 8080, protocol: 'tcp' });
     t.ok(port!.hostPort > 0, 'an ephemeral host port was chosen and reported');
     t.same((await api().get<ContainerBody>(`/containers/${webId}`)).body.network, web.network);
+    const listed = await api().get<ContainerBody[]>('/containers');
+    t.same(
+      listed.body.find((each) => each.id === webId)?.network,
+      web.network,
+      'GET /containers shows it too',
+    );
     t.match((await api().get(`/networks/${DEFAULT_NET.name}`)).body, {
       default: true,
       bridge: DEFAULT_NET.bridge,
@@ -373,6 +379,12 @@ t.test('in-process daemon', async (t) => {
       traces([webId, `${ip}/32`]),
       { veths: [], rules: [], allocations: [], pins: [] },
       'stopped: nothing left',
+    );
+    const listedStopped = await api().get<ContainerBody[]>('/containers');
+    t.equal(
+      listedStopped.body.find((each) => each.id === webId)?.network?.networks[0]?.ipAddress,
+      null,
+      'the list, served from its cache, follows the teardown',
     );
     const stopped = await api().get<ContainerBody>(`/containers/${webId}`);
     t.match(stopped.body.network!.networks[0], { ipAddress: null, macAddress: null });

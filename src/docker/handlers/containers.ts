@@ -32,20 +32,13 @@ export async function registerContainerRoutes(app: FastifyInstance, context: Doc
     const limit = query.limit === undefined ? undefined : Number(first(query.limit));
     if (limit !== undefined && Number.isInteger(limit) && limit > 0) list = list.slice(0, limit);
     return Promise.all(
-      list.map(async (listed) => {
-        // The list leaves out networks (one store read each); a summary shows their ports.
-        let container = listed;
-        try {
-          container = containers.get(listed.id);
-        } catch {
-          // deleted meanwhile: shown as listed
-        }
-        return summaryOf(
+      list.map(async (container) =>
+        summaryOf(
           container,
           await commandOf(containers, container),
           imageOfBundle(deps.bundles, container.bundle),
-        );
-      }),
+        ),
+      ),
     );
   });
 
