@@ -275,6 +275,8 @@ function validationCode(context: string, field: string): ErrorCode {
   if (context === 'params' && field === 'id') return 'invalid_container_id';
   if (field === 'id' && context === 'body') return 'invalid_container_id';
   if (field === 'signal') return 'invalid_signal';
+  // Only the network routes have a `name` parameter or top-level body field.
+  if (field === 'name' && (context === 'params' || context === 'body')) return 'invalid_network_name';
   const code = `invalid_${context === 'querystring' ? 'query' : context}`;
   return isErrorCode(code) ? code : 'bad_request';
 }

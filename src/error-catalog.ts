@@ -166,6 +166,7 @@ export const ERROR_CATALOG = {
   image_tools_missing: entry('runtime_failure', 'skopeo or umoci is not installed on the host'),
   image_tool_timeout: entry('timeout', 'skopeo or umoci did not finish in time'),
   // Networks (CNI) and published ports.
+  invalid_network_name: entry('invalid_input', 'a network name that is not 1-63 of A-Z a-z 0-9 _ . -'),
   network_not_found: entry('not_found', 'no network has this name (create it with POST /networks)'),
   network_exists: entry('conflict', 'a network with this name exists already'),
   network_reserved_name: entry(

@@ -121,7 +121,7 @@ t.test('in-process daemon', async (t) => {
         /exists on the host/,
       ],
       [{ name: 'none' }, 400, 'network_reserved_name', /network mode/],
-      [{ name: 'bad/name' }, 400, 'invalid_body', /network name/],
+      [{ name: 'bad/name' }, 400, 'invalid_network_name', /network name/],
       [{ name: 'cnit-x', bridge: 'a-bridge-name-too-long' }, 400, 'invalid_body', /bridge/],
     ];
     for (const [body, status, code, detail] of refusals) {
