@@ -269,7 +269,7 @@ export class ContainerNetworking {
     for (const entry of [...attachment.networks].reverse()) {
       try {
         const record = this.deps.repository.container(containerId);
-        await this.deps.cni.del(
+        const skipped = await this.deps.cni.del(
           JSON.parse(entry.conflist) as CniConflist,
           {
             containerId,
@@ -279,6 +279,12 @@ export class ContainerNetworking {
           },
           (entry.result ?? undefined) as CniResult | undefined,
         );
+        if (skipped.length > 0) {
+          this.deps.logger.warn(
+            { containerId, network: entry.name, plugins: skipped },
+            'CNI plugins not installed: their DEL was skipped (whatever their ADD did, if it ran, is left)',
+          );
+        }
         remaining.splice(remaining.indexOf(entry), 1);
       } catch (error) {
         firstError ??= error;

@@ -68,6 +68,8 @@ export class CniError extends Error {
     readonly command: string,
     readonly cniCode: number | undefined,
     message: string,
+    /** The plugin's binary is not installed: nothing of it ran. */
+    readonly pluginMissing = false,
   ) {
     super(`CNI ${command} of plugin ${plugin}: ${message}`);
   }
@@ -100,17 +102,21 @@ export class Cni {
   /**
    * DEL: every plugin in reverse, each with the cached result (or none, when ADD never finished). Every plugin is
    * run even when one fails, so one plugin's failure leaves as little as possible behind; the first error is thrown.
+   * A plugin that is not installed cannot be run, now or on any retry: it is skipped and named in the answer.
    */
-  async del(conflist: CniConflist, call: CniInvocation, cached: CniResult | undefined): Promise<void> {
+  async del(conflist: CniConflist, call: CniInvocation, cached: CniResult | undefined): Promise<string[]> {
     let firstError: unknown;
+    const skipped: string[] = [];
     for (const plugin of [...conflist.plugins].reverse()) {
       try {
         await this.invoke('DEL', conflist, plugin, call, cached);
       } catch (error) {
-        firstError ??= error;
+        if (error instanceof CniError && error.pluginMissing) skipped.push(plugin.type);
+        else firstError ??= error;
       }
     }
     if (firstError) throw firstError;
+    return skipped;
   }
 
   private async invoke(
@@ -133,7 +139,7 @@ export class Cni {
       ...(Object.keys(runtimeConfig).length > 0 ? { runtimeConfig } : {}),
       ...(prevResult ? { prevResult } : {}),
     });
-    const binary = await this.findPlugin(plugin.type);
+    const binary = await this.findPlugin(plugin.type, command);
     const { child } = await this.options.runner.spawn(binary, [], {
       stdio: ['pipe', 'pipe', 'pipe'],
       env: {
@@ -170,9 +176,9 @@ export class Cni {
     );
   }
 
-  private async findPlugin(type: string): Promise<string> {
+  private async findPlugin(type: string, command: string): Promise<string> {
     if (!/^[A-Za-z0-9][A-Za-z0-9_.-]*$/.test(type)) {
-      throw new CniError(type, 'ADD', undefined, 'plugin type is not a plain file name');
+      throw new CniError(type, command, undefined, 'plugin type is not a plain file name', true);
     }
     for (const dir of this.options.pluginDirs) {
       const candidate = join(dir, type);
@@ -185,9 +191,10 @@ export class Cni {
     }
     throw new CniError(
       type,
-      'ADD',
+      command,
       undefined,
       `plugin not found in ${this.options.pluginDirs.join(', ')} (apt-get install containernetworking-plugins)`,
+      true,
     );
   }
 

@@ -1,7 +1,8 @@
 import { chmodSync, existsSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import pino from 'pino';
 import t from 'tap';
-import type { DaemonConfig } from '../../src/daemon.js';
+import { openDaemon, type DaemonConfig } from '../../src/daemon.js';
 import { cleanUpNetworking, hostTraces } from '../helpers/network-host.js';
 import { createSandbox, DaemonProcess, eventually } from '../helpers/sandbox.js';
 
@@ -105,4 +106,37 @@ t.test('a SIGKILL during CNI ADD: the restarted runcd sets the network up again'
     pins: [],
   });
   t.equal((await restarted.request('DELETE', `/networks/${DEFAULT_NET.name}`)).status, 204);
+});
+
+t.test('a plugin that fails: a 500 naming it, and no container, pin or address is left', async (t) => {
+  const emptyDir = join(sandbox.dir, 'no-plugins');
+  mkdirSync(emptyDir);
+  const daemon = await openDaemon(
+    { ...config, network: { ...config.network, pluginDirs: [emptyDir] } },
+    pino({ level: 'silent' }),
+  );
+  t.teardown(() => daemon.close());
+  const id = sandbox.id('broken');
+  const answer = await daemon.app.inject({
+    method: 'POST',
+    url: '/containers',
+    payload: { id, bundle: sandbox.bundle('broken'), start: true, networks: [DEFAULT_NET.name] },
+  });
+  t.equal(answer.statusCode, 500);
+  t.match(answer.json(), {
+    code: 'network_setup_failed',
+    detail: /plugin bridge: plugin not found in .*no-plugins \(apt-get install containernetworking-plugins\)/,
+  });
+  t.equal(
+    (await daemon.app.inject({ method: 'GET', url: `/containers/${id}` })).statusCode,
+    404,
+    'no container',
+  );
+  t.same(hostTraces(sandbox, DEFAULT_NET.bridge, DEFAULT_NET.name, [id]), {
+    veths: [],
+    rules: [],
+    allocations: [],
+    pins: [],
+  });
+  t.same(daemon.networks.get(DEFAULT_NET.name).containers, [], 'the network has no user left');
 });
