@@ -18,7 +18,9 @@ node_major=$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0
 # python3-docker (docker-py), docker-compose: the tests drive runcd's Docker socket with these real clients. They
 # are installed without their Recommends: docker-compose recommends docker.io, whose dockerd would start on a
 # systemd machine and take over the FORWARD chain (policy DROP) and a docker0 bridge.
-packages=(runc conmon busybox-static tini openssl systemd chromium util-linux libcap2-bin skopeo umoci python3-docker docker-compose)
+# containernetworking-plugins (bridge, host-local, portmap, firewall in /usr/lib/cni), iproute2, iptables: networks.
+packages=(runc conmon busybox-static tini openssl systemd chromium util-linux libcap2-bin skopeo umoci python3-docker
+  docker-compose containernetworking-plugins iproute2 iptables)
 without_recommends=(python3-docker docker-compose)
 missing=()
 missing_bare=()

@@ -25,6 +25,7 @@ import eventRoutes from '../routes/events.js';
 import execSessionRoutes from '../routes/exec-session.js';
 import fastifyWebsocket from '@fastify/websocket';
 import type { ExecSessions } from './lifecycle/exec-sessions.js';
+import networkRoutes from '../routes/networks.js';
 import systemRoutes from '../routes/system.js';
 import type { Socket } from 'node:net';
 import { z } from 'zod';
@@ -41,6 +42,7 @@ import type { BundleService } from './bundles/bundle-service.js';
 import type { ContainerCreation } from './creation/container-creation.js';
 import type { ContainerResourceService } from './lifecycle/container-resources.js';
 import type { ContainerService } from './lifecycle/container-service.js';
+import type { NetworkService } from './network/network-service.js';
 import { LogService } from './lifecycle/log-service.js';
 import httpObservability, { requestIdFor } from './observability/http-observability.js';
 import type { DaemonMetrics } from './observability/metrics.js';
@@ -66,6 +68,7 @@ export interface AppDeps {
   resources: ContainerResourceService;
   /** Interactive exec over WebSocket. */
   sessions: ExecSessions;
+  networks: NetworkService;
   security: SecurityOptions;
   /** Behind GET /readyz, /info and /metrics; one of each per daemon, shared by its listeners. */
   system: { status: SystemStatus; metrics: DaemonMetrics };
@@ -195,6 +198,10 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
       tags: [
         { name: 'containers', description: 'Container lifecycle' },
         { name: 'bundles', description: 'Bundles runcd generates and owns (config.json + rootfs)' },
+        {
+          name: 'networks',
+          description: 'CNI bridge networks containers attach to between create and start',
+        },
         { name: 'events', description: 'Lifecycle event stream' },
         { name: 'system', description: 'Daemon health and documentation' },
       ],
@@ -214,6 +221,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await app.register(fastifyWebsocket, { options: { maxPayload: 1024 * 1024 } });
   await app.register(execSessionRoutes, { sessions: deps.sessions });
   await app.register(bundleRoutes, { bundles: deps.bundles });
+  await app.register(networkRoutes, { networks: deps.networks });
   await app.register(eventRoutes, { events: deps.containers.events });
   return app;
 }
@@ -278,6 +286,8 @@ function validationCode(context: string, field: string): ErrorCode {
   if (context === 'params' && field === 'id') return 'invalid_container_id';
   if (field === 'id' && context === 'body') return 'invalid_container_id';
   if (field === 'signal') return 'invalid_signal';
+  // Only the network routes have a `name` parameter or top-level body field.
+  if (field === 'name' && (context === 'params' || context === 'body')) return 'invalid_network_name';
   const code = `invalid_${context === 'querystring' ? 'query' : context}`;
   return isErrorCode(code) ? code : 'bad_request';
 }

@@ -2,7 +2,9 @@ import { accessSync, constants, statSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { delimiter, isAbsolute, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
+import { parseSubnet } from './network/subnets.js';
 import { CLEAN_PATH } from './runtime/process-runner.js';
+import { NETWORK_NAME_PATTERN } from './schemas/network.js';
 
 export interface Config {
   socket: string | undefined;
@@ -34,7 +36,23 @@ export interface Config {
   importRoots: string[];
   /** Bytes of regular files in one managed rootfs (import or upload). */
   maxRootfsBytes: number;
+  /** CNI networking (issue 16). */
+  network: NetworkFlags;
 }
+
+export interface NetworkFlags {
+  /** Where the CNI plugins are (CNI_PATH). */
+  pluginDirs: string[];
+  /** The bridge network made on first use: its name, subnet and bridge. */
+  defaultNetwork: { name: string; subnet: string; bridge: string };
+  /** The host address a published port gets when the caller names none. */
+  publishHostIp: string;
+}
+
+/** Debian's containernetworking-plugins. */
+export const DEFAULT_CNI_PLUGIN_DIR = '/usr/lib/cni';
+/** Not Podman's 10.88.0.0/16 nor its user networks (10.89.0.0/24 and up), nor Docker's 172.17.0.0/16. */
+export const DEFAULT_NETWORK = { name: 'runcd', subnet: '10.87.0.0/24', bridge: 'runcd0' };
 
 /** 1 GiB: a Debian or Alpine userland with room to spare; raise it for bigger images. */
 export const DEFAULT_MAX_ROOTFS_BYTES = 1024 ** 3;
@@ -67,6 +85,11 @@ const FLAGS = {
   'runtime-timeout': { type: 'string' },
   'import-root': { type: 'string', multiple: true },
   'max-rootfs-bytes': { type: 'string' },
+  'cni-plugin-dir': { type: 'string', multiple: true },
+  'default-network': { type: 'string' },
+  'default-network-subnet': { type: 'string' },
+  'default-network-bridge': { type: 'string' },
+  'publish-host-ip': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
   version: { type: 'boolean' },
 } as const;
@@ -94,6 +117,11 @@ export const USAGE = `usage: runcd [flags]   (each flag is also settable as RUNC
   --import-root DIR    directory managed bundles may copy a rootfs from (POST /bundles rootfs.path);
                        repeatable, ":"-separated in env (default none: tarball uploads only)
   --max-rootfs-bytes N largest managed rootfs, in bytes or with K, M, G suffix (default 1G)
+  --cni-plugin-dir DIR where the CNI plugins are; repeatable, ":"-separated in env (default /usr/lib/cni)
+  --default-network NAME  the bridge network made on first use (default runcd)
+  --default-network-subnet CIDR  its subnet (default 10.87.0.0/24)
+  --default-network-bridge NAME  its Linux bridge (default runcd0)
+  --publish-host-ip IP host address of a published port that names none (default 127.0.0.1)
   --runtime PATH       OCI runtime binary (default runc from PATH; crun works too)
   --conmon PATH        conmon binary (default conmon from PATH)
   --log-level LEVEL    fatal, error, warn, info, debug, trace (default info)`;
@@ -181,6 +209,21 @@ export function parseCommandLine(argv: string[], env: NodeJS.ProcessEnv): Parsed
         (dir) => absolute(dir, '--import-root'),
       ),
       maxRootfsBytes: byteSize(pick(values['max-rootfs-bytes'], 'MAX_ROOTFS_BYTES'), '--max-rootfs-bytes'),
+      network: {
+        pluginDirs: (
+          values['cni-plugin-dir'] ??
+          env.RUNCD_CNI_PLUGIN_DIR?.split(':').filter(Boolean) ?? [DEFAULT_CNI_PLUGIN_DIR]
+        ).map((dir) => absolute(dir, '--cni-plugin-dir')),
+        defaultNetwork: defaultNetwork(
+          pick(values['default-network'], 'DEFAULT_NETWORK') ?? DEFAULT_NETWORK.name,
+          pick(values['default-network-subnet'], 'DEFAULT_NETWORK_SUBNET') ?? DEFAULT_NETWORK.subnet,
+          pick(values['default-network-bridge'], 'DEFAULT_NETWORK_BRIDGE') ?? DEFAULT_NETWORK.bridge,
+        ),
+        publishHostIp: ipv4(
+          pick(values['publish-host-ip'], 'PUBLISH_HOST_IP') ?? '127.0.0.1',
+          '--publish-host-ip',
+        ),
+      },
     },
   };
 }
@@ -222,6 +265,30 @@ function parseTls(
 
 export function isLoopback(host: string): boolean {
   return host === 'localhost' || host === '::1' || (isIP(host) === 4 && host.startsWith('127.'));
+}
+
+function defaultNetwork(name: string, subnet: string, bridge: string): NetworkFlags['defaultNetwork'] {
+  if (!NETWORK_NAME_PATTERN.test(name) || name === 'none' || name === 'host') {
+    throw new ConfigError(
+      `--default-network must be a network name (A-Z a-z 0-9 _ . -), not none or host; got "${name}"`,
+    );
+  }
+  if (!parseSubnet(subnet)) {
+    throw new ConfigError(
+      `--default-network-subnet must be IPv4 CIDR /8 to /29, host bits zero; got "${subnet}"`,
+    );
+  }
+  if (!/^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}$/.test(bridge)) {
+    throw new ConfigError(
+      `--default-network-bridge must be 1-15 characters of A-Z a-z 0-9 _ . -; got "${bridge}"`,
+    );
+  }
+  return { name, subnet, bridge };
+}
+
+function ipv4(value: string, flag: string): string {
+  if (isIP(value) !== 4) throw new ConfigError(`${flag} must be an IPv4 address; got "${value}"`);
+  return value;
 }
 
 function envBoolean(value: string | undefined, flag: string): boolean {

@@ -3,7 +3,12 @@ import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { buildApp } from './app.js';
-import type { Config } from './config.js';
+import type { Config, NetworkFlags } from './config.js';
+import { DEFAULT_CNI_PLUGIN_DIR, DEFAULT_NETWORK } from './config.js';
+import { ContainerNetworking } from './network/container-networking.js';
+import { NetworkService } from './network/network-service.js';
+import { Cni } from './runtime/cni.js';
+import { NetworkRepository } from './store/network-repository.js';
 import { BundleService } from './bundles/bundle-service.js';
 import { ContainerCreation } from './creation/container-creation.js';
 import { ExecSessions } from './lifecycle/exec-sessions.js';
@@ -64,6 +69,8 @@ export interface DaemonConfig extends Pick<Config, 'stateDir' | 'runtimeRoot' | 
   rateLimitPerSecond?: number;
   processLimits?: Partial<ProcessLimits>;
   runtimeTimeoutMs?: number;
+  /** CNI networking: plugin directories, the default network, the default host address of published ports. */
+  network?: Partial<NetworkFlags>;
 }
 
 export interface Daemon {
@@ -75,6 +82,7 @@ export interface Daemon {
   dockerApp: FastifyInstance | undefined;
   containers: ContainerService;
   bundles: BundleService;
+  networks: NetworkService;
   runner: ProcessRunner;
   tokens: TokenRepository;
   policy: BundlePolicy;
@@ -140,6 +148,27 @@ export async function openDaemon(config: DaemonConfig, logger: Logger): Promise<
     { initBinary },
   );
   const bundleRepository = new BundleRepository(db);
+  const cni = new Cni({ runner, pluginDirs: config.network?.pluginDirs ?? [DEFAULT_CNI_PLUGIN_DIR] });
+  const networkRepository = new NetworkRepository(db);
+  const networks = new NetworkService({
+    repository: networkRepository,
+    settings: {
+      configDir: join(config.stateDir, 'cni', 'net.d'),
+      ipamDir: join(config.stateDir, 'cni', 'ipam'),
+      defaultNetwork: config.network?.defaultNetwork ?? DEFAULT_NETWORK,
+      publishHostIp: config.network?.publishHostIp ?? '127.0.0.1',
+    },
+    deleteLink: (name) => cni.deleteLink(name),
+    logger: logger.child({ component: 'network' }),
+  });
+  const networking = new ContainerNetworking({
+    networks,
+    repository: networkRepository,
+    cni,
+    netnsDir: join(config.stateDir, 'netns'),
+    filesDir: join(config.stateDir, 'name-files'),
+    logger: logger.child({ component: 'network' }),
+  });
   const containers: ContainerService = new ContainerService({
     repository: new ContainerRepository(db),
     tombstones: new TombstoneRepository(db),
@@ -151,6 +180,7 @@ export async function openDaemon(config: DaemonConfig, logger: Logger): Promise<
     bundles: new BundleInspector(config.bundleRoots, policy, (dir): string | undefined =>
       managedBundles.sharedRootfsOf(dir),
     ),
+    network: networking,
     logger: logger.child({ component: 'lifecycle' }),
   });
   const managedBundles = new BundleService({
@@ -172,6 +202,7 @@ export async function openDaemon(config: DaemonConfig, logger: Logger): Promise<
   const metrics = new DaemonMetrics({ runner, events: containers.events, containers });
   try {
     await containers.init();
+    networks.logHostChanges();
     await managedBundles.init();
     await creation.init();
     const runtimeSecurity = assessRuntime(await collectRuntimeFacts(runc, runner));
@@ -203,6 +234,7 @@ export async function openDaemon(config: DaemonConfig, logger: Logger): Promise<
       creation,
       resources,
       sessions,
+      networks,
       logger,
       system,
       security: security('unix'),
@@ -216,6 +248,7 @@ export async function openDaemon(config: DaemonConfig, logger: Logger): Promise<
         creation,
         resources,
         sessions,
+        networks,
         logger,
         system,
         security: security('tcp'),
@@ -240,6 +273,7 @@ export async function openDaemon(config: DaemonConfig, logger: Logger): Promise<
         containers,
         bundles: managedBundles,
         creation,
+        networks,
         imageLoader: new ImageLoader({
           bundles: managedBundles,
           tools: new ImageTools({ runner }),
@@ -256,6 +290,7 @@ export async function openDaemon(config: DaemonConfig, logger: Logger): Promise<
       dockerApp,
       containers,
       bundles: managedBundles,
+      networks,
       runner,
       tokens,
       policy,

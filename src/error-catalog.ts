@@ -174,6 +174,34 @@ export const ERROR_CATALOG = {
   image_archive_too_large: entry('too_large', 'the image archive is over the size quota'),
   image_tools_missing: entry('runtime_failure', 'skopeo or umoci is not installed on the host'),
   image_tool_timeout: entry('timeout', 'skopeo or umoci did not finish in time'),
+  // Networks (CNI) and published ports.
+  invalid_network_name: entry('invalid_input', 'a network name that is not 1-63 of A-Z a-z 0-9 _ . -'),
+  network_not_found: entry('not_found', 'no network has this name (create it with POST /networks)'),
+  network_exists: entry('conflict', 'a network with this name exists already'),
+  network_reserved_name: entry(
+    'invalid_input',
+    'none and host are network modes, not names a network can take',
+  ),
+  network_in_use: entry('conflict', 'the network has containers on it; delete them first'),
+  network_subnet_invalid: entry(
+    'invalid_input',
+    'the subnet is not IPv4 CIDR /8 to /29 with its host bits zero',
+  ),
+  network_subnet_overlap: entry('conflict', 'the subnet overlaps another network or a host interface'),
+  network_bridge_taken: entry(
+    'conflict',
+    'another network, or an interface of the host, has the bridge name',
+  ),
+  network_namespace_shared: entry(
+    'invalid_input',
+    'networks given, but the bundle has no network namespace of its own',
+  ),
+  invalid_port_mapping: entry('invalid_input', 'a published port without networks, or published twice'),
+  port_in_use: entry('conflict', 'the host port is taken (by a host process or another container)'),
+  network_setup_failed: entry(
+    'runtime_failure',
+    'a CNI plugin failed to set up or tear down; detail has its words',
+  ),
   // The runtime.
   runtime_create_failed: entry('runtime_rejected', 'runc refused the bundle; detail has its words'),
   runtime_update_failed: entry('runtime_rejected', 'runc update refused the new limits'),

@@ -5,7 +5,9 @@ import { BundleService } from './bundles/bundle-service.js';
 import { ContainerCreation } from './creation/container-creation.js';
 import { ExecSessions } from './lifecycle/exec-sessions.js';
 import { ContainerResourceService } from './lifecycle/container-resources.js';
-import { DEFAULT_INIT_BINARY, DEFAULT_MAX_ROOTFS_BYTES } from './config.js';
+import { DEFAULT_INIT_BINARY, DEFAULT_MAX_ROOTFS_BYTES, DEFAULT_NETWORK } from './config.js';
+import { NetworkService } from './network/network-service.js';
+import { NetworkRepository } from './store/network-repository.js';
 import { BundleInspector } from './bundle-checks/bundle-inspector.js';
 import { BundlePolicy } from './bundle-checks/bundle-policy.js';
 import { ContainerService } from './lifecycle/container-service.js';
@@ -92,6 +94,17 @@ export async function buildInspectionApp(options: { requireToken?: boolean } = {
     creation: new ContainerCreation(containers, bundles),
     sessions: new ExecSessions(containers, conmon, pino({ level: 'silent' })),
     resources: new ContainerResourceService(containers, bundles, runc, conmon),
+    networks: new NetworkService({
+      repository: new NetworkRepository(db),
+      settings: {
+        configDir: '/nonexistent',
+        ipamDir: '/nonexistent',
+        defaultNetwork: DEFAULT_NETWORK,
+        publishHostIp: '127.0.0.1',
+      },
+      deleteLink: async () => undefined,
+      logger: pino({ level: 'silent' }),
+    }),
     system: { status, metrics },
     security: {
       listener: 'unix',

@@ -15,6 +15,8 @@ import { registerEventRoutes } from './handlers/events.js';
 import { registerExecRoutes } from './handlers/exec.js';
 import { registerImageAndCreateRoutes } from './handlers/images.js';
 import { registerStatsRoutes } from './handlers/stats.js';
+import { registerNetworkRoutes } from './handlers/networks.js';
+import type { NetworkService } from '../network/network-service.js';
 import { registerStreamRoutes } from './handlers/streams.js';
 import { registerSystemRoutes } from './handlers/system.js';
 import { routeUpgradeRequestsAsRequests } from './upgrade-requests.js';
@@ -40,6 +42,8 @@ export interface DockerAppDeps {
   creation?: ContainerCreation | undefined;
   /** `docker load` (skopeo + umoci); without it, POST /images/load answers 501. */
   imageLoader?: ImageLoader | undefined;
+  /** runcd's networks: `docker network`, `-p` and `--network`; without them, containers have network none. */
+  networks?: NetworkService | undefined;
   security: SecurityOptions;
 }
 
@@ -117,6 +121,7 @@ export async function buildDockerApp(deps: DockerAppDeps): Promise<FastifyInstan
   registerStatsRoutes(app, context);
   registerExecRoutes(app, context);
   registerEventRoutes(app, context);
+  if (deps.networks) registerNetworkRoutes(app, context, deps.networks);
   return app;
 }
 

@@ -44,6 +44,16 @@ export const REQUEST_EXAMPLES: Readonly<Record<string, Record<string, NamedExamp
       summary: 'With labels (filter with ?label=key=value)',
       value: { id: ID, bundle: BUNDLE, labels: { app: 'demo', lesson: '04' } },
     },
+    network: {
+      summary: 'On the default network, port 8080 published on an ephemeral 127.0.0.1 port',
+      value: {
+        id: 'web',
+        bundle: BUNDLE,
+        start: true,
+        networks: ['runcd'],
+        ports: [{ containerPort: 8080 }],
+      },
+    },
     run: {
       summary: 'runc run: create and start, restarted on failure',
       value: {
@@ -54,6 +64,16 @@ export const REQUEST_EXAMPLES: Readonly<Record<string, Record<string, NamedExamp
         stopSignal: 'SIGTERM',
         stopTimeout: 5,
       },
+    },
+  },
+  createNetwork: {
+    subnet: {
+      summary: 'A bridge network with a subnet of its own',
+      value: { name: 'backend', subnet: '10.87.5.0/24' },
+    },
+    auto: {
+      summary: 'The next free /24 of 10.87.0.0/16',
+      value: { name: 'frontend', labels: { tier: 'web' } },
     },
   },
   createBundle: {
@@ -271,8 +291,78 @@ const invalidQuery = (detail: string): NamedExample => ({
   value: problem(400, 'invalid_query', 'Bad Request', detail),
 });
 
+const INVALID_NETWORK_NAME: NamedExample = {
+  summary: 'A network name that is not a plain name',
+  value: problem(
+    400,
+    'invalid_network_name',
+    'Bad Request',
+    'params.name: network name must be 1-63 characters of A-Z a-z 0-9 _ . -, starting with a letter or digit',
+  ),
+};
+const NETWORK_NOT_FOUND: NamedExample = {
+  summary: 'No network with this name',
+  value: problem(404, 'network_not_found', 'Not Found', 'network "backend" does not exist'),
+};
+
 /** Errors particular to one operation, by operationId and status; they come before the common ones. */
 const OPERATION_PROBLEMS: Readonly<Record<string, Record<number, Record<string, NamedExample>>>> = {
+  createNetwork: {
+    400: {
+      network_subnet_invalid: {
+        summary: 'A subnet that is not a network address',
+        value: problem(
+          400,
+          'network_subnet_invalid',
+          'Bad Request',
+          'subnet "10.87.5.1/24" must be IPv4 CIDR from /8 to /29 with its host bits zero (e.g. 10.87.5.0/24)',
+        ),
+      },
+      network_reserved_name: {
+        summary: 'none and host are modes',
+        value: problem(
+          400,
+          'network_reserved_name',
+          'Bad Request',
+          '"none" is a network mode, not a network name',
+        ),
+      },
+    },
+    409: {
+      network_exists: {
+        summary: 'The name is taken',
+        value: problem(409, 'network_exists', 'Conflict', 'network "backend" already exists'),
+      },
+      network_subnet_overlap: {
+        summary: 'The subnet overlaps another network or a host interface',
+        value: problem(
+          409,
+          'network_subnet_overlap',
+          'Conflict',
+          'subnet 10.87.5.0/25 overlaps network "backend"',
+        ),
+      },
+    },
+  },
+  getNetwork: {
+    400: { invalid_network_name: INVALID_NETWORK_NAME },
+    404: { network_not_found: NETWORK_NOT_FOUND },
+  },
+  deleteNetwork: {
+    400: { invalid_network_name: INVALID_NETWORK_NAME },
+    404: { network_not_found: NETWORK_NOT_FOUND },
+    409: {
+      network_in_use: {
+        summary: 'A container still uses the network',
+        value: problem(
+          409,
+          'network_in_use',
+          'Conflict',
+          'network "backend" is used by container "web"; delete it first',
+        ),
+      },
+    },
+  },
   createContainer: {
     400: {
       bundle_outside_roots: {

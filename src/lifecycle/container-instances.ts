@@ -5,7 +5,7 @@ import type { Conmon, ExitRecord } from '../runtime/conmon.js';
 import { RuntimeError, type Runc, type RuntimeState } from '../runtime/runc.js';
 import type { ContainerRecord } from '../store/container-repository.js';
 import type { InspectedBundle } from '../bundle-checks/bundle-inspector.js';
-import type { CreateContainerInput } from './container-service-deps.js';
+import type { ContainerNetworkHooks, CreateContainerInput } from './container-service-deps.js';
 import { setStatus } from './container-states.js';
 import type { ContainerView } from './container-view.js';
 import type { ContainerWaiters } from './container-waiters.js';
@@ -58,6 +58,7 @@ export interface ContainerInstancesParts {
   waiters: ContainerWaiters;
   policy: RestartPolicy;
   templates: ExecProcessTemplates;
+  network?: ContainerNetworkHooks | undefined;
   /** A container stopped and no policy restart follows (auto-removal hooks in here). */
   onFinalStop: (record: ContainerRecord) => void;
 }
@@ -83,6 +84,16 @@ export class ContainerInstances {
   async create(record: ContainerRecord, runtimeConfig?: string, announce?: () => void): Promise<void> {
     const created = new Date().toISOString();
     const { pid } = await this.parts.conmon.create(record.id, runtimeConfig);
+    if (this.parts.network) {
+      try {
+        // Between create and start: the namespaces exist, the container's process has not run yet.
+        await this.parts.network.attach(record.id, pid);
+      } catch (error) {
+        await this.parts.runc.delete(record.id, { force: true }).catch(() => undefined);
+        await this.parts.conmon.waitForMonitorExit(record.id);
+        throw error;
+      }
+    }
     this.becameCreated(record, pid, created);
     this.parts.view.persistWith(record, announce);
   }
@@ -230,6 +241,7 @@ export class ContainerInstances {
 
   markStopped(record: ContainerRecord, exit: ExitRecord | undefined, attributes?: EventAttributes): void {
     const ranForMs = record.startedAt ? Date.now() - Date.parse(record.startedAt) : 0;
+    this.parts.network?.release(record.id);
     setStatus(record, 'stopped');
     record.pid = 0;
     record.exitCode = exit?.exitCode ?? null;
@@ -329,6 +341,7 @@ export class ContainerInstances {
     if (record.status !== 'stopped')
       this.markStopped(record, await this.parts.conmon.readExit(id), attributes);
     await this.parts.conmon.removeFiles(id);
+    await this.parts.network?.forget(id);
     this.parts.events.atomically(() => {
       this.parts.waiters.bury(record);
       this.parts.view.forget(id);
@@ -354,6 +367,7 @@ export class ContainerInstances {
     }
     await this.parts.conmon.waitForMonitorExit(id);
     await this.parts.conmon.removeFiles(id);
+    await this.parts.network?.forget(id);
     this.parts.view.forget(id);
   }
 }

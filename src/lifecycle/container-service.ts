@@ -1,5 +1,5 @@
 import type { Readable } from 'node:stream';
-import { ConflictError, RuntimeFailureError, TimeoutError } from '../errors.js';
+import { ConflictError, InvalidInputError, RuntimeFailureError, TimeoutError } from '../errors.js';
 import { ExitWatcher } from '../runtime/exit-watcher.js';
 import type { OciProcess, OciSpec } from '../runtime/oci.js';
 import { type ExecOutput } from '../runtime/runc.js';
@@ -48,6 +48,15 @@ const EXEC_RACE_SETTLE_MS = 2_000;
  * with reconcile are in container-instances.ts; startup in container-reconcile.ts; restarts in restart-policy.ts.
  * (A little over 400 lines: every operation a caller can ask for is here, where a reader looks for it.)
  */
+/** The checked config with runcd's own mounts (name files) appended; unchanged when there are none. */
+function withMounts(runtimeConfig: string, mounts: NonNullable<OciSpec['mounts']>): string {
+  if (mounts.length === 0) return runtimeConfig;
+  const spec = JSON.parse(runtimeConfig) as OciSpec;
+  const replaced = new Set(mounts.map((mount) => mount.destination));
+  spec.mounts = [...(spec.mounts ?? []).filter((mount) => !replaced.has(mount.destination)), ...mounts];
+  return JSON.stringify(spec, null, 2) + '\n';
+}
+
 export class ContainerService {
   private readonly view: ContainerView;
   private readonly waiters: ContainerWaiters;
@@ -77,6 +86,7 @@ export class ContainerService {
       waiters: this.waiters,
       policy: this.policy,
       templates: this.templates,
+      network: deps.network,
       onFinalStop: (record) => {
         if (record.autoRemove) this.autoRemoval.schedule(record.id);
       },
@@ -101,6 +111,8 @@ export class ContainerService {
     });
     this.inspection = new ContainerInspection(deps.runc, this.view, this.waiters);
     this.watcher = new ExitWatcher(deps.conmon.exitDir, (id) => void this.onExitFile(id));
+    // A teardown after an exit changes what a read shows: cached list answers must not outlive it.
+    deps.network?.watch(() => this.view.touch());
   }
 
   get events(): EventBus {
@@ -114,6 +126,9 @@ export class ContainerService {
     this.waiters.pruneTombstones();
     this.view.load();
     await this.reconciler.reconcile();
+    await this.deps.network?.reconcile(
+      new Map(this.view.all().map((record) => [record.id, { status: record.status, pid: record.pid }])),
+    );
     this.autoRemoval.sweep();
     await this.watcher.start();
     this.reconciler.watchLostMonitors();
@@ -131,11 +146,23 @@ export class ContainerService {
   }
 
   list(filter: ContainerFilter = {}): Container[] {
-    return this.view.list(filter);
+    const network = this.deps.network;
+    const list = this.view.list(filter);
+    if (!network) return list;
+    return list.map((container) => {
+      const state = network.describe(container.id);
+      return state ? { ...container, network: state } : container;
+    });
   }
 
   get(id: string): Container {
-    return toContainer(this.view.require(id));
+    return this.described(this.view.require(id));
+  }
+
+  /** A container as GET /containers/ID shows it: with its networks and published ports, when it has any. */
+  private described(record: ContainerRecord): Container {
+    const network = this.deps.network?.describe(record.id);
+    return network ? { ...toContainer(record), network } : toContainer(record);
   }
 
   has(id: string): boolean {
@@ -155,11 +182,11 @@ export class ContainerService {
   async refresh(id: string): Promise<Container> {
     return this.locks.run(id, async () => {
       const record = this.view.require(id);
-      if (record.status === 'stopped') return toContainer(record);
+      if (record.status === 'stopped') return this.described(record);
       const exit = await this.deps.conmon.readExit(id);
       if (exit) {
         this.instances.markStopped(record, exit);
-        return toContainer(record);
+        return this.described(record);
       }
       try {
         this.instances.applyRuntimeState(record, await this.deps.runc.state(id));
@@ -167,7 +194,7 @@ export class ContainerService {
         if (!isNotFound(error)) throw translateRuntimeError(error, id, 'state');
         this.instances.markStopped(record, undefined);
       }
-      return toContainer(record);
+      return this.described(record);
     });
   }
 
@@ -184,11 +211,12 @@ export class ContainerService {
       if (this.view.has(input.id)) {
         throw new ConflictError('container_exists', `container "${input.id}" already exists`, input.id);
       }
+      const mounts = await this.prepareNetwork(input, bundle.spec);
       const record = this.instances.newRecord(input, bundle);
       this.view.admit(record);
       this.waiters.forgetTombstone(record.id);
       try {
-        await this.instances.create(record, bundle.runtimeConfig, () =>
+        await this.instances.create(record, withMounts(bundle.runtimeConfig, mounts), () =>
           this.deps.events.publish('create', record.id, { bundle: record.bundle }),
         );
         this.templates.remember(record.id, bundle.spec.process!);
@@ -198,15 +226,32 @@ export class ContainerService {
       }
       this.deps.logger.info({ containerId: record.id, pid: record.pid }, 'container created');
       if (input.start) await this.startLocked(record);
-      return toContainer(record);
+      return this.described(record);
     });
+  }
+
+  /** Checks and stores the container's networks (nothing exists yet); the mounts its name files need. */
+  private async prepareNetwork(
+    input: CreateContainerInput,
+    spec: OciSpec,
+  ): Promise<NonNullable<OciSpec['mounts']>> {
+    const request = { networks: input.networks, ports: input.ports };
+    if (this.deps.network) return this.deps.network.prepare(input.id, request, spec);
+    if (input.networks?.some((name) => name !== 'none') || input.ports?.length) {
+      throw new InvalidInputError(
+        'invalid_body',
+        'this runcd has no networking configured: give no networks or ports',
+        input.id,
+      );
+    }
+    return [];
   }
 
   async start(id: string): Promise<Container> {
     return this.locks.run(id, async () => {
       const record = this.view.require(id);
       await this.startLocked(record);
-      return toContainer(record);
+      return this.described(record);
     });
   }
 
@@ -321,7 +366,7 @@ export class ContainerService {
         return pending;
       });
       if (this.view.require(id).status === 'stopped') {
-        return { container: toContainer(this.view.require(id)), stopped: wasComingBack };
+        return { container: this.described(this.view.require(id)), stopped: wasComingBack };
       }
     }
     let alreadyStopped = false;
@@ -359,7 +404,7 @@ export class ContainerService {
     } finally {
       exited.cancel();
     }
-    return { container: toContainer(this.view.require(id)), stopped: !alreadyStopped };
+    return { container: this.described(this.view.require(id)), stopped: !alreadyStopped };
   }
 
   /**
@@ -389,7 +434,7 @@ export class ContainerService {
                 }),
           );
           await this.instances.refreshExit(record);
-          return toContainer(record);
+          return this.described(record);
         });
       });
     } finally {
@@ -409,7 +454,7 @@ export class ContainerService {
         throw translateRuntimeError(error, id, 'pause');
       }
       this.instances.paused(record);
-      return toContainer(record);
+      return this.described(record);
     });
   }
 
@@ -423,7 +468,7 @@ export class ContainerService {
         throw translateRuntimeError(error, id, 'resume');
       }
       this.instances.resumed(record);
-      return toContainer(record);
+      return this.described(record);
     });
   }
 

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { ContainerNetworkFields, ContainerNetworkState } from './network.js';
 import { ContainerId, QueryBoolean, SignalParam, UserParam } from './common.js';
 import { TimeParam } from './time.js';
 
@@ -66,6 +67,7 @@ export const Container = z
       .describe(
         'Deleted by runcd (with its delete event) once it stops and no restart follows, even across daemon restarts',
       ),
+    network: ContainerNetworkState.optional(),
     monitor: z
       .enum(['ok', 'lost'])
       .describe(
@@ -125,6 +127,7 @@ export const CreateContainerBody = z
       .describe(
         'Delete the container once it stops and its restart policy does not restart it, like docker run --rm (default false)',
       ),
+    ...ContainerNetworkFields,
   })
   .strict()
   .meta({ example: { id: 'mycontainer', bundle: '/var/lib/runcd/bundles/demo', labels: { app: 'demo' } } });

@@ -78,6 +78,24 @@ const MIGRATIONS: readonly string[] = [
    ALTER TABLE containers ADD COLUMN monitor_lost INTEGER NOT NULL DEFAULT 0`,
   // issue 14: auto-removal (`docker run --rm`) is the container's, so a restarted runcd still removes it.
   `ALTER TABLE containers ADD COLUMN auto_remove INTEGER NOT NULL DEFAULT 0`,
+  // issue 16: CNI networks runcd made, and each container's networks, published ports and CNI state. `attachment`
+  // is written before each plugin chain runs (its result null until ADD returns), so a runcd killed mid-ADD still
+  // knows what to DEL; it is null while the container has nothing set up.
+  `CREATE TABLE networks (
+     name       TEXT PRIMARY KEY,
+     bridge     TEXT NOT NULL UNIQUE,
+     subnet     TEXT NOT NULL UNIQUE,
+     gateway    TEXT NOT NULL,
+     created    TEXT NOT NULL,
+     labels     TEXT NOT NULL DEFAULT '{}',
+     is_default INTEGER NOT NULL DEFAULT 0
+   ) STRICT;
+   CREATE TABLE container_networks (
+     container_id TEXT PRIMARY KEY,
+     networks     TEXT NOT NULL,
+     ports        TEXT NOT NULL DEFAULT '[]',
+     attachment   TEXT
+   ) STRICT`,
 ];
 
 /**

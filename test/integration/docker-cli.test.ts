@@ -219,9 +219,9 @@ t.test('what runcd does not implement answers 501 naming the endpoint', async (t
   const { dockerSocket } = await startWithDockerSocket(t, sandbox);
   const run = (...args: string[]) => docker(dockerSocket, ...args);
 
-  const network = await run('network', 'ls');
-  t.equal(network.code, 1);
-  t.match(network.stderr, /runcd does not implement GET \/networks of the Docker Engine API/);
+  const volumes = await run('volume', 'ls');
+  t.equal(volumes.code, 1);
+  t.match(volumes.stderr, /runcd does not implement GET \/volumes of the Docker Engine API/);
   const save = await run('save', '-o', join(sandbox.dir, 'saved.tar'), 'bb');
   t.not(save.code, 0);
   t.match(save.stderr, /runcd does not implement GET \/images\/get of the Docker Engine API/);

@@ -1,6 +1,7 @@
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
+import { CreateNetworkBody } from '../../src/schemas/network.js';
 import type { z } from 'zod';
 import { generateOpenApiDocument } from '../../src/openapi.js';
 import { ProblemSchema } from '../../src/schemas/common.js';
@@ -29,6 +30,7 @@ const BODY_SCHEMAS: Record<string, z.ZodType> = {
   execInContainer: ExecBody,
   createBundle: CreateBundleBody,
   updateContainerResources: UpdateResourcesBody,
+  createNetwork: CreateNetworkBody,
 };
 /** Operations whose body is a byte stream (a tarball): no JSON examples, but a binary schema per media type. */
 const BINARY_BODIES = ['uploadBundleRootfs', 'execWithStdin'];

@@ -201,6 +201,11 @@ t.test('every route the API serves has a deliberate scope', async (t) => {
     'DELETE /bundles/:id': 'admin',
     // Limits decide how much of the host a container may take, not just whether it runs.
     'PATCH /containers/:id/resources': 'admin',
+    // Networks: reading is `read`; a network is a bridge and NAT/firewall rules on the host: `admin`.
+    'GET /networks': 'read',
+    'GET /networks/:name': 'read',
+    'POST /networks': 'admin',
+    'DELETE /networks/:name': 'admin',
   };
   const spec = (await generateOpenApiDocument()) as { paths: Record<string, Record<string, unknown>> };
   const inspection = await buildInspectionApp({ requireToken: true });

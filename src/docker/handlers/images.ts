@@ -20,7 +20,13 @@ export async function registerImageAndCreateRoutes(
     await registerImageRoutes(app, bundles, deps.imageLoader);
     app.post('/containers/create', { config: { access: 'admin' } }, async (request, reply) => {
       const name = first((request.query as Query).name);
-      const created = await createFromImage(bundles, creation, name, (request.body ?? {}) as never);
+      const created = await createFromImage(
+        bundles,
+        creation,
+        name,
+        (request.body ?? {}) as never,
+        deps.networks?.settings.defaultNetwork.name,
+      );
       return reply.code(201).send({ Id: dockerIdOf(created.id), Warnings: [] });
     });
   } else {
@@ -60,7 +66,7 @@ export async function registerImageAndCreateRoutes(
   // without bundles), so the true answer is that there is no such one (and the CLI then says "No such object").
   for (const [url, kind] of [
     ...(bundles ? [] : ([['/images/:name/json', 'image']] as const)),
-    ['/networks/:name', 'network'],
+    ...(deps.networks ? [] : ([['/networks/:name', 'network']] as const)),
     ['/volumes/:name', 'volume'],
     ['/plugins/:name/json', 'plugin'],
   ] as const) {

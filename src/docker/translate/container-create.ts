@@ -9,6 +9,7 @@ import { NotFoundError } from '../../errors.js';
 import type { Bundle } from '../../schemas/bundle.js';
 import { CreateContainerRequest } from '../../schemas/bundle.js';
 import { DockerError, notImplemented } from '../docker-errors.js';
+import { networkRequestOf } from './networks.js';
 
 export interface CreateBody {
   Image?: unknown;
@@ -31,6 +32,8 @@ export interface CreateBody {
     Init?: unknown;
     RestartPolicy?: { Name?: unknown; MaximumRetryCount?: unknown };
     AutoRemove?: unknown;
+    NetworkMode?: unknown;
+    PortBindings?: unknown;
   };
 }
 
@@ -47,6 +50,7 @@ export async function createFromImage(
   creation: ContainerCreation,
   nameParam: string | undefined,
   body: CreateBody,
+  defaultNetwork?: string,
 ): Promise<{ id: string }> {
   if (typeof body.Image !== 'string' || body.Image === '')
     throw new DockerError(400, 'config.Image is required');
@@ -112,6 +116,7 @@ export async function createFromImage(
     ...(typeof body.StopTimeout === 'number' ? { stopTimeout: body.StopTimeout } : {}),
     // `docker run --rm`: a property of the container, so a restarted runcd still removes it.
     ...(host.AutoRemove === true ? { autoRemove: true } : {}),
+    ...networkRequestOf(host.NetworkMode, host.PortBindings, defaultNetwork),
   };
   const parsed = CreateContainerRequest.safeParse(request);
   if (!parsed.success) {
@@ -124,6 +129,10 @@ export async function createFromImage(
   try {
     await creation.create(parsed.data);
   } catch (error) {
+    // A 404 at create makes the docker CLI pull the image and try again; runcd cannot pull, so a missing
+    // network would end in a pull error that never names it.
+    if (error instanceof NotFoundError && error.code === 'network_not_found')
+      throw new DockerError(400, error.message);
     if (error instanceof NotFoundError) throw new DockerError(404, error.message);
     throw error;
   }

@@ -3,6 +3,7 @@ import { limitsOf } from '../../lifecycle/container-resources.js';
 import type { OciSpec } from '../../runtime/oci.js';
 import type { Container } from '../../schemas/container.js';
 import { dockerIdOf } from '../docker-ids.js';
+import { networkModeOf, networkSettingsOf, portBindingsOf, portSummaryOf } from './networks.js';
 
 // ---- translation of runcd's view into Docker's shapes
 
@@ -100,12 +101,12 @@ export function summaryOf(container: Container, run: RunView, image: ImageRef): 
     ImageID: image.id,
     Command: run.command.join(' '),
     Created: unixSeconds(container.created),
-    Ports: [],
+    Ports: portSummaryOf(container),
     Labels: container.labels,
     State: dockerState(container),
     Status: statusText(container),
-    HostConfig: { NetworkMode: 'none' },
-    NetworkSettings: { Networks: {} },
+    HostConfig: { NetworkMode: networkModeOf(container) },
+    NetworkSettings: { Networks: networkSettingsOf(container).Networks },
     Mounts: [],
   };
 }
@@ -146,7 +147,8 @@ export function inspectOf(container: Container, run: RunView, image: ImageRef): 
     ProcessLabel: '',
     AppArmorProfile: '',
     HostConfig: {
-      NetworkMode: 'none',
+      NetworkMode: networkModeOf(container),
+      PortBindings: portBindingsOf(container),
       RestartPolicy: {
         Name: container.restartPolicy.name,
         MaximumRetryCount: container.restartPolicy.maxRetries ?? 0,
@@ -179,6 +181,6 @@ export function inspectOf(container: Container, run: RunView, image: ImageRef): 
       StopSignal: container.stopSignal,
       StopTimeout: container.stopTimeout,
     },
-    NetworkSettings: { Networks: {}, Ports: {} },
+    NetworkSettings: networkSettingsOf(container),
   };
 }

@@ -1,0 +1,383 @@
+import { isIPv4 } from 'node:net';
+import { join } from 'node:path';
+import type { Logger } from 'pino';
+import { ConflictError, InvalidInputError, RuntimeFailureError } from '../errors.js';
+import { KeyedMutex } from '../lifecycle/keyed-mutex.js';
+import type { Cni, CniConflist, CniResult } from '../runtime/cni.js';
+import type { OciSpec } from '../runtime/oci.js';
+import type { ContainerNetworkState, PortMappingRequest } from '../schemas/network.js';
+import type {
+  Attachment,
+  ContainerNetworkRecord,
+  NetworkRepository,
+  PortMappingRecord,
+} from '../store/network-repository.js';
+import { bindProbe } from './host-ports.js';
+import type { NetworkService } from './network-service.js';
+import { NameFiles } from './name-files.js';
+
+export interface ContainerNetworkRequest {
+  networks?: string[] | undefined;
+  ports?: PortMappingRequest[] | undefined;
+}
+
+export interface ContainerNetworkingDeps {
+  networks: NetworkService;
+  repository: NetworkRepository;
+  cni: Cni;
+  /** Where each container's network namespace is pinned (`DIR/ID`). */
+  netnsDir: string;
+  /** Where each container's /etc/hosts and /etc/resolv.conf are written (`DIR/ID/`). */
+  filesDir: string;
+  logger: Logger;
+}
+
+const EPHEMERAL_ATTEMPTS = 20;
+
+/**
+ * A container's networks between create and start, in the seed lesson's words: "configure networking after
+ * namespaces exist but before the app runs". The lifecycle calls, in order:
+ * - prepare (at POST /containers, under the id's lock, before anything exists): the networks exist (the default
+ *   one is made on first use), the ports are free (a 409 naming the port otherwise), the request is stored;
+ * - attach (after `runc create`, before `runc start`): the netns is pinned, then CNI ADD per network;
+ * - release/detach (at exit, and before a restart's new instance is attached): CNI DEL, then the pin goes;
+ * - forget (at delete): detach, then the stored request goes.
+ * Every step that changes the host is recorded in the store first, so reconcile (after a SIGKILL) knows what to
+ * undo. Steps for one container are serialized; ports are decided under one lock for the whole daemon.
+ */
+export class ContainerNetworking {
+  private readonly locks = new KeyedMutex();
+  private readonly names: NameFiles;
+  /** Containers with a stored request: every other one is network none without asking the store (GET /containers). */
+  private readonly known = new Set<string>();
+  private readonly listeners: Array<() => void> = [];
+
+  constructor(private readonly deps: ContainerNetworkingDeps) {
+    this.names = new NameFiles(deps.filesDir);
+    for (const record of deps.repository.containers()) this.known.add(record.containerId);
+  }
+
+  /** Called whenever what describe() answers changes outside the lifecycle's own writes (a teardown at exit). */
+  watch(listener: () => void): void {
+    this.listeners.push(listener);
+  }
+
+  private changed(): void {
+    for (const listener of this.listeners) listener();
+  }
+
+  /**
+   * Checks and stores the request; answers the mounts (/etc/hosts, /etc/resolv.conf) to add to the container's
+   * config, none for network none. Nothing is created when it throws.
+   */
+  async prepare(
+    containerId: string,
+    request: ContainerNetworkRequest,
+    spec: OciSpec,
+  ): Promise<NonNullable<OciSpec['mounts']>> {
+    // A row left by an earlier container of this id whose teardown failed: undone before it is replaced.
+    if (this.deps.repository.container(containerId)) await this.forget(containerId);
+    const requested = request.networks ?? [];
+    if (requested.includes('none') && requested.length > 1) {
+      throw new InvalidInputError(
+        'invalid_body',
+        'network "none" cannot be combined with other networks',
+        containerId,
+      );
+    }
+    const names = requested.filter((name) => name !== 'none');
+    const duplicate = names.find((name, index) => names.indexOf(name) !== index);
+    if (duplicate) {
+      throw new InvalidInputError('invalid_body', `network "${duplicate}" is given twice`, containerId);
+    }
+    if (names.length === 0) {
+      if (request.ports?.length) {
+        throw new InvalidInputError(
+          'invalid_port_mapping',
+          'ports are published through a network: give networks (e.g. ["runcd"]) with ports',
+          containerId,
+        );
+      }
+      return [];
+    }
+    const namespaces = (spec.linux?.namespaces ?? []) as Array<{ type: string; path?: string }>;
+    if (!namespaces.some((namespace) => namespace.type === 'network' && !namespace.path)) {
+      throw new InvalidInputError(
+        'network_namespace_shared',
+        'networks need a network namespace of the container\'s own: add {"type": "network"} to linux.namespaces',
+        containerId,
+      );
+    }
+    for (const name of names) await this.deps.networks.resolve(name);
+    // One lock for every container's ports: two creates cannot both be handed the same free port.
+    return this.locks.run('<ports>', async () => {
+      const ports = await this.choosePorts(containerId, request.ports ?? []);
+      this.deps.repository.putContainer({ containerId, networks: names, ports, attachment: null });
+      this.known.add(containerId);
+      return this.names.prepare(containerId, spec.hostname);
+    });
+  }
+
+  /** CNI ADD for each network into the pinned namespace of `pid`; on failure everything done is undone. */
+  async attach(containerId: string, pid: number): Promise<void> {
+    await this.locks.run(containerId, async () => {
+      const record = this.deps.repository.container(containerId);
+      if (!record) return;
+      if (record.attachment) await this.teardown(record.containerId, record.attachment);
+      const netns = join(this.deps.netnsDir, containerId);
+      const attachment: Attachment = { netns, networks: [] };
+      // Recorded before the pin exists: a runcd killed between the two still unmounts it.
+      this.deps.repository.setAttachment(containerId, attachment);
+      try {
+        await this.deps.cni.pinNetns(pid, netns);
+        for (const [index, name] of record.networks.entries()) {
+          const conflist = this.deps.networks.conflist(this.deps.networks.require(name));
+          const entry = {
+            name,
+            ifName: `eth${index}`,
+            conflist: JSON.stringify(conflist),
+            result: null as unknown,
+          };
+          attachment.networks.push(entry);
+          this.deps.repository.setAttachment(containerId, attachment);
+          entry.result = await this.deps.cni.add(conflist, {
+            containerId,
+            netns,
+            ifName: entry.ifName,
+            capabilityArgs: index === 0 ? { portMappings: record.ports } : {},
+          });
+          this.deps.repository.setAttachment(containerId, attachment);
+        }
+        await this.names.write(containerId, this.describe(containerId));
+      } catch (error) {
+        await this.teardown(containerId, attachment).catch((cleanup: unknown) =>
+          this.deps.logger.error({ containerId, err: cleanup }, 'undoing a failed network setup failed'),
+        );
+        throw new RuntimeFailureError(
+          'network_setup_failed',
+          `network setup of container "${containerId}" failed: ${(error as Error).message}`,
+          containerId,
+        );
+      }
+      this.deps.logger.info({ containerId, networks: record.networks }, 'container networks set up');
+    });
+  }
+
+  /** At the container's exit: its networks are torn down in the background (DEL is serialized per container). */
+  release(containerId: string): void {
+    if (!this.deps.repository.container(containerId)?.attachment) return;
+    void this.detach(containerId).catch((error: unknown) =>
+      this.deps.logger.error({ containerId, err: error }, 'network teardown failed; reconcile retries it'),
+    );
+  }
+
+  async detach(containerId: string): Promise<void> {
+    await this.locks.run(containerId, async () => {
+      const record = this.deps.repository.container(containerId);
+      if (record?.attachment) await this.teardown(containerId, record.attachment);
+    });
+  }
+
+  /**
+   * At delete (and after a failed create): teardown, then the request. A teardown that fails keeps the row,
+   * so the next start's reconcile tries again instead of forgetting what is left on the host.
+   */
+  async forget(containerId: string): Promise<void> {
+    await this.locks.run(containerId, async () => {
+      const record = this.deps.repository.container(containerId);
+      if (!record) return;
+      try {
+        if (record.attachment) await this.teardown(containerId, record.attachment);
+      } catch (error) {
+        this.deps.logger.error(
+          { containerId, err: error },
+          'network teardown at delete failed; reconcile retries it',
+        );
+        return;
+      }
+      this.deps.repository.removeContainer(containerId);
+      this.known.delete(containerId);
+      this.changed();
+      await this.names.remove(containerId);
+    });
+  }
+
+  /**
+   * After the lifecycle's own reconcile: DEL for every container that is gone or stopped (a runcd killed at any
+   * step, or a container that exited while runcd was down), and a fresh setup for a created container whose
+   * setup a killed runcd never finished.
+   */
+  async reconcile(containers: Map<string, { status: string; pid: number }>): Promise<void> {
+    for (const record of this.deps.repository.containers()) {
+      const container = containers.get(record.containerId);
+      try {
+        if (!container) {
+          this.deps.logger.warn(
+            { containerId: record.containerId },
+            'removing the networks of a container that is gone',
+          );
+          await this.forget(record.containerId);
+        } else if (container.status === 'stopped') {
+          await this.detach(record.containerId);
+        } else if (container.status === 'created' && !this.complete(record)) {
+          this.deps.logger.warn({ containerId: record.containerId }, 'redoing an interrupted network setup');
+          await this.attach(record.containerId, container.pid);
+        }
+      } catch (error) {
+        this.deps.logger.error({ containerId: record.containerId, err: error }, 'network reconcile failed');
+      }
+    }
+  }
+
+  /** What GET /containers/ID shows; undefined for network none. */
+  describe(containerId: string): ContainerNetworkState | undefined {
+    if (!this.known.has(containerId)) return undefined;
+    const record = this.deps.repository.container(containerId);
+    if (!record) return undefined;
+    return {
+      networks: record.networks.map((name, index) => {
+        const attached = record.attachment?.networks.find((entry) => entry.name === name);
+        const result = (attached?.result ?? undefined) as CniResult | undefined;
+        const ifName = attached?.ifName ?? `eth${index}`;
+        const ip = result?.ips?.find(
+          (each) => each.interface === undefined || result.interfaces?.[each.interface]?.name === ifName,
+        );
+        const [address, prefix] = ip?.address.split('/') ?? [];
+        const mac = result?.interfaces?.find((each) => each.name === ifName && each.sandbox)?.mac;
+        return {
+          network: name,
+          interface: ifName,
+          ipAddress: address ?? null,
+          prefixLength: prefix === undefined ? null : Number(prefix),
+          gateway: ip?.gateway ?? null,
+          macAddress: mac ?? null,
+        };
+      }),
+      ports: record.ports,
+    };
+  }
+
+  private complete(record: ContainerNetworkRecord): boolean {
+    const attached = record.attachment?.networks ?? [];
+    return attached.length === record.networks.length && attached.every((entry) => entry.result !== null);
+  }
+
+  /** DEL in reverse order of ADD, each with its cached result; the pin goes only when every DEL succeeded. */
+  private async teardown(containerId: string, attachment: Attachment): Promise<void> {
+    const remaining = [...attachment.networks];
+    let firstError: unknown;
+    for (const entry of [...attachment.networks].reverse()) {
+      try {
+        const record = this.deps.repository.container(containerId);
+        const skipped = await this.deps.cni.del(
+          JSON.parse(entry.conflist) as CniConflist,
+          {
+            containerId,
+            netns: attachment.netns,
+            ifName: entry.ifName,
+            capabilityArgs: entry.ifName === 'eth0' ? { portMappings: record?.ports ?? [] } : {},
+          },
+          (entry.result ?? undefined) as CniResult | undefined,
+        );
+        if (skipped.length > 0) {
+          this.deps.logger.warn(
+            { containerId, network: entry.name, plugins: skipped },
+            'CNI plugins not installed: their DEL was skipped (whatever their ADD did, if it ran, is left)',
+          );
+        }
+        remaining.splice(remaining.indexOf(entry), 1);
+      } catch (error) {
+        firstError ??= error;
+      }
+    }
+    if (firstError) {
+      this.deps.repository.setAttachment(containerId, { netns: attachment.netns, networks: remaining });
+      throw firstError;
+    }
+    await this.deps.cni.unpinNetns(attachment.netns);
+    this.deps.repository.setAttachment(containerId, null);
+    this.changed();
+    this.deps.logger.info({ containerId }, 'container networks torn down');
+  }
+
+  private async choosePorts(
+    containerId: string,
+    requested: PortMappingRequest[],
+  ): Promise<PortMappingRecord[]> {
+    const taken = new Map<string, string>();
+    for (const other of this.deps.repository.containers()) {
+      if (other.containerId === containerId) continue;
+      for (const port of other.ports)
+        taken.set(`${port.protocol}/${port.hostPort}/${port.hostIp}`, other.containerId);
+    }
+    const takenBy = (protocol: string, hostPort: number, hostIp: string): string | undefined => {
+      for (const [key, owner] of taken) {
+        const [otherProtocol, otherPort, otherIp] = key.split('/');
+        if (otherProtocol !== protocol || Number(otherPort) !== hostPort) continue;
+        if (otherIp === hostIp || otherIp === '0.0.0.0' || hostIp === '0.0.0.0') return owner;
+      }
+      return undefined;
+    };
+    const chosen: PortMappingRecord[] = [];
+    for (const port of requested) {
+      const protocol = port.protocol ?? 'tcp';
+      const hostIp = port.hostIp ?? this.deps.networks.settings.publishHostIp;
+      if (!isIPv4(hostIp)) {
+        throw new InvalidInputError(
+          'invalid_port_mapping',
+          `hostIp ${hostIp} is not an IPv4 address`,
+          containerId,
+        );
+      }
+      let hostPort = port.hostPort;
+      if (hostPort === undefined) {
+        for (let attempt = 0; attempt < EPHEMERAL_ATTEMPTS && hostPort === undefined; attempt++) {
+          const candidate = await bindProbe(hostIp, 0, protocol);
+          if (candidate === undefined) {
+            throw new InvalidInputError(
+              'invalid_port_mapping',
+              `cannot bind ${hostIp} on this host: it is not one of its addresses`,
+              containerId,
+            );
+          }
+          if (!takenBy(protocol, candidate, hostIp) && !chosen.some((each) => each.hostPort === candidate)) {
+            hostPort = candidate;
+          }
+        }
+        if (hostPort === undefined) {
+          throw new ConflictError(
+            'port_in_use',
+            `no free ephemeral ${protocol} port on ${hostIp}`,
+            containerId,
+          );
+        }
+      } else {
+        const spec = `${hostIp}:${hostPort}/${protocol}`;
+        if (chosen.some((each) => each.protocol === protocol && each.hostPort === hostPort)) {
+          throw new InvalidInputError(
+            'invalid_port_mapping',
+            `host port ${spec} is published twice`,
+            containerId,
+          );
+        }
+        const owner = takenBy(protocol, hostPort, hostIp);
+        if (owner) {
+          throw new ConflictError(
+            'port_in_use',
+            `host port ${spec} is published by container "${owner}"`,
+            containerId,
+          );
+        }
+        if ((await bindProbe(hostIp, hostPort, protocol)) === undefined) {
+          throw new ConflictError(
+            'port_in_use',
+            `host port ${spec} is taken on this host (or ${hostIp} is not one of its addresses)`,
+            containerId,
+          );
+        }
+      }
+      chosen.push({ hostIp, hostPort, containerPort: port.containerPort, protocol });
+    }
+    return chosen;
+  }
+}
