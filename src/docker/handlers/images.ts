@@ -1,3 +1,4 @@
+import { Readable } from 'node:stream';
 import type { DockerContext, Query } from '../docker-context.js';
 import { DockerError, notImplemented } from '../docker-errors.js';
 import { dockerIdOf } from '../docker-ids.js';
@@ -49,12 +50,14 @@ export async function registerImageAndCreateRoutes(
   }
 
   // `docker build` sends its context as a tarball: the answer must name build, not fail on the body as JSON. The
-  // body is never read (its own parser hands the stream on, unread, and the connection closes after the answer).
+  // context is read and dropped first (up to a bound): answered while it still writes, the CLI gets EPIPE and
+  // shows that instead of the answer. The connection closes after the answer either way.
   await app.register(async (scope) => {
     scope.removeAllContentTypeParsers();
     scope.addContentTypeParser('*', (_request, payload, done) => done(null, payload));
-    scope.post('/build', { config: { access: 'admin' } }, async (_request, reply) => {
+    scope.post('/build', { config: { access: 'admin' } }, async (request, reply) => {
       reply.header('connection', 'close');
+      await discardBounded(request.body, BUILD_CONTEXT_DRAIN_BYTES);
       throw notImplemented(
         'POST /build (docker build)',
         'runcd builds no images; build elsewhere and bring the image in with docker load (a docker save archive)',
@@ -73,5 +76,21 @@ export async function registerImageAndCreateRoutes(
     app.get(url, { config: { access: 'read' } }, async (request) => {
       throw new DockerError(404, `No such ${kind}: ${(request.params as { name: string }).name}`);
     });
+  }
+}
+
+/** How much of a build context is read (and dropped) before the 501, so the CLI is still listening for it. */
+const BUILD_CONTEXT_DRAIN_BYTES = 64 * 1024 * 1024;
+
+async function discardBounded(body: unknown, limit: number): Promise<void> {
+  if (!(body instanceof Readable)) return;
+  let read = 0;
+  try {
+    for await (const chunk of body) {
+      read += (chunk as Buffer).length;
+      if (read > limit) break;
+    }
+  } catch {
+    // the client went away: nobody is left to answer
   }
 }
