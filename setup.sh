@@ -14,14 +14,22 @@ node_major=$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0
 # openssl: the tests make a throwaway CA for mutual TLS. tini: its static build is the init of `init: true`.
 # systemd: systemd-analyze verifies the unit (CI). chromium: the test that clicks through Swagger UI at /docs.
 # util-linux (setpriv) and libcap2-bin (capsh): the test that runs runcd under the unit's capability bounding set.
-# skopeo, umoci: `docker load` unpacks docker save archives with them (offline).
-packages=(runc conmon busybox-static tini openssl systemd chromium util-linux libcap2-bin skopeo umoci)
+# skopeo, umoci: `docker load` unpacks docker save archives with them, `docker pull` copies from registries.
+# docker-registry: the pull tests run their own on a loopback port; apache2-utils: htpasswd (bcrypt) for them.
+packages=(runc conmon busybox-static tini openssl systemd chromium util-linux libcap2-bin skopeo umoci docker-registry apache2-utils)
 missing=()
 for pkg in "${packages[@]}"; do dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg"); done
 if [ ${#missing[@]} -gt 0 ]; then
   echo "setup.sh: installing ${missing[*]}"
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+# The packaged registry service (listening on :5000) is not wanted: the tests start their own.
+if [ -d /run/systemd/system ]; then
+  systemctl disable --now docker-registry.service >/dev/null 2>&1 || true
+elif [ -x /etc/init.d/docker-registry ]; then
+  /etc/init.d/docker-registry stop >/dev/null 2>&1 || true
 fi
 
 npm ci --no-audit --no-fund

@@ -34,6 +34,8 @@ export interface Config {
   importRoots: string[];
   /** Bytes of regular files in one managed rootfs (import or upload). */
   maxRootfsBytes: number;
+  /** `--insecure-registry HOST:PORT`: registries pulled from over plain HTTP (or TLS without verification). */
+  insecureRegistries: string[];
 }
 
 /** 1 GiB: a Debian or Alpine userland with room to spare; raise it for bigger images. */
@@ -67,6 +69,7 @@ const FLAGS = {
   'runtime-timeout': { type: 'string' },
   'import-root': { type: 'string', multiple: true },
   'max-rootfs-bytes': { type: 'string' },
+  'insecure-registry': { type: 'string', multiple: true },
   help: { type: 'boolean', short: 'h' },
   version: { type: 'boolean' },
 } as const;
@@ -94,6 +97,8 @@ export const USAGE = `usage: runcd [flags]   (each flag is also settable as RUNC
   --import-root DIR    directory managed bundles may copy a rootfs from (POST /bundles rootfs.path);
                        repeatable, ":"-separated in env (default none: tarball uploads only)
   --max-rootfs-bytes N largest managed rootfs, in bytes or with K, M, G suffix (default 1G)
+  --insecure-registry HOST:PORT  registry pulled from over plain HTTP (or unverified TLS); repeatable,
+                       ","-separated in env (default none)
   --runtime PATH       OCI runtime binary (default runc from PATH; crun works too)
   --conmon PATH        conmon binary (default conmon from PATH)
   --log-level LEVEL    fatal, error, warn, info, debug, trace (default info)`;
@@ -181,8 +186,21 @@ export function parseCommandLine(argv: string[], env: NodeJS.ProcessEnv): Parsed
         (dir) => absolute(dir, '--import-root'),
       ),
       maxRootfsBytes: byteSize(pick(values['max-rootfs-bytes'], 'MAX_ROOTFS_BYTES'), '--max-rootfs-bytes'),
+      insecureRegistries: (
+        values['insecure-registry'] ??
+        env.RUNCD_INSECURE_REGISTRY?.split(',').filter(Boolean) ??
+        []
+      ).map(registryHost),
     },
   };
+}
+
+/** `HOST[:PORT]` as dockerd's --insecure-registry takes it (no scheme, no path). */
+function registryHost(value: string): string {
+  if (!/^[A-Za-z0-9.-]+(:\d{1,5})?$/.test(value)) {
+    throw new ConfigError(`--insecure-registry ${value}: give HOST:PORT (no scheme, no path)`);
+  }
+  return value.toLowerCase();
 }
 
 const SIZE_SUFFIXES: Readonly<Record<string, number>> = {

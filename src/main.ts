@@ -67,6 +67,7 @@ async function main(): Promise<void> {
       runtimeTimeoutMs: config.runtimeTimeoutSeconds * 1000,
       importRoots: config.importRoots,
       maxRootfsBytes: config.maxRootfsBytes,
+      insecureRegistries: config.insecureRegistries,
     };
     socketGid = config.socketGroup ? resolveGroup(config.socketGroup) : (process.getgid?.() ?? 0);
     if (config.socket) socketWarnings = await prepareSocketPath(config.socket, socketGid);

@@ -1,6 +1,7 @@
 import Fastify, { type FastifyInstance, type FastifyReply } from 'fastify';
 import type { BundleService } from '../bundles/bundle-service.js';
 import type { ImageLoader } from '../bundles/image-loader.js';
+import type { ImagePuller } from '../bundles/image-puller.js';
 import type { ContainerService } from '../lifecycle/container-service.js';
 import { LogService } from '../lifecycle/log-service.js';
 import { DEFAULT_BODY_LIMIT } from '../security/limits.js';
@@ -36,6 +37,8 @@ export interface DockerAppDeps {
   bundles?: BundleService | undefined;
   /** `docker load` (skopeo + umoci); without it, POST /images/load answers 501. */
   imageLoader?: ImageLoader | undefined;
+  /** `docker pull` (skopeo + umoci); without it, POST /images/create?fromImage answers 501. */
+  imagePuller?: ImagePuller | undefined;
   security: SecurityOptions;
 }
 

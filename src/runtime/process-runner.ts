@@ -18,6 +18,10 @@ export const CLEAN_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sb
 export interface RunOptions {
   timeoutMs: number;
   env?: Record<string, string>;
+  /** Aborting kills the process group (a client that went away cancels a registry pull). */
+  signal?: AbortSignal;
+  /** Sees stdout as it comes (skopeo's "Copying blob" lines become pull progress). */
+  onStdout?: (chunk: Buffer) => void;
 }
 
 export interface RunResult {
@@ -146,13 +150,19 @@ export class ProcessRunner {
       // with its own AbortController per stream, several times the cost of two 'data' listeners.
       const stdout: Buffer[] = [];
       const stderr: Buffer[] = [];
-      child.stdout?.on('data', (chunk: Buffer) => stdout.push(chunk));
+      child.stdout?.on('data', (chunk: Buffer) => {
+        stdout.push(chunk);
+        options.onStdout?.(chunk);
+      });
       child.stderr?.on('data', (chunk: Buffer) => stderr.push(chunk));
       timer = setTimeout(() => {
         timedOut = true;
         killProcessGroup(child.pid);
       }, options.timeoutMs);
-      const result = await child;
+      const abort = () => killProcessGroup(child.pid);
+      if (options.signal?.aborted) abort();
+      options.signal?.addEventListener('abort', abort, { once: true });
+      const result = await child.finally(() => options.signal?.removeEventListener('abort', abort));
       const durationMs = performance.now() - started;
       const exitCode = typeof result.exitCode === 'number' ? result.exitCode : -1;
       this.emit({ binary, argv, exitCode, durationMs, timedOut });

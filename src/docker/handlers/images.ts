@@ -17,7 +17,7 @@ export async function registerImageAndCreateRoutes(
   const { deps } = context;
   const bundles = deps.bundles;
   if (bundles) {
-    await registerImageRoutes(app, bundles, deps.imageLoader);
+    await registerImageRoutes(app, bundles, deps.imageLoader, deps.imagePuller);
     app.post('/containers/create', { config: { access: 'admin' } }, async (request, reply) => {
       const name = first((request.query as Query).name);
       const created = await createFromImage(bundles, name, (request.body ?? {}) as never);
