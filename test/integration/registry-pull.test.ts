@@ -1,8 +1,11 @@
 import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { createServer, request as httpRequest } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import Docker from 'dockerode';
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { buildOciLayout } from '../helpers/image-archive.js';
 import { dockerCli as docker, startWithDockerSocket } from '../helpers/docker-cli.js';
 import { seed, startRegistry } from '../helpers/registry.js';
@@ -164,3 +167,97 @@ t.test('docker pull from a loopback registry: progress, run, re-pull, shared tag
     'no scratch directory is left by pulls, failed or not',
   );
 });
+
+/** A registry that serves a manifest, then stalls on every blob: a pull that can only end by cancellation. */
+async function stallingRegistry(t: Test): Promise<{ host: string; blobRequested: Promise<void> }> {
+  const hex = (seed: string) => createHash('sha256').update(seed).digest('hex');
+  const manifest = JSON.stringify({
+    schemaVersion: 2,
+    mediaType: 'application/vnd.oci.image.manifest.v1+json',
+    config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: `sha256:${hex('c')}`, size: 2 },
+    layers: [
+      {
+        mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip',
+        digest: `sha256:${hex('l')}`,
+        size: 1 << 30,
+      },
+    ],
+  });
+  let blobRequested!: () => void;
+  const requested = new Promise<void>((resolve) => (blobRequested = resolve));
+  const held = new Set<import('node:http').ServerResponse>();
+  const server = createServer((request, response) => {
+    if (request.url === '/v2/')
+      return response.writeHead(200, { 'content-type': 'application/json' }).end('{}');
+    if (request.url?.includes('/manifests/')) {
+      return response
+        .writeHead(200, { 'content-type': 'application/vnd.oci.image.manifest.v1+json' })
+        .end(request.method === 'HEAD' ? undefined : manifest);
+    }
+    blobRequested();
+    held.add(response);
+    response.writeHead(200, {
+      'content-type': 'application/octet-stream',
+      'content-length': String(1 << 30),
+    });
+    response.write(Buffer.alloc(1024));
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => {
+    for (const response of held) response.destroy();
+    server.closeAllConnections();
+    return new Promise<void>((resolve) => server.close(() => resolve()));
+  });
+  const address = server.address() as AddressInfo;
+  return { host: `127.0.0.1:${address.port}`, blobRequested: requested };
+}
+
+/** Processes whose command line mentions `needle` (skopeo runs with the scratch directory in its argv). */
+function processesMentioning(needle: string): number[] {
+  return readdirSync('/proc')
+    .filter((entry) => /^\d+$/.test(entry))
+    .filter((pid) => {
+      try {
+        return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(needle);
+      } catch {
+        return false;
+      }
+    })
+    .map(Number);
+}
+
+t.test(
+  'closing the connection cancels a pull: skopeo is killed and its scratch directory removed',
+  async (t) => {
+    const sandbox = makeSandbox(t, 'rcancel');
+    const stalling = await stallingRegistry(t);
+    const { dockerSocket } = await startWithDockerSocket(t, sandbox, ['--insecure-registry', stalling.host]);
+    const request = httpRequest({
+      socketPath: dockerSocket,
+      method: 'POST',
+      path: `/v1.50/images/create?fromImage=${encodeURIComponent(`${stalling.host}/slow`)}&tag=1`,
+    });
+    const started = new Promise<{ status: number | undefined; first: string }>((resolve, reject) => {
+      request.on('response', (response) => {
+        response.once('data', (chunk: Buffer) =>
+          resolve({ status: response.statusCode, first: chunk.toString() }),
+        );
+      });
+      request.on('error', reject);
+    });
+    request.end();
+    const answer = await started;
+    t.equal(answer.status, 200, 'the progress stream started');
+    t.match(answer.first, /Pulling from slow/);
+    await stalling.blobRequested;
+    t.ok(processesMentioning(`${stalling.host}/slow:1`).length > 0, 'skopeo is copying');
+    request.destroy();
+    await eventually(
+      async () => (processesMentioning(`${stalling.host}/slow:1`).length === 0 ? true : undefined),
+      10_000,
+    );
+    t.pass('skopeo is gone once the client went away');
+    await eventually(async () => (readdirSync(sandbox.bundleRoot).length === 0 ? true : undefined), 10_000);
+    t.same(readdirSync(sandbox.bundleRoot), [], 'no scratch directory and no image is left');
+  },
+);
