@@ -245,6 +245,8 @@ export async function openDaemon(config: DaemonConfig, logger: Logger): Promise<
           tools: imageTools,
           logger: logger.child({ component: 'images' }),
           insecureRegistries: config.insecureRegistries ?? [],
+          certsDir: join(config.stateDir, 'certs.d'),
+          authStore: join(config.stateDir, 'registry-auth.json'),
         }),
         security: security('unix'),
       });

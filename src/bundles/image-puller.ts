@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { z } from 'zod';
@@ -23,7 +23,7 @@ import { discardTree, RootfsQuotaError } from './rootfs-writer.js';
 export class RegistryPullError extends Error {
   override name = 'RegistryPullError';
   constructor(
-    readonly status: 400 | 401 | 404 | 413 | 499 | 502 | 504,
+    readonly status: 400 | 401 | 403 | 404 | 413 | 499 | 502 | 504,
     message: string,
   ) {
     super(message);
@@ -74,6 +74,10 @@ export interface ImagePullerDeps {
   tools: ImageTools;
   logger: Logger;
   insecureRegistries: readonly string[];
+  /** `certs.d` in the state dir: `certs.d/HOST:PORT/*.crt` are the CAs of that registry, as with dockerd. */
+  certsDir?: string;
+  /** Credentials `docker login` checked, per registry: a containers-auth.json, mode 0600, in the state dir. */
+  authStore?: string;
 }
 
 const RawManifest = z.object({
@@ -144,6 +148,47 @@ export class ImagePuller {
   }
 
   /**
+   * `docker login`: the credentials are checked against the registry (skopeo login), then kept for pulls that
+   * bring none of their own. Only the registry host is ever logged, never the user or password.
+   */
+  async login(registry: string, credentials: PullCredentials): Promise<void> {
+    const scratchDir = await this.deps.bundles.scratchDirectory('login');
+    try {
+      const access = await this.access(registry, scratchDir, credentials);
+      await this.deps.tools.checkLogin(registry, access, scratchDir);
+      if (this.deps.authStore) {
+        const auths = await this.storedAuths();
+        auths[registry] = { auth: basicAuth(credentials) };
+        const temporary = `${this.deps.authStore}.tmp`;
+        await writeFile(temporary, JSON.stringify({ auths }), { mode: 0o600 });
+        await chmod(temporary, 0o600);
+        await rename(temporary, this.deps.authStore);
+      }
+      this.deps.logger.info({ registry }, 'registry login succeeded');
+    } catch (error) {
+      const answer = pullError(error, registry);
+      if (answer instanceof RegistryPullError && answer.status === 404) {
+        throw new RegistryPullError(502, answer.message);
+      }
+      throw answer;
+    } finally {
+      await discardTree(scratchDir);
+    }
+  }
+
+  private async storedAuths(): Promise<Record<string, { auth: string }>> {
+    if (!this.deps.authStore) return {};
+    try {
+      const parsed = JSON.parse(await readFile(this.deps.authStore, 'utf8')) as {
+        auths?: Record<string, { auth: string }>;
+      };
+      return parsed.auths ?? {};
+    } catch {
+      return {};
+    }
+  }
+
+  /**
    * The registry's transport, and its credentials as a containers-auth.json in the scratch directory (mode
    * 0600, removed with it): on skopeo's argv they would show in `ps` and in runcd's audit log.
    */
@@ -153,14 +198,21 @@ export class ImagePuller {
     credentials: PullCredentials | undefined,
   ): Promise<RegistryAccess> {
     const insecure = this.deps.insecureRegistries.includes(registry.toLowerCase());
-    if (!credentials) return { insecure };
+    const certDir = this.deps.certsDir ? join(this.deps.certsDir, registry) : undefined;
+    const hasCerts = certDir !== undefined && (await stat(certDir).catch(() => undefined))?.isDirectory();
+    const access: RegistryAccess = { insecure, ...(hasCerts ? { certDir } : {}) };
+    const auth = credentials ? basicAuth(credentials) : (await this.storedAuths())[registry]?.auth;
+    if (!auth) return access;
     const authDir = join(scratchDir, 'auth');
     await mkdir(authDir, { mode: 0o700 });
     const authFile = join(authDir, 'auth.json');
-    const auth = Buffer.from(`${credentials.username}:${credentials.password}`).toString('base64');
     await writeFile(authFile, JSON.stringify({ auths: { [registry]: { auth } } }), { mode: 0o600 });
-    return { insecure, authFile };
+    return { ...access, authFile };
   }
+}
+
+function basicAuth(credentials: PullCredentials): string {
+  return Buffer.from(`${credentials.username}:${credentials.password}`).toString('base64');
 }
 
 function layersOf(raw: string): RemoteLayer[] {
@@ -198,8 +250,11 @@ function pullError(error: unknown, reference: string): unknown {
   if (/manifest unknown|name unknown|repository name not known|not found/i.test(words)) {
     return cause(404, 'no such image or tag in the registry');
   }
-  if (/unauthorized|authentication required|denied|401/i.test(words)) {
-    return cause(401, 'the registry refused the credentials');
+  // 403, not 401: on a 401 the docker CLI prompts for a password on its stdin, which a script never answers.
+  if (
+    /unauthorized|authentication required|denied|401|reading username|credentials are invalid/i.test(words)
+  ) {
+    return cause(403, 'the registry refused the credentials (docker login HOST, or send X-Registry-Auth)');
   }
   if (/server gave HTTP response to HTTPS client/i.test(words)) {
     return cause(502, 'the registry speaks plain HTTP; list it with --insecure-registry HOST:PORT');

@@ -24,6 +24,8 @@ export interface RegistryAccess {
   insecure: boolean;
   /** A containers-auth.json file (mode 0600, in the work directory): credentials never go on an argv. */
   authFile?: string;
+  /** A directory of `*.crt` CA files the registry's certificate must chain to (dockerd's certs.d/HOST:PORT). */
+  certDir?: string;
 }
 
 /** Per-call controls of a registry copy. */
@@ -101,6 +103,16 @@ export class ImageTools {
       ['inspect', '--raw', '--retry-times', '0', ...registryFlags('', access), dockerReference(reference)],
       signal ? { signal } : {},
     );
+  }
+
+  /**
+   * `skopeo login HOST` with the credentials already in the auth file: skopeo checks them against the registry
+   * ("Existing credentials are valid") without a password on its argv; with stdin closed, invalid ones fail.
+   */
+  async checkLogin(registry: string, access: RegistryAccess, workDir: string): Promise<void> {
+    if (!/^[A-Za-z0-9.-]+(:\d{1,5})?$/.test(registry))
+      throw new Error(`registry "${registry}" is not HOST[:PORT]`);
+    await this.run(this.skopeo, workDir, ['login', ...registryFlags('', access), registry]);
   }
 
   /** `skopeo copy docker://REFERENCE oci:LAYOUT:TAG`, the host's platform picked from an image index. */
@@ -199,6 +211,7 @@ function registryFlags(prefix: '' | 'src-' | 'dest-', access: RegistryAccess): s
   return [
     `--${prefix}tls-verify=${access.insecure ? 'false' : 'true'}`,
     ...(access.authFile ? [`--${prefix}authfile`, pathPart(access.authFile)] : []),
+    ...(access.certDir ? [`--${prefix}cert-dir`, access.certDir] : []),
   ];
 }
 

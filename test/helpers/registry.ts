@@ -1,6 +1,6 @@
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { connect, createServer } from 'node:net';
 import { join } from 'node:path';
 import type { Test } from 'tap';
 
@@ -25,7 +25,18 @@ async function freePort(): Promise<number> {
   });
 }
 
-export async function startRegistry(t: Test, dir: string): Promise<TestRegistry> {
+export interface RegistryOptions {
+  /** Serve TLS with this certificate and key (PEM files). */
+  tls?: { cert: string; key: string };
+  /** htpasswd file (bcrypt) for basic authentication. */
+  htpasswd?: string;
+}
+
+export async function startRegistry(
+  t: Test,
+  dir: string,
+  options: RegistryOptions = {},
+): Promise<TestRegistry> {
   mkdirSync(join(dir, 'storage'), { recursive: true });
   const port = await freePort();
   const host = `127.0.0.1:${port}`;
@@ -41,6 +52,12 @@ export async function startRegistry(t: Test, dir: string): Promise<TestRegistry>
       `    rootdirectory: ${join(dir, 'storage')}`,
       'http:',
       `  addr: ${host}`,
+      ...(options.tls
+        ? ['  tls:', `    certificate: ${options.tls.cert}`, `    key: ${options.tls.key}`]
+        : []),
+      ...(options.htpasswd
+        ? ['auth:', '  htpasswd:', '    realm: runcd-test', `    path: ${options.htpasswd}`]
+        : []),
       '',
     ].join('\n'),
   );
@@ -60,6 +77,17 @@ export async function startRegistry(t: Test, dir: string): Promise<TestRegistry>
   );
   for (let attempt = 0; attempt < 100; attempt++) {
     try {
+      if (options.tls) {
+        // The registry answers once its TLS listener is up; the test's CA is not this process's, so only connect.
+        await new Promise<void>((resolve, reject) => {
+          const socket = connect(port, '127.0.0.1', () => {
+            socket.destroy();
+            resolve();
+          });
+          socket.on('error', reject);
+        });
+        return { host, dir };
+      }
       const response = await fetch(`http://${host}/v2/`);
       if (response.status === 200) return { host, dir };
     } catch {
@@ -71,15 +99,25 @@ export async function startRegistry(t: Test, dir: string): Promise<TestRegistry>
   throw new Error(`docker-registry did not start on ${host}: ${output}`);
 }
 
-/** Pushes image `latest` of an OCI layout to the registry as `REPO:TAG` (plain HTTP). */
-export function seed(registry: TestRegistry, layout: string, repoTag: string): void {
+/**
+ * Pushes image `latest` of an OCI layout to the registry as `REPO:TAG`: plain HTTP, or TLS verified against the
+ * CAs in `certDir` with `creds` (USER:PASSWORD).
+ */
+export function seed(
+  registry: TestRegistry,
+  layout: string,
+  repoTag: string,
+  secure?: { certDir: string; creds: string },
+): void {
   execFileSync(
     'skopeo',
     [
       '--insecure-policy',
       'copy',
       '--quiet',
-      '--dest-tls-verify=false',
+      ...(secure
+        ? ['--dest-cert-dir', secure.certDir, '--dest-creds', secure.creds]
+        : ['--dest-tls-verify=false']),
       `oci:${layout}:latest`,
       `docker://${registry.host}/${repoTag}`,
     ],

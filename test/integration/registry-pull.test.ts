@@ -1,13 +1,23 @@
-import { execFileSync } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { createServer, request as httpRequest } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import Docker from 'dockerode';
 import t, { type Test } from 'tap';
 import { buildOciLayout } from '../helpers/image-archive.js';
 import { dockerCli as docker, startWithDockerSocket } from '../helpers/docker-cli.js';
+import { TestPki } from '../helpers/pki.js';
 import { seed, startRegistry } from '../helpers/registry.js';
 import { makeBusyboxRootfs } from '../helpers/rootfs.js';
 import { eventually, makeSandbox } from '../helpers/sandbox.js';
@@ -105,6 +115,8 @@ t.test('docker pull from a loopback registry: progress, run, re-pull, shared tag
   const tagged = await run('tag', id, 'copy:v1');
   t.equal(tagged.code, 0, tagged.stderr);
   t.equal((await run('run', '--rm', 'copy:v1', 'echo', 'tagged')).stdout, 'tagged\n');
+  // `run --rm` removes its container's private bundle as the container exits, a moment after the CLI returns.
+  await eventually(async () => (readdirSync(sandbox.bundleRoot).length === 1 ? true : undefined));
   t.equal(readdirSync(sandbox.bundleRoot).length, 1, 'docker tag shares the rootfs too');
   const inspected = await run('inspect', '-f', '{{json .RepoTags}}', id);
   t.same(JSON.parse(inspected.stdout).sort(), [bb1, `${registry.host}/bb:2`, 'copy:v1'].sort());
@@ -232,6 +244,7 @@ t.test(
     const sandbox = makeSandbox(t, 'rcancel');
     const stalling = await stallingRegistry(t);
     const { dockerSocket } = await startWithDockerSocket(t, sandbox, ['--insecure-registry', stalling.host]);
+    await eventually(async () => (existsSync(dockerSocket) ? true : undefined));
     const request = httpRequest({
       socketPath: dockerSocket,
       method: 'POST',
@@ -259,5 +272,90 @@ t.test(
     t.pass('skopeo is gone once the client went away');
     await eventually(async () => (readdirSync(sandbox.bundleRoot).length === 0 ? true : undefined), 10_000);
     t.same(readdirSync(sandbox.bundleRoot), [], 'no scratch directory and no image is left');
+  },
+);
+
+/** The docker CLI with its own config directory (where `docker login` stores what it sends as X-Registry-Auth). */
+function dockerWithConfig(socket: string, configDir: string, ...args: string[]) {
+  return new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
+    execFile(
+      'docker',
+      args,
+      {
+        env: { ...process.env, DOCKER_HOST: `unix://${socket}`, DOCKER_CONFIG: configDir },
+        timeout: 120_000,
+      },
+      (error, stdout, stderr) =>
+        resolve({ code: error ? (typeof error.code === 'number' ? error.code : -1) : 0, stdout, stderr }),
+    );
+  });
+}
+
+t.test(
+  'a TLS registry with htpasswd: login checks the credentials, pull sends them, TLS failures are 502',
+  async (t) => {
+    const sandbox = makeSandbox(t, 'rtls');
+    const pkiDir = join(sandbox.dir, 'pki');
+    mkdirSync(pkiDir);
+    const pki = new TestPki(pkiDir);
+    pki.ca('registry-ca');
+    pki.cert('registry', 'registry-ca', 'subjectAltName=IP:127.0.0.1\n');
+    const password = 'hunter2-pull-secret';
+    const htpasswd = join(sandbox.dir, 'htpasswd');
+    writeFileSync(htpasswd, execFileSync('htpasswd', ['-Bbn', 'alice', password]));
+    const registry = await startRegistry(t, join(sandbox.dir, 'registry'), {
+      tls: { cert: pki.path('registry.pem'), key: pki.path('registry.key') },
+      htpasswd,
+    });
+    const certDir = join(sandbox.stateDir, 'certs.d', registry.host);
+    mkdirSync(certDir, { recursive: true });
+    copyFileSync(pki.path('registry-ca.pem'), join(certDir, 'ca.crt'));
+    const rootfs = makeBusyboxRootfs(sandbox.dir);
+    const work = join(sandbox.dir, 'image');
+    mkdirSync(work);
+    const layout = buildOciLayout(work, rootfs, { cmd: ['echo', 'secure'] });
+    seed(registry, layout, 'bb:1', { certDir, creds: `alice:${password}` });
+
+    const { dockerSocket, daemon } = await startWithDockerSocket(t, sandbox);
+    const configDir = join(sandbox.dir, 'docker-config');
+    mkdirSync(configDir);
+    const cli = (...args: string[]) => dockerWithConfig(dockerSocket, configDir, ...args);
+    const image = `${registry.host}/bb:1`;
+
+    const anonymous = await cli('pull', image);
+    t.not(anonymous.code, 0);
+    t.match(anonymous.stderr, `pulling ${image}: the registry refused the credentials`);
+
+    const wrong = await cli('login', registry.host, '-u', 'alice', '-p', 'wrong-password');
+    t.not(wrong.code, 0, 'a wrong password is refused at login');
+    t.match(wrong.stderr, /refused the credentials/);
+
+    const login = await cli('login', registry.host, '-u', 'alice', '-p', password);
+    t.equal(login.code, 0, login.stderr);
+    t.match(login.stdout, /Login Succeeded/);
+    const stored = join(sandbox.stateDir, 'registry-auth.json');
+    t.equal(statSync(stored).mode & 0o777, 0o600, 'runcd keeps the credentials with mode 0600');
+
+    const pulled = await cli('pull', image);
+    t.equal(pulled.code, 0, pulled.stderr);
+    t.equal((await cli('run', '--rm', image)).stdout, 'secure\n');
+
+    const mismatch = await cli('pull', `${registry.host.replace('127.0.0.1', 'localhost')}/bb:1`);
+    t.not(mismatch.code, 0);
+    t.match(
+      mismatch.stderr,
+      /TLS failure talking to the registry/,
+      'a certificate without the name is a TLS failure',
+    );
+
+    const audit = readFileSync(join(sandbox.stateDir, 'audit.log'), 'utf8');
+    t.notOk(audit.includes(password), 'the password is not in the audit log');
+    t.notOk(daemon.output.includes(password), 'nor in the daemon log');
+    t.notOk(`${anonymous.stderr}${wrong.stderr}${mismatch.stderr}`.includes(password), 'nor in any error');
+    t.same(
+      readdirSync(sandbox.bundleRoot).filter((name) => name.startsWith('.')),
+      [],
+      'no scratch directory left',
+    );
   },
 );
