@@ -140,6 +140,20 @@ t.test('docker pull from a loopback registry: progress, run, re-pull, shared tag
   t.match(layered.stdout, /from layer two\n/);
   t.match(layered.stdout, /gone\n/, 'the whiteout of the second layer removed the file');
 
+  const multiId = (await run('images', '--format', '{{.Repository}}:{{.Tag}} {{.ID}}')).stdout
+    .split('\n')
+    .find((line) => line.startsWith(`${registry.host}/multi:1 `))!
+    .split(' ')[1]!;
+  t.equal((await run('tag', multiId, 'moving:x')).code, 0);
+  t.equal((await run('tag', id, 'moving:x')).code, 0);
+  const moved = await run('images', '--format', '{{.Repository}}:{{.Tag}} {{.ID}}');
+  t.same(
+    moved.stdout.split('\n').filter((line) => line.startsWith('moving:x ')),
+    [`moving:x ${id}`],
+    'a name tagged onto another image moves there; the old image keeps its other names',
+  );
+  t.match(moved.stdout, `${registry.host}/multi:1 ${multiId}`);
+
   const dockerode = new Docker({ socketPath: dockerSocket });
   const events = await new Promise<Array<{ status?: string }>>((resolve, reject) => {
     void dockerode.pull(

@@ -10,7 +10,7 @@ import {
 } from '../../bundles/image-puller.js';
 import { DockerError, notImplemented } from '../docker-errors.js';
 import { IMAGE_DIGEST_LABEL, imageName, imageNamesOf, labelsWithNames } from '../translate/images.js';
-import { commitImage } from './image-routes.js';
+import { commitImage, refuseIfInUse } from './image-routes.js';
 
 /**
  * `docker pull` (POST /images/create?fromImage=NAME&tag=TAG): the registry is asked for the manifest before the
@@ -122,7 +122,7 @@ export async function pullImage(
             const names = imageNamesOf(present);
             if (names.includes(name))
               return [`Digest: ${resolved.digest}`, `Status: Image is up to date for ${name}`];
-            await takeNameAway(bundles, name);
+            await takeNameAway(bundles, name, present.id);
             await bundles.relabel(present.id, labelsWithNames(present, [...names, name]));
             return [`Digest: ${resolved.digest}`, `Status: Downloaded newer image for ${name}`];
           }
@@ -161,13 +161,16 @@ export async function pullImage(
 }
 
 /**
- * A name moves to the image pulled under it. Where the old image has other names it keeps them; where that was
- * its only name, commitImage replaces it (refusing while containers use it).
+ * A name moves to another image. Where the old image has other names it keeps them; where that was its only
+ * name, it goes (409 while containers use it) when `keepId` names the image that takes the name, and is left to
+ * commitImage (which replaces it only once the new image exists) otherwise.
  */
-export async function takeNameAway(bundles: BundleService, name: string): Promise<void> {
+export async function takeNameAway(bundles: BundleService, name: string, keepId?: string): Promise<void> {
   for (const bundle of bundles.list()) {
+    if (bundle.id === keepId) continue;
     const names = imageNamesOf(bundle);
-    if (names.length > 1 && names.includes(name)) {
+    if (!names.includes(name)) continue;
+    if (names.length > 1) {
       await bundles.relabel(
         bundle.id,
         labelsWithNames(
@@ -175,6 +178,9 @@ export async function takeNameAway(bundles: BundleService, name: string): Promis
           names.filter((other) => other !== name),
         ),
       );
+    } else if (keepId !== undefined) {
+      refuseIfInUse(bundles, name);
+      await bundles.delete(bundle.id);
     }
   }
 }

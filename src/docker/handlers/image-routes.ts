@@ -84,12 +84,7 @@ export async function registerImageRoutes(
     const { name } = imageName(familiarName(tag ? `${repo}:${tag}` : repo));
     const names = imageNamesOf(image);
     if (!names.includes(name)) {
-      refuseIfInUse(bundles, name);
-      await takeNameAway(bundles, name);
-      const sole = bundles
-        .list()
-        .find((bundle) => bundle.id !== image.id && bundle.labels[IMAGE_LABEL] === name);
-      if (sole) await bundles.delete(sole.id);
+      await takeNameAway(bundles, name, image.id);
       await bundles.relabel(image.id, labelsWithNames(findImage(bundles, names[0]!), [...names, name]));
     }
     return reply.code(201).send();
