@@ -14,13 +14,14 @@ node_major=$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0
 # openssl: the tests make a throwaway CA for mutual TLS. tini: its static build is the init of `init: true`.
 # systemd: systemd-analyze verifies the unit (CI). chromium: the test that clicks through Swagger UI at /docs.
 # util-linux (setpriv) and libcap2-bin (capsh): the test that runs runcd under the unit's capability bounding set.
-# skopeo, umoci: `docker load` unpacks docker save archives with them (offline).
+# skopeo, umoci: `docker load` unpacks docker save archives with them, `docker pull` copies from registries.
+# docker-registry: the pull tests run their own on a loopback port; apache2-utils: htpasswd (bcrypt) for them.
 # python3-docker (docker-py), docker-compose: the tests drive runcd's Docker socket with these real clients. They
 # are installed without their Recommends: docker-compose recommends docker.io, whose dockerd would start on a
 # systemd machine and take over the FORWARD chain (policy DROP) and a docker0 bridge.
 # containernetworking-plugins (bridge, host-local, portmap, firewall in /usr/lib/cni), iproute2, iptables: networks.
-packages=(runc conmon busybox-static tini openssl systemd chromium util-linux libcap2-bin skopeo umoci python3-docker
-  docker-compose containernetworking-plugins iproute2 iptables)
+packages=(runc conmon busybox-static tini openssl systemd chromium util-linux libcap2-bin skopeo umoci docker-registry
+  apache2-utils python3-docker docker-compose containernetworking-plugins iproute2 iptables)
 without_recommends=(python3-docker docker-compose)
 missing=()
 missing_bare=()
@@ -34,6 +35,13 @@ if [ $((${#missing[@]} + ${#missing_bare[@]})) -gt 0 ]; then
   [ ${#missing[@]} -eq 0 ] || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
   [ ${#missing_bare[@]} -eq 0 ] ||
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing_bare[@]}" >/dev/null
+fi
+
+# The packaged registry service (listening on :5000) is not wanted: the tests start their own.
+if [ -d /run/systemd/system ]; then
+  systemctl disable --now docker-registry.service >/dev/null 2>&1 || true
+elif [ -x /etc/init.d/docker-registry ]; then
+  /etc/init.d/docker-registry stop >/dev/null 2>&1 || true
 fi
 
 npm ci --no-audit --no-fund

@@ -38,6 +38,8 @@ export interface Config {
   maxRootfsBytes: number;
   /** CNI networking (issue 16). */
   network: NetworkFlags;
+  /** `--insecure-registry HOST:PORT`: registries pulled from over plain HTTP (or TLS without verification). */
+  insecureRegistries: string[];
 }
 
 export interface NetworkFlags {
@@ -90,6 +92,7 @@ const FLAGS = {
   'default-network-subnet': { type: 'string' },
   'default-network-bridge': { type: 'string' },
   'publish-host-ip': { type: 'string' },
+  'insecure-registry': { type: 'string', multiple: true },
   help: { type: 'boolean', short: 'h' },
   version: { type: 'boolean' },
 } as const;
@@ -122,6 +125,8 @@ export const USAGE = `usage: runcd [flags]   (each flag is also settable as RUNC
   --default-network-subnet CIDR  its subnet (default 10.87.0.0/24)
   --default-network-bridge NAME  its Linux bridge (default runcd0)
   --publish-host-ip IP host address of a published port that names none (default 127.0.0.1)
+  --insecure-registry HOST:PORT  registry pulled from over plain HTTP (or unverified TLS); repeatable,
+                       ","-separated in env (default none)
   --runtime PATH       OCI runtime binary (default runc from PATH; crun works too)
   --conmon PATH        conmon binary (default conmon from PATH)
   --log-level LEVEL    fatal, error, warn, info, debug, trace (default info)`;
@@ -224,8 +229,21 @@ export function parseCommandLine(argv: string[], env: NodeJS.ProcessEnv): Parsed
           '--publish-host-ip',
         ),
       },
+      insecureRegistries: (
+        values['insecure-registry'] ??
+        env.RUNCD_INSECURE_REGISTRY?.split(',').filter(Boolean) ??
+        []
+      ).map(registryHost),
     },
   };
+}
+
+/** `HOST[:PORT]` as dockerd's --insecure-registry takes it (no scheme, no path). */
+function registryHost(value: string): string {
+  if (!/^[A-Za-z0-9.-]+(:\d{1,5})?$/.test(value)) {
+    throw new ConfigError(`--insecure-registry ${value}: give HOST:PORT (no scheme, no path)`);
+  }
+  return value.toLowerCase();
 }
 
 const SIZE_SUFFIXES: Readonly<Record<string, number>> = {

@@ -19,6 +19,7 @@ import { BundlePolicy, type BundlePolicyRules } from './bundle-checks/bundle-pol
 import { ContainerService } from './lifecycle/container-service.js';
 import { buildDockerApp } from './docker/docker-app.js';
 import { ImageLoader } from './bundles/image-loader.js';
+import { ImagePuller } from './bundles/image-puller.js';
 import { ImageTools } from './runtime/image-tools.js';
 import { Conmon } from './runtime/conmon.js';
 import { ProcessRunner, type ProcessLimits } from './runtime/process-runner.js';
@@ -46,6 +47,8 @@ export interface DaemonConfig extends Pick<Config, 'stateDir' | 'runtimeRoot' | 
   importRoots?: string[];
   /** `--max-rootfs-bytes`. */
   maxRootfsBytes?: number;
+  /** `--insecure-registry HOST:PORT`: registries pulled from over plain HTTP. */
+  insecureRegistries?: string[];
   /** tini's static build, for `init: true`. */
   initBinary?: string;
   /** Absolute paths: resolve them with resolveBinary first. */
@@ -269,6 +272,7 @@ export async function openDaemon(config: DaemonConfig, logger: Logger): Promise<
     }
     let dockerApp: FastifyInstance | undefined;
     if (config.docker) {
+      const imageTools = new ImageTools({ runner });
       dockerApp = await buildDockerApp({
         containers,
         bundles: managedBundles,
@@ -276,8 +280,16 @@ export async function openDaemon(config: DaemonConfig, logger: Logger): Promise<
         networks,
         imageLoader: new ImageLoader({
           bundles: managedBundles,
-          tools: new ImageTools({ runner }),
+          tools: imageTools,
           logger: logger.child({ component: 'images' }),
+        }),
+        imagePuller: new ImagePuller({
+          bundles: managedBundles,
+          tools: imageTools,
+          logger: logger.child({ component: 'images' }),
+          insecureRegistries: config.insecureRegistries ?? [],
+          certsDir: join(config.stateDir, 'certs.d'),
+          authStore: join(config.stateDir, 'registry-auth.json'),
         }),
         security: security('unix'),
       });

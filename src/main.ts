@@ -68,6 +68,7 @@ async function main(): Promise<void> {
       importRoots: config.importRoots,
       maxRootfsBytes: config.maxRootfsBytes,
       network: config.network,
+      insecureRegistries: config.insecureRegistries,
     };
     socketGid = config.socketGroup ? resolveGroup(config.socketGroup) : (process.getgid?.() ?? 0);
     if (config.socket) socketWarnings = await prepareSocketPath(config.socket, socketGid);

@@ -246,6 +246,16 @@ export class BundleService {
     });
   }
 
+  /** Replaces a bundle's labels (an image's names: `docker tag`, a pull of a digest runcd already has). */
+  async relabel(id: string, labels: Record<string, string>): Promise<Bundle> {
+    return this.locks.run(id, async () => {
+      const record = this.require(id);
+      record.labels = labels;
+      this.deps.repository.save(record);
+      return this.toBundle(record);
+    });
+  }
+
   async delete(id: string): Promise<void> {
     await this.locks.run(id, async () => {
       const record = this.require(id);

@@ -2,6 +2,7 @@ import Fastify, { type FastifyInstance, type FastifyReply } from 'fastify';
 import type { BundleService } from '../bundles/bundle-service.js';
 import type { ContainerCreation } from '../creation/container-creation.js';
 import type { ImageLoader } from '../bundles/image-loader.js';
+import type { ImagePuller } from '../bundles/image-puller.js';
 import type { ContainerService } from '../lifecycle/container-service.js';
 import { LogService } from '../lifecycle/log-service.js';
 import { DEFAULT_BODY_LIMIT } from '../security/limits.js';
@@ -44,6 +45,8 @@ export interface DockerAppDeps {
   imageLoader?: ImageLoader | undefined;
   /** runcd's networks: `docker network`, `-p` and `--network`; without them, containers have network none. */
   networks?: NetworkService | undefined;
+  /** `docker pull` (skopeo + umoci); without it, POST /images/create?fromImage answers 501. */
+  imagePuller?: ImagePuller | undefined;
   security: SecurityOptions;
 }
 

@@ -1,7 +1,7 @@
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { DomainError } from '../errors.js';
-import type { ProcessRunner, RunResult } from './process-runner.js';
+import type { ProcessRunner, RunOptions, RunResult } from './process-runner.js';
 
 /**
  * Debian's `skopeo` and `umoci`, the offline image tools behind `docker load`: one method per command, argv
@@ -18,6 +18,23 @@ export type ImageSource =
   /** An OCI image layout directory and the `org.opencontainers.image.ref.name` of one of its manifests. */
   | { transport: 'oci'; path: string; reference: string };
 
+/** How skopeo reaches one registry. */
+export interface RegistryAccess {
+  /** Plain HTTP (or TLS without verification): only for registries the operator listed (--insecure-registry). */
+  insecure: boolean;
+  /** A containers-auth.json file (mode 0600, in the work directory): credentials never go on an argv. */
+  authFile?: string;
+  /** A directory of `*.crt` CA files the registry's certificate must chain to (dockerd's certs.d/HOST:PORT). */
+  certDir?: string;
+}
+
+/** Per-call controls of a registry copy. */
+export interface CopyControls {
+  signal?: AbortSignal;
+  /** skopeo's progress lines ("Copying blob sha256:..."), one at a time. */
+  onLine?: (line: string) => void;
+}
+
 /** skopeo or umoci failed; `toolMessage` is the tool's own last words. */
 export class ImageToolError extends Error {
   override name = 'ImageToolError';
@@ -25,7 +42,7 @@ export class ImageToolError extends Error {
     readonly tool: string,
     readonly toolMessage: string,
     /** failed: it ran and refused; timeout: killed at the deadline; unavailable: it could not be run at all. */
-    readonly kind: 'failed' | 'timeout' | 'unavailable',
+    readonly kind: 'failed' | 'timeout' | 'unavailable' | 'cancelled',
   ) {
     super(`${tool}: ${toolMessage}`);
   }
@@ -71,6 +88,70 @@ export class ImageTools {
   }
 
   /**
+   * `skopeo inspect --raw docker://REFERENCE`: the registry's manifest (or image index) bytes, one small request
+   * that tells whether the image exists and what its digest is before any layer moves.
+   */
+  async inspectRemote(
+    reference: string,
+    access: RegistryAccess,
+    workDir: string,
+    signal?: AbortSignal,
+  ): Promise<string> {
+    return this.run(
+      this.skopeo,
+      workDir,
+      ['inspect', '--raw', '--retry-times', '0', ...registryFlags('', access), dockerReference(reference)],
+      signal ? { signal } : {},
+    );
+  }
+
+  /**
+   * `skopeo login HOST` with the credentials already in the auth file: skopeo checks them against the registry
+   * ("Existing credentials are valid") without a password on its argv; with stdin closed, invalid ones fail.
+   */
+  async checkLogin(registry: string, access: RegistryAccess, workDir: string): Promise<void> {
+    if (!/^[A-Za-z0-9.-]+(:\d{1,5})?$/.test(registry))
+      throw new Error(`registry "${registry}" is not HOST[:PORT]`);
+    await this.run(this.skopeo, workDir, ['login', ...registryFlags('', access), registry]);
+  }
+
+  /** `skopeo copy docker://REFERENCE oci:LAYOUT:TAG`, the host's platform picked from an image index. */
+  async copyFromRegistry(
+    reference: string,
+    access: RegistryAccess,
+    layout: string,
+    tag: string,
+    workDir: string,
+    controls: CopyControls = {},
+  ): Promise<void> {
+    let pending = '';
+    await this.run(
+      this.skopeo,
+      workDir,
+      [
+        // The source is the registry the caller named; signature policy is the operator's business, not runcd's
+        // (Debian ships no /etc/containers/policy.json for skopeo to read).
+        '--insecure-policy',
+        'copy',
+        '--retry-times',
+        '0',
+        ...registryFlags('src-', access),
+        dockerReference(reference),
+        `oci:${pathPart(layout)}:${tagPart(tag)}`,
+      ],
+      {
+        ...(controls.signal ? { signal: controls.signal } : {}),
+        onStdout: (chunk) => {
+          pending += chunk.toString('utf8');
+          const lines = pending.split('\n');
+          pending = lines.pop() ?? '';
+          for (const line of lines) if (line.trim()) controls.onLine?.(line.trim());
+        },
+      },
+    );
+  }
+
+  /**
    * `umoci unpack`: applies the layers of image TAG in order into TARGET/rootfs. umoci resolves every path and
    * symlink inside the rootfs it builds (a `../` entry or a symlink to `/` lands inside it) and applies OCI
    * whiteouts; TARGET must not exist yet.
@@ -86,7 +167,12 @@ export class ImageTools {
     ]);
   }
 
-  private async run(binary: string, workDir: string, argv: string[]): Promise<string> {
+  private async run(
+    binary: string,
+    workDir: string,
+    argv: string[],
+    extra: Pick<RunOptions, 'signal' | 'onStdout'> = {},
+  ): Promise<string> {
     const tmp = join(workDir, 'tmp');
     await mkdir(tmp, { recursive: true, mode: 0o700 });
     let result: RunResult;
@@ -94,10 +180,14 @@ export class ImageTools {
       result = await this.runner.run(binary, argv, {
         timeoutMs: this.timeoutMs,
         env: { HOME: workDir, TMPDIR: tmp },
+        ...extra,
       });
     } catch (error) {
       if (error instanceof DomainError) throw error; // the runner's own refusal (too busy)
       throw new ImageToolError(binary, (error as Error).message, 'unavailable');
+    }
+    if (extra.signal?.aborted) {
+      throw new ImageToolError(binary, 'cancelled: the client went away', 'cancelled');
     }
     if (result.timedOut) {
       throw new ImageToolError(
@@ -115,6 +205,22 @@ export class ImageTools {
     }
     return result.stdout;
   }
+}
+
+function registryFlags(prefix: '' | 'src-' | 'dest-', access: RegistryAccess): string[] {
+  return [
+    `--${prefix}tls-verify=${access.insecure ? 'false' : 'true'}`,
+    ...(access.authFile ? [`--${prefix}authfile`, pathPart(access.authFile)] : []),
+    ...(access.certDir ? [`--${prefix}cert-dir`, access.certDir] : []),
+  ];
+}
+
+/** A registry reference (`HOST:PORT/NAME:TAG` or `...@sha256:HEX`), checked by the caller's parser. */
+function dockerReference(reference: string): string {
+  if (!/^[A-Za-z0-9][A-Za-z0-9._/:@-]{0,511}$/.test(reference)) {
+    throw new Error(`image reference "${reference}" is not a plain registry reference`);
+  }
+  return `docker://${reference}`;
 }
 
 function sourceArgument(source: ImageSource): string {

@@ -24,6 +24,10 @@ export const CLEAN_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sb
 export interface RunOptions {
   timeoutMs: number;
   env?: Record<string, string>;
+  /** Aborting kills the process group (a client that went away cancels a registry pull). */
+  signal?: AbortSignal;
+  /** Sees stdout as it comes (skopeo's "Copying blob" lines become pull progress). */
+  onStdout?: (chunk: Buffer) => void;
 }
 
 /** Output a captured command may write, per stream, before the rest is dropped: bounds runcd's memory. */
@@ -188,7 +192,9 @@ export class ProcessRunner {
   }
 
   async run(binary: string, argv: readonly string[], options: RunOptions): Promise<RunResult> {
-    if (this.helper?.available) return this.runThroughHelper(binary, argv, options);
+    // A caller that reads the output as it comes, or may cancel, needs the child here (a pull's skopeo).
+    const streamed = options.onStdout !== undefined || options.signal !== undefined;
+    if (this.helper?.available && !streamed) return this.runThroughHelper(binary, argv, options);
     const release = await this.acquire(this.commands, 'runtime commands');
     const started = performance.now();
     let timedOut = false;
@@ -204,13 +210,19 @@ export class ProcessRunner {
       // with its own AbortController per stream, several times the cost of two 'data' listeners.
       const stdout: Buffer[] = [];
       const stderr: Buffer[] = [];
-      child.stdout?.on('data', (chunk: Buffer) => stdout.push(chunk));
+      child.stdout?.on('data', (chunk: Buffer) => {
+        stdout.push(chunk);
+        options.onStdout?.(chunk);
+      });
       child.stderr?.on('data', (chunk: Buffer) => stderr.push(chunk));
       timer = setTimeout(() => {
         timedOut = true;
         killProcessGroup(child.pid);
       }, options.timeoutMs);
-      const result = await child;
+      const abort = () => killProcessGroup(child.pid);
+      if (options.signal?.aborted) abort();
+      options.signal?.addEventListener('abort', abort, { once: true });
+      const result = await child.finally(() => options.signal?.removeEventListener('abort', abort));
       const durationMs = performance.now() - started;
       const exitCode = typeof result.exitCode === 'number' ? result.exitCode : -1;
       this.emit({ binary, argv, exitCode, durationMs, timedOut });

@@ -39,9 +39,10 @@ export function dockerCli(socket: string, ...args: string[]): Promise<DockerCliR
 export async function startWithDockerSocket(
   t: Test,
   sandbox: Sandbox,
+  extraArgs: string[] = [],
 ): Promise<{ daemon: DaemonProcess; dockerSocket: string }> {
   const dockerSocket = join(sandbox.dir, 'docker.sock');
-  const daemon = new DaemonProcess(sandbox, ['--docker-socket', dockerSocket]);
+  const daemon = new DaemonProcess(sandbox, ['--docker-socket', dockerSocket, ...extraArgs]);
   t.teardown(() => daemon.close());
   await daemon.start();
   return { daemon, dockerSocket };

@@ -134,3 +134,24 @@ t.test('--import-root and --max-rootfs-bytes', async (t) => {
   t.throws(() => run(['--max-rootfs-bytes', 'lots']), /--max-rootfs-bytes must be a size of at least 1M/);
   t.throws(() => run(['--max-rootfs-bytes', '1000']), /at least 1M/);
 });
+
+t.test(
+  '--insecure-registry is repeatable, comma-separated in the environment, and only HOST[:PORT]',
+  async (t) => {
+    const parse = (argv: string[], env: NodeJS.ProcessEnv = {}) => {
+      const parsed = parseCommandLine(['--socket', '/tmp/x.sock', ...argv], env);
+      return parsed.kind === 'run' ? parsed.config.insecureRegistries : undefined;
+    };
+    t.same(parse([]), []);
+    t.same(parse(['--insecure-registry', '127.0.0.1:5000', '--insecure-registry', 'Reg.local']), [
+      '127.0.0.1:5000',
+      'reg.local',
+    ]);
+    t.same(parse([], { RUNCD_INSECURE_REGISTRY: '127.0.0.1:5000,10.0.0.1:80' }), [
+      '127.0.0.1:5000',
+      '10.0.0.1:80',
+    ]);
+    t.throws(() => parse(['--insecure-registry', 'http://127.0.0.1:5000']), /give HOST:PORT/);
+    t.throws(() => parse(['--insecure-registry', '127.0.0.1:5000/path']), /give HOST:PORT/);
+  },
+);

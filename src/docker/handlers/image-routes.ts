@@ -6,6 +6,8 @@ import {
   findImage,
   imageIdOf,
   imageName,
+  imageNamesOf,
+  labelsWithNames,
   inspectOf,
   summaryOf,
 } from '../translate/images.js';
@@ -18,6 +20,8 @@ import type { ImageLoader, UnpackedImage } from '../../bundles/image-loader.js';
 import type { Bundle } from '../../schemas/bundle.js';
 import { ProcessSpec } from '../../schemas/bundle.js';
 import { DockerError, notImplemented } from '../docker-errors.js';
+import type { ImagePuller } from '../../bundles/image-puller.js';
+import { pullImage, takeNameAway } from './image-pull.js';
 
 export type Query = Record<string, string | string[] | undefined>;
 export const first = (value: string | string[] | undefined) => (Array.isArray(value) ? value[0] : value);
@@ -26,6 +30,7 @@ export async function registerImageRoutes(
   app: FastifyInstance,
   bundles: BundleService,
   loader: ImageLoader | undefined,
+  puller: ImagePuller | undefined,
 ): Promise<void> {
   app.get('/images/json', { config: { access: 'read' } }, async () =>
     bundles
@@ -44,7 +49,21 @@ export async function registerImageRoutes(
     return inspectOf(findImage(bundles, rest.slice(0, -'/json'.length)));
   });
   app.delete('/images/*', { config: { access: 'admin' } }, async (request) => {
-    const image = findImage(bundles, (request.params as { '*': string })['*']);
+    const reference = (request.params as { '*': string })['*'];
+    const image = findImage(bundles, reference);
+    const names = imageNamesOf(image);
+    const named = reference.startsWith('sha256:') ? undefined : imageName(reference).name;
+    if (names.length > 1 && named !== undefined && names.includes(named)) {
+      // One name of several: only the name goes; the rootfs stays for the others.
+      await bundles.relabel(
+        image.id,
+        labelsWithNames(
+          image,
+          names.filter((name) => name !== named),
+        ),
+      );
+      return [{ Untagged: named }];
+    }
     if (image.containers.length > 0) {
       throw new DockerError(
         409,
@@ -52,7 +71,30 @@ export async function registerImageRoutes(
       );
     }
     await bundles.delete(image.id);
-    return [{ Untagged: image.labels[IMAGE_LABEL] }, { Deleted: imageIdOf(image) }];
+    return [...names.map((name) => ({ Untagged: name })), { Deleted: imageIdOf(image) }];
+  });
+
+  // docker tag SOURCE REPO[:TAG]: one more name of the same bundle, sharing its rootfs.
+  app.post('/images/:name/tag', { config: { access: 'admin' } }, async (request, reply) => {
+    const image = findImage(bundles, (request.params as { name: string }).name);
+    const query = request.query as Query;
+    const repo = first(query.repo);
+    if (!repo) throw new DockerError(400, 'docker tag needs a repository name (repo=NAME)');
+    const tag = first(query.tag);
+    if (
+      !/^[A-Za-z0-9][A-Za-z0-9._/:-]{0,254}$/.test(repo) ||
+      (tag && !/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/.test(tag))
+    ) {
+      throw new DockerError(400, `invalid reference format: "${repo}${tag ? `:${tag}` : ''}"`);
+    }
+    // The CLI sends `docker.io/library/NAME` for a bare NAME; runcd keeps the familiar spelling, as docker load does.
+    const { name } = imageName(familiarName(tag ? `${repo}:${tag}` : repo));
+    const names = imageNamesOf(image);
+    if (!names.includes(name)) {
+      await takeNameAway(bundles, name, image.id);
+      await bundles.relabel(image.id, labelsWithNames(findImage(bundles, names[0]!), [...names, name]));
+    }
+    return reply.code(201).send();
   });
 
   // The tarball of `docker import` is streamed into the bundle, never buffered: its own scope, its own parser.
@@ -62,7 +104,11 @@ export async function registerImageRoutes(
     scope.post('/images/create', { config: { access: 'admin' } }, async (request, reply) => {
       const query = request.query as Query;
       const fromSrc = first(query.fromSrc);
-      if (first(query.fromImage) !== undefined) {
+      const fromImage = first(query.fromImage);
+      if (fromImage !== undefined && puller) {
+        return pullImage(request, reply, bundles, puller, fromImage, first(query.tag));
+      }
+      if (fromImage !== undefined) {
         throw notImplemented(
           'pulling images (POST /images/create?fromImage=...)',
           'no registry is reachable from runcd; bring images in with `docker load` (a `docker save` archive) or `docker import` (a rootfs tarball)',
@@ -169,7 +215,11 @@ export function refuseIfInUse(bundles: BundleService, name: string): Bundle | un
 }
 
 /** One bundle per name of the image (each with its own copy of the rootfs); an older image of a name goes. */
-export async function commitImage(bundles: BundleService, image: UnpackedImage): Promise<string[]> {
+export async function commitImage(
+  bundles: BundleService,
+  image: UnpackedImage,
+  extraLabels: Record<string, string> = {},
+): Promise<string[]> {
   const defaults = runDefaults(image.run);
   const defaultsJson = JSON.stringify(defaults);
   if (Buffer.byteLength(defaultsJson) > MAX_IMAGE_CONFIG_BYTES) {
@@ -190,7 +240,7 @@ export async function commitImage(bundles: BundleService, image: UnpackedImage):
       {
         id,
         process: bundleProcessOf(defaults),
-        labels: { [IMAGE_LABEL]: name, [IMAGE_CONFIG_LABEL]: defaultsJson },
+        labels: { ...extraLabels, [IMAGE_LABEL]: name, [IMAGE_CONFIG_LABEL]: defaultsJson },
       },
       image.rootfs,
       image.scratchDir,

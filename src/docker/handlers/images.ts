@@ -4,6 +4,7 @@ import { DockerError, notImplemented } from '../docker-errors.js';
 import { dockerIdOf } from '../docker-ids.js';
 import { createFromImage } from '../translate/container-create.js';
 import { registerImageRoutes } from './image-routes.js';
+import { registerRegistryLogin } from './registry-login.js';
 import { first } from '../translate/params.js';
 import type { FastifyInstance } from 'fastify';
 
@@ -18,7 +19,8 @@ export async function registerImageAndCreateRoutes(
   const { deps } = context;
   const { bundles, creation } = deps;
   if (bundles && creation) {
-    await registerImageRoutes(app, bundles, deps.imageLoader);
+    await registerImageRoutes(app, bundles, deps.imageLoader, deps.imagePuller);
+    if (deps.imagePuller) registerRegistryLogin(app, deps.imagePuller);
     app.post('/containers/create', { config: { access: 'admin' } }, async (request, reply) => {
       const name = first((request.query as Query).name);
       const created = await createFromImage(

@@ -17,6 +17,49 @@ export const IMAGE_LABEL = 'io.runcd.docker.image';
  */
 export const IMAGE_CONFIG_LABEL = 'io.runcd.docker.config';
 export const MAX_IMAGE_CONFIG_BYTES = 64 * 1024;
+/**
+ * Further names of the same image (JSON array): a second tag of a pulled digest, `docker tag`. All names share
+ * the bundle's one rootfs; `docker rmi NAME` of one of several only takes the name away.
+ */
+export const IMAGE_NAMES_LABEL = 'io.runcd.docker.names';
+/** The registry manifest digest a pulled image came as (sha256:...): its RepoDigests, and what a re-pull compares. */
+export const IMAGE_DIGEST_LABEL = 'io.runcd.docker.digest';
+
+/** Every name of an image bundle, its first name first. */
+export function imageNamesOf(image: Bundle): string[] {
+  const primary = image.labels[IMAGE_LABEL];
+  if (primary === undefined) return [];
+  let extra: unknown = [];
+  try {
+    extra = JSON.parse(image.labels[IMAGE_NAMES_LABEL] ?? '[]');
+  } catch {
+    extra = [];
+  }
+  const names = Array.isArray(extra) ? extra.filter((name) => typeof name === 'string') : [];
+  return [primary, ...names.filter((name) => name !== primary)];
+}
+
+/** The labels of an image that goes by exactly these names (the first is its primary name). */
+export function labelsWithNames(image: Bundle, names: string[]): Record<string, string> {
+  const labels = { ...image.labels };
+  delete labels[IMAGE_NAMES_LABEL];
+  return {
+    ...labels,
+    [IMAGE_LABEL]: names[0]!,
+    ...(names.length > 1 ? { [IMAGE_NAMES_LABEL]: JSON.stringify(names.slice(1)) } : {}),
+  };
+}
+
+/** `HOST/bb:1` of an image pulled as digest D → `HOST/bb@D`. */
+function repoDigestsOf(image: Bundle): string[] {
+  const digest = image.labels[IMAGE_DIGEST_LABEL];
+  if (!digest) return [];
+  // Only names of a registry (HOST[:PORT]/...) have a digest there; a local `docker tag` name has none.
+  const repos = imageNamesOf(image)
+    .filter((name) => /^[^/]*[.:][^/]*\//.test(name))
+    .map((name) => name.slice(0, name.lastIndexOf(':')));
+  return [...new Set(repos)].map((repo) => `${repo}@${digest}`);
+}
 
 /** The run defaults kept with an image; `{}` when it has none (docker import) or they no longer parse. */
 export function imageDefaultsOf(image: Bundle): ImageRunConfig {
@@ -56,7 +99,8 @@ export function findImage(bundles: BundleService, reference: string): Bundle {
   const wanted = reference.startsWith('sha256:') ? reference : imageName(reference).name;
   const found = images.find(
     (bundle) =>
-      bundle.labels[IMAGE_LABEL] === wanted ||
+      imageNamesOf(bundle).includes(wanted) ||
+      repoDigestsOf(bundle).includes(reference) ||
       imageIdOf(bundle) === wanted ||
       (/^[0-9a-f]{4,64}$/.test(reference) && imageIdOf(bundle).slice(7).startsWith(reference)),
   );
@@ -68,8 +112,8 @@ export function summaryOf(bundle: Bundle): Record<string, unknown> {
   return {
     Id: imageIdOf(bundle),
     ParentId: '',
-    RepoTags: [bundle.labels[IMAGE_LABEL]],
-    RepoDigests: [],
+    RepoTags: imageNamesOf(bundle),
+    RepoDigests: repoDigestsOf(bundle),
     Created: Math.floor(Date.parse(bundle.created) / 1000),
     Size: bundle.rootfs.sizeBytes,
     SharedSize: -1,
@@ -82,8 +126,8 @@ export function summaryOf(bundle: Bundle): Record<string, unknown> {
 export function inspectOf(bundle: Bundle): Record<string, unknown> {
   return {
     Id: imageIdOf(bundle),
-    RepoTags: [bundle.labels[IMAGE_LABEL]],
-    RepoDigests: [],
+    RepoTags: imageNamesOf(bundle),
+    RepoDigests: repoDigestsOf(bundle),
     Parent: '',
     Comment: 'runcd managed bundle',
     Created: bundle.created,
