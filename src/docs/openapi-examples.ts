@@ -606,6 +606,33 @@ const OPERATION_PROBLEMS: Readonly<Record<string, Record<number, Record<string, 
       container_paused: conflict('container_paused', 'cannot exec into a paused container: resume it first'),
     },
   },
+  execSession: {
+    409: {
+      container_stopped: conflict('container_stopped', 'cannot exec into a stopped container'),
+    },
+    426: {
+      websocket_required: {
+        summary: 'A plain GET, without Upgrade: websocket',
+        value: problem(
+          426,
+          'websocket_required',
+          'Upgrade Required',
+          'this route is a WebSocket: connect with Upgrade: websocket (e.g. runcctl exec -t)',
+        ),
+      },
+    },
+    501: {
+      sessions_unavailable: {
+        summary: 'This machine lacks the SOCK_SEQPACKET binding',
+        value: problem(
+          501,
+          'sessions_unavailable',
+          'Not Implemented',
+          'the SOCK_SEQPACKET binding (node-unix-socket-linux-x64-gnu/node-unix-socket.linux-x64-gnu.node) cannot be loaded: linux/arm64',
+        ),
+      },
+    },
+  },
   killContainer: {
     400: { invalid_signal: INVALID_SIGNAL },
     409: { container_not_running: conflict('container_not_running', `container "${ID}" is not running`) },

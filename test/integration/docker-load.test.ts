@@ -13,7 +13,7 @@ import {
 } from '../helpers/image-archive.js';
 import { makeBusyboxRootfs } from '../helpers/rootfs.js';
 import { dockerCli as docker, startWithDockerSocket } from '../helpers/docker-cli.js';
-import { makeSandbox, startInProcess } from '../helpers/sandbox.js';
+import { eventually, makeSandbox, startInProcess } from '../helpers/sandbox.js';
 
 /** Nothing of a load may stay behind in the bundle root but the bundles it made. */
 function scratchLeft(bundleRoot: string): string[] {
@@ -41,14 +41,21 @@ t.test(
     const loaded = await run('load', '-i', saved);
     t.equal(loaded.code, 0, loaded.stderr);
     t.equal(loaded.stdout, 'Loaded image: bbload:latest\n', 'the CLI prints what it loaded');
-    const audit = readFileSync(join(sandbox.stateDir, 'audit.log'), 'utf8')
-      .trim()
-      .split('\n')
-      .map(
-        (line) =>
-          JSON.parse(line) as { route?: string; runtime?: Array<{ argv: string[]; exitCode: number }> },
-      );
-    const loadEntry = audit.find((entry) => entry.route === '/images/load');
+    // The audit line is appended as the answer goes out: read until it is there, whole.
+    type AuditEntry = { route?: string; runtime?: Array<{ argv: string[]; exitCode: number }> };
+    const auditEntries = (): AuditEntry[] =>
+      readFileSync(join(sandbox.stateDir, 'audit.log'), 'utf8')
+        .split('\n')
+        .flatMap((line) => {
+          try {
+            return [JSON.parse(line) as AuditEntry];
+          } catch {
+            return [];
+          }
+        });
+    const loadEntry = await eventually(async () =>
+      auditEntries().find((entry) => entry.route === '/images/load'),
+    ).catch(() => undefined);
     t.same(
       loadEntry?.runtime
         ?.filter((call) => /skopeo|umoci/.test(call.argv[0]!))
