@@ -105,6 +105,7 @@ export class Conmon {
       if (name.startsWith(REMOVING_PREFIX))
         rmSync(join(this.containersDir, name), { recursive: true, force: true });
     }
+    await this.endOrphanedSessions();
     await this.fifos.prepare();
   }
 
@@ -141,6 +142,35 @@ export class Conmon {
     } catch (error) {
       rmSync(dir, { recursive: true, force: true });
       throw error;
+    }
+  }
+
+  /**
+   * Exec sessions a killed runcd left: their client went with it, so their process ends as a hung-up terminal's
+   * would (SIGKILL here: nobody is left to see it end), and their files go. The process is killed only while its
+   * parent is still that session's conmon, so a pid reused since can never be hit.
+   */
+  private async endOrphanedSessions(): Promise<void> {
+    for (const name of readdirSync(this.sessionsDir)) {
+      const dir = join(this.sessionsDir, name);
+      const conmonPid = Number(readSmallFile(join(dir, 'conmon.pid')).trim());
+      const pid = Number(readSmallFile(join(dir, 'pidfile')).trim());
+      if (conmonPid > 0 && pid > 0 && parentOf(pid) === conmonPid) {
+        try {
+          process.kill(pid, 'SIGKILL');
+        } catch {
+          // gone meanwhile
+        }
+      }
+      // conmon writes the exit into the directory as it goes: wait for it to be gone (briefly), then remove.
+      for (let waited = 0; conmonPid > 0 && isProcessRunning(conmonPid) && waited < 2_000; waited += 20) {
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+      try {
+        rmSync(dir, { recursive: true, force: true, maxRetries: 20, retryDelay: 25 });
+      } catch {
+        // left for the next start
+      }
     }
   }
 
@@ -387,6 +417,12 @@ export class Conmon {
 
 function cleanRuntimeMessage(message: string): string {
   return message.trim().replace(/^(runc|crun) create failed: /, '');
+}
+
+/** The parent pid of `pid` from /proc, or 0 when it is gone. */
+function parentOf(pid: number): number {
+  const stat = readSmallFile(`/proc/${pid}/stat`);
+  return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) || 0;
 }
 
 /** A small file's text, or '' when it does not exist (or cannot be read). */

@@ -188,3 +188,19 @@ t.test('200 sessions opened and abandoned leave nothing behind', async (t) => {
   });
   t.equal(exec.body.exitCode, 0, 'the container still execs');
 });
+
+t.test('a session outlived by a SIGKILLed runcd is ended at its next start', async (t) => {
+  const session = open('args=sleep&args=300');
+  const { pid } = (await session.started) as { pid: number };
+  await daemon.stop('SIGKILL');
+  await session.closed;
+  t.ok(alive(pid), "the session's conmon kept the process while runcd was down");
+  await daemon.start();
+  await eventually(async () => (alive(pid) ? undefined : true), 10_000).catch(() => undefined);
+  t.notOk(alive(pid), 'the restarted runcd ended it (its client is gone)');
+  t.same(readdirSync(join(sandbox.stateDir, 'sessions')), [], 'and removed its files');
+  const exec = await daemon.request<{ exitCode: number }>('POST', `/containers/${id}/exec`, {
+    args: ['true'],
+  });
+  t.equal(exec.body.exitCode, 0, 'the container runs on');
+});
