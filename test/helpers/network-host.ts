@@ -112,3 +112,15 @@ export async function cleanUpNetworking(
   }
   destroySandbox(sandbox);
 }
+
+/** The daemon flags that give a test file a default network of its own (name, subnet and bridge no other file uses). */
+export function defaultNetworkFlags(network: { name: string; subnet: string; bridge: string }): string[] {
+  return [
+    '--default-network',
+    network.name,
+    '--default-network-subnet',
+    network.subnet,
+    '--default-network-bridge',
+    network.bridge,
+  ];
+}

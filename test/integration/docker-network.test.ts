@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import t from 'tap';
 import type { DaemonConfig } from '../../src/daemon.js';
 import { dockerCli } from '../helpers/docker-cli.js';
-import { cleanUpNetworking, hostTraces } from '../helpers/network-host.js';
+import { cleanUpNetworking, defaultNetworkFlags, hostTraces } from '../helpers/network-host.js';
 import { makeBusyboxRootfs, tarball } from '../helpers/rootfs.js';
 import { createSandbox, DaemonProcess, eventually } from '../helpers/sandbox.js';
 
@@ -18,12 +18,7 @@ const dockerSocket = join(sandbox.dir, 'docker.sock');
 const daemon = new DaemonProcess(sandbox, [
   '--docker-socket',
   dockerSocket,
-  '--default-network',
-  DEFAULT_NET.name,
-  '--default-network-subnet',
-  DEFAULT_NET.subnet,
-  '--default-network-bridge',
-  DEFAULT_NET.bridge,
+  ...defaultNetworkFlags(DEFAULT_NET),
 ]);
 let userBridge = '';
 t.teardown(async () => {

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import pino from 'pino';
 import t from 'tap';
 import { openDaemon, type DaemonConfig } from '../../src/daemon.js';
-import { cleanUpNetworking, hostTraces } from '../helpers/network-host.js';
+import { cleanUpNetworking, defaultNetworkFlags, hostTraces } from '../helpers/network-host.js';
 import { createSandbox, DaemonProcess, eventually } from '../helpers/sandbox.js';
 
 // A runcd SIGKILLed in the middle of CNI ADD (between create and start): the restarted runcd finds a created
@@ -15,14 +15,7 @@ const DEFAULT_NET = { name: 'cnik-default', subnet: '10.87.238.0/24', bridge: 'c
 const config: DaemonConfig = { ...sandbox.config, network: { defaultNetwork: DEFAULT_NET } };
 const pluginDir = join(sandbox.dir, 'plugins');
 const hungPidFile = join(sandbox.dir, 'hung.pid');
-const networkFlags = [
-  '--default-network',
-  DEFAULT_NET.name,
-  '--default-network-subnet',
-  DEFAULT_NET.subnet,
-  '--default-network-bridge',
-  DEFAULT_NET.bridge,
-];
+const networkFlags = defaultNetworkFlags(DEFAULT_NET);
 
 function killHungPlugin(): void {
   if (!existsSync(hungPidFile)) return;

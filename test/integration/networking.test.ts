@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import pino from 'pino';
 import t from 'tap';
 import { openDaemon, type Daemon, type DaemonConfig } from '../../src/daemon.js';
-import { cleanUpNetworking, hostTraces } from '../helpers/network-host.js';
+import { cleanUpNetworking, defaultNetworkFlags, hostTraces } from '../helpers/network-host.js';
 import { client, createSandbox, DaemonProcess, eventually, RUNTIME_BINARY } from '../helpers/sandbox.js';
 
 // CNI networking between create and start (issue 16). Everything here is this file's own: network names, bridges,
@@ -457,14 +457,7 @@ t.test('in-process daemon', async (t) => {
 });
 
 t.test('a daemon SIGKILL leaves nothing once runcd is back', async (t) => {
-  const process = new DaemonProcess(sandbox, [
-    '--default-network',
-    DEFAULT_NET.name,
-    '--default-network-subnet',
-    DEFAULT_NET.subnet,
-    '--default-network-bridge',
-    DEFAULT_NET.bridge,
-  ]);
+  const process = new DaemonProcess(sandbox, defaultNetworkFlags(DEFAULT_NET));
   t.teardown(() => process.close());
   await process.start();
   const goneId = sandbox.id('gone');
