@@ -82,8 +82,8 @@ function lifecycleSection(drivers: readonly LifecycleDriver[], samples: Samples)
   result.targets.push({
     name: 'runcd / runc CLI, full lifecycle',
     figure: ratio(runcd.median / runc.median),
-    bound: '<= 1.15x',
-    met: runcd.median / runc.median <= 1.15,
+    bound: '<= 1.10x',
+    met: runcd.median / runc.median <= 1.1,
   });
   const baseline = samples.get('runcd-baseline.total');
   if (baseline.length > 0) {

@@ -127,6 +127,7 @@ export async function openDaemon(config: DaemonConfig, logger: Logger): Promise<
     runner,
     ...(config.runtimeTimeoutMs ? { commandTimeoutMs: config.runtimeTimeoutMs } : {}),
   });
+  runc.sweepScratch();
   const conmon = new Conmon({
     binary: config.conmonBinary,
     runtimeBinary: config.runtimeBinary,
@@ -315,6 +316,7 @@ export async function openDaemon(config: DaemonConfig, logger: Logger): Promise<
         await creation.close();
         containers.close();
         await conmon.settle();
+        await runc.settle();
         metrics.close();
         runner.close();
         openedAudit.close();

@@ -408,9 +408,7 @@ export class Conmon {
       await rm(files.dir, { recursive: true, force: true });
       return;
     }
-    const removal = rm(doomed, { recursive: true, force: true })
-      .catch(() => undefined)
-      .finally(() => this.removals.delete(removal));
+    const removal = this.options.runner.removeTree(doomed).finally(() => this.removals.delete(removal));
     this.removals.add(removal);
   }
 }

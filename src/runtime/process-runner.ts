@@ -1,4 +1,5 @@
 import { closeSync, constants, openSync, readdirSync, readFileSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
 import { execa, type ResultPromise } from 'execa';
 import { RuntimeBusyError } from '../errors.js';
 import { CappedChunks } from './capped-chunks.js';
@@ -170,6 +171,22 @@ export class ProcessRunner {
   /** The helper's pid, once it was started (for tests). */
   get spawnHelperPid(): number | undefined {
     return this.helper?.pid;
+  }
+
+  /**
+   * Removes a directory tree off runcd's event loop and thread pool: in the spawn helper when there is one
+   * (SpawnHelper.remove says why), here otherwise. Never rejects; a tree that could not be removed stays.
+   */
+  async removeTree(path: string): Promise<void> {
+    if (this.helper?.available) {
+      try {
+        await this.helper.remove(path);
+        return;
+      } catch {
+        // The helper went away with the removal in flight: do it here.
+      }
+    }
+    await rm(path, { recursive: true, force: true }).catch(() => undefined);
   }
 
   /** Stops the spawn helper; processes already started run to their end. */

@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { constants as osConstants } from 'node:os';
 import { join } from 'node:path';
@@ -199,6 +199,8 @@ export class Runc {
   private readonly execTimeoutMs: number;
 
   private versionOutput: Promise<string> | undefined;
+  /** Scratch directories of finished execs still being removed (awaited by settle() at shutdown). */
+  private readonly removals = new Set<Promise<void>>();
 
   constructor(options: RuncOptions) {
     this.binary = options.binary;
@@ -207,6 +209,31 @@ export class Runc {
     this.runner = options.runner;
     this.timeoutMs = options.commandTimeoutMs ?? DEFAULT_TIMEOUT_MS;
     this.execTimeoutMs = options.execTimeoutMs ?? DEFAULT_EXEC_TIMEOUT_MS;
+  }
+
+  /**
+   * An exec's scratch directory, removed off the request's path: three unlinks and an rmdir took ~0.9 ms of the
+   * event loop per exec here (CPU profile of a lifecycle loop), for files nothing reads again. The spawn helper
+   * removes it after the answer (ProcessRunner.removeTree); the names are unique, so nothing can race it.
+   */
+  private discardScratch(dir: string): void {
+    const removal = this.runner.removeTree(dir).finally(() => this.removals.delete(removal));
+    this.removals.add(removal);
+  }
+
+  /** Lets pending scratch removals finish (at shutdown). */
+  async settle(): Promise<void> {
+    await Promise.allSettled([...this.removals]);
+  }
+
+  /**
+   * Removes what execs of a previous run left in the scratch dir (a runcd killed during an exec); called at
+   * startup, before anything runs.
+   */
+  sweepScratch(): void {
+    for (const name of readdirSync(this.scratchDir)) {
+      if (name.startsWith('exec-')) rmSync(join(this.scratchDir, name), { recursive: true, force: true });
+    }
   }
 
   /** Global flags, also handed to conmon as `--runtime-arg`s so its `runc create` sees the same root. */
@@ -390,7 +417,7 @@ export class Runc {
         longLived: true,
       }));
     } catch (error) {
-      rmSync(dir, { recursive: true, force: true });
+      this.discardScratch(dir);
       throw error;
     }
     if (options.stdin && child.stdin) {
@@ -458,7 +485,7 @@ export class Runc {
       };
     } finally {
       clearTimeout(timer);
-      rmSync(dir, { recursive: true, force: true });
+      this.discardScratch(dir);
     }
   }
 
@@ -508,7 +535,7 @@ export class Runc {
       };
     } finally {
       clearTimeout(timer);
-      rmSync(dir, { recursive: true, force: true });
+      this.discardScratch(dir);
     }
   }
 

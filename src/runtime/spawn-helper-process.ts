@@ -6,8 +6,9 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, constants, openSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
 import { CappedChunks } from './capped-chunks.js';
-import type { HelperMessage, HelperRequest } from './spawn-helper.js';
+import type { HelperMessage, HelperRemoval, HelperRequest } from './spawn-helper.js';
 
 const running = new Map<number, ChildProcess>();
 
@@ -98,8 +99,16 @@ function run(request: HelperRequest): void {
   child.on('close', ended);
 }
 
-process.on('message', (message: HelperRequest | { type: 'kill'; id: number }) => {
+/** A removal that fails (a busy mount point) is left for runcd's next start, which sweeps what is left. */
+function remove(request: HelperRemoval): void {
+  void rm(request.path, { recursive: true, force: true, maxRetries: 3 })
+    .catch(() => undefined)
+    .finally(() => send({ type: 'done', id: request.id }));
+}
+
+process.on('message', (message: HelperRequest | HelperRemoval | { type: 'kill'; id: number }) => {
   if (message.type === 'kill') killGroup(running.get(message.id)?.pid);
+  else if (message.type === 'remove') remove(message);
   else run(message);
 });
 process.on('disconnect', () => process.exit(0));

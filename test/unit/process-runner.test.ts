@@ -1,4 +1,14 @@
-import { readFileSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import t from 'tap';
 import { RuntimeBusyError } from '../../src/errors.js';
 import { OperationContext, runInOperation } from '../../src/runtime/operation-context.js';
@@ -142,4 +152,29 @@ t.test('a helper that dies fails its calls in flight, and the next call starts a
     0,
     'a closed runner still runs commands (spawned directly)',
   );
+});
+
+t.test('removeTree removes a nested tree through the helper, and without one', async (t) => {
+  for (const spawnHelper of [true, false]) {
+    const runner = new ProcessRunner({}, { spawnHelper });
+    t.teardown(() => runner.close());
+    const root = mkdtempSync(join(tmpdir(), 'runcd-remove-'));
+    t.teardown(() => rmSync(root, { recursive: true, force: true }));
+    const tree = join(root, 'doomed');
+    mkdirSync(join(tree, 'bundle', 'deep'), { recursive: true });
+    writeFileSync(join(tree, 'ctr.log'), 'x'.repeat(100_000));
+    writeFileSync(join(tree, 'bundle', 'deep', 'config.json'), '{}');
+    symlinkSync('/etc', join(tree, 'bundle', 'host-etc'));
+    await runner.removeTree(tree);
+    t.notOk(existsSync(tree), `the tree is gone (helper: ${spawnHelper})`);
+    t.ok(existsSync('/etc/passwd'), 'a symlink in it was removed, not followed');
+    t.equal(
+      spawnHelper,
+      runner.spawnHelperPid !== undefined,
+      'went through the helper only when there is one',
+    );
+    // Removing what is not there is not an error (a sweep and a delete can both reach a tree).
+    await runner.removeTree(tree);
+    t.pass(`a missing tree resolves (helper: ${spawnHelper})`);
+  }
 });
