@@ -293,6 +293,8 @@ export async function openDaemon(config: DaemonConfig, logger: Logger): Promise<
           authStore: join(config.stateDir, 'registry-auth.json'),
         }),
         security: security('unix'),
+        logger: logger.child({ component: 'docker-api' }),
+        metrics,
       });
       apps.push(dockerApp);
     }

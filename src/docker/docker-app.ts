@@ -1,4 +1,9 @@
-import Fastify, { type FastifyInstance, type FastifyReply } from 'fastify';
+import Fastify, {
+  LogController,
+  type FastifyBaseLogger,
+  type FastifyInstance,
+  type FastifyReply,
+} from 'fastify';
 import type { BundleService } from '../bundles/bundle-service.js';
 import type { ContainerCreation } from '../creation/container-creation.js';
 import type { ImageLoader } from '../bundles/image-loader.js';
@@ -6,6 +11,8 @@ import type { ImagePuller } from '../bundles/image-puller.js';
 import type { ContainerService } from '../lifecycle/container-service.js';
 import { LogService } from '../lifecycle/log-service.js';
 import { DEFAULT_BODY_LIMIT } from '../security/limits.js';
+import httpObservability, { requestIdFor } from '../observability/http-observability.js';
+import type { DaemonMetrics } from '../observability/metrics.js';
 import securityPlugin, { type SecurityOptions } from '../security/security-plugin.js';
 import { RUNCD_VERSION } from '../version.js';
 import type { DockerContext } from './docker-context.js';
@@ -48,6 +55,9 @@ export interface DockerAppDeps {
   /** `docker pull` (skopeo + umoci); without it, POST /images/create?fromImage answers 501. */
   imagePuller?: ImagePuller | undefined;
   security: SecurityOptions;
+  /** Where its request lines and failures go; absent in tests that need no log. */
+  logger?: FastifyBaseLogger | undefined;
+  metrics?: DaemonMetrics | undefined;
 }
 
 const versionOf = new WeakMap<object, string>();
@@ -57,7 +67,11 @@ export async function buildDockerApp(deps: DockerAppDeps): Promise<FastifyInstan
   const logs = new LogService(containers);
   const execs = new ExecSessions();
   const app = Fastify({
-    logger: false,
+    ...(deps.logger ? { loggerInstance: deps.logger } : { logger: false }),
+    // As on runcd's own listener: one line per request (http-observability) carrying a sane caller request id.
+    requestIdHeader: false,
+    genReqId: (request) => requestIdFor(request.headers['x-request-id']),
+    logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: DEFAULT_BODY_LIMIT,
     routerOptions: { ignoreTrailingSlash: true, maxParamLength: 2048 },
     // `/v1.50/containers/json` and `/containers/json` are the same route; the version is checked in onRequest.
@@ -83,8 +97,10 @@ export async function buildDockerApp(deps: DockerAppDeps): Promise<FastifyInstan
       done(new DockerError(400, 'request body is not valid JSON'), undefined);
     }
   });
-  app.setErrorHandler((error, _request, reply) => {
+  app.setErrorHandler((error, request, reply) => {
     const { status, message } = dockerErrorFor(error);
+    // The answer tells the client to look here: without this line a Docker-API 500 left no trace.
+    if (status >= 500 && status !== 501) request.log.error({ err: error }, 'request failed');
     return sendDockerError(reply, status, message);
   });
   app.setNotFoundHandler((request, reply) => {
@@ -114,6 +130,8 @@ export async function buildDockerApp(deps: DockerAppDeps): Promise<FastifyInstan
     reply.header('ostype', 'linux');
     reply.header('server', `runcd/${RUNCD_VERSION}`);
   });
+  // First, so the request context and timing cover every other hook (the security plugin's audit included).
+  await app.register(httpObservability, { metrics: deps.metrics, api: 'docker' });
   await app.register(securityPlugin, deps.security);
 
   const context: DockerContext = { containers, logs, execs, closing: closing.signal, deps };

@@ -12,6 +12,11 @@ import { runInRequest } from './request-context.js';
 export interface HttpObservabilityOptions {
   /** Absent where no metrics are kept (the OpenAPI generator). */
   metrics?: DaemonMetrics | undefined;
+  /**
+   * Which API the listener serves, for a listener other than runcd's own (`docker`): its log lines say so and its
+   * routes get their own metric series, since Docker's `/containers/:id/start` is not runcd's.
+   */
+  api?: string | undefined;
 }
 
 /** A well-formed caller-chosen request id is kept; anything else (too long, odd characters) gets a new one. */
@@ -21,7 +26,7 @@ export function requestIdFor(header: string | string[] | undefined): string {
   return typeof header === 'string' && ACCEPTABLE_REQUEST_ID.test(header) ? header : crypto.randomUUID();
 }
 
-const httpObservability: FastifyPluginCallback<HttpObservabilityOptions> = (app, { metrics }, done) => {
+const httpObservability: FastifyPluginCallback<HttpObservabilityOptions> = (app, { metrics, api }, done) => {
   const enter = (request: FastifyRequest, next: () => void) => runInRequest({ requestId: request.id }, next);
 
   // Callback style on purpose: `next` runs the rest of the phase synchronously inside the request context. The
@@ -36,12 +41,19 @@ const httpObservability: FastifyPluginCallback<HttpObservabilityOptions> = (app,
       observed = true;
       const durationMs = performance.now() - started;
       const route = request.routeOptions.url;
-      metrics?.requestFinished(request.method, route, reply.statusCode, durationMs / 1000);
+      metrics?.requestFinished(
+        request.method,
+        route !== undefined && api !== undefined ? `${api} ${route}` : route,
+        reply.statusCode,
+        durationMs / 1000,
+      );
       request.log.info(
         {
+          ...(api !== undefined ? { api } : {}),
           method: request.method,
           route: route ?? null,
-          url: request.url.slice(0, 2048),
+          // As the client sent it (the Docker listener drops the /v1.NN prefix before routing).
+          url: request.originalUrl.slice(0, 2048),
           status: reply.statusCode,
           durationMs: Math.round(durationMs * 10) / 10,
           ...(completed ? {} : { aborted: true }),

@@ -310,3 +310,49 @@ t.test('GET /info reports versions, kernel, cgroup version and counts', async (t
   t.equal(info.body.eventsEmitted, 1, 'the create event');
   t.equal(info.body.restarts, 0);
 });
+
+t.test(
+  "the Docker API's requests are logged and measured as the native API's, under their own label",
+  async (t) => {
+    const sandbox = makeSandbox(t, 'dockerlog');
+    const { daemon, lines } = await startLogged(t, sandbox, { docker: true });
+    const docker = daemon.dockerApp!;
+    const ping = await docker.inject({
+      method: 'GET',
+      url: '/_ping',
+      headers: { 'x-request-id': 'docker-ping' },
+    });
+    t.equal(ping.statusCode, 200);
+    const missing = await docker.inject({
+      method: 'GET',
+      url: '/v1.43/containers/no-such-container/json',
+      headers: { 'x-request-id': 'docker-missing' },
+    });
+    t.equal(missing.statusCode, 404);
+    const line = (requestId: string) =>
+      lines.find((each) => each.reqId === requestId && each.msg === 'request completed');
+    t.match(line('docker-ping'), { api: 'docker', method: 'GET', route: '/_ping', status: 200 });
+    t.match(line('docker-missing'), {
+      api: 'docker',
+      route: '/containers/:id/json',
+      url: '/v1.43/containers/no-such-container/json',
+      status: 404,
+    });
+    t.type(line('docker-missing')?.durationMs, 'number', 'with its duration');
+    const metrics = parsePrometheus(
+      (
+        await call(daemon, 'GET', '/metrics', {
+          headers: { authorization: `Bearer ${issueToken(daemon.tokens, 'm', 'admin')}` },
+        })
+      ).text,
+    );
+    t.ok(
+      sampleValue(metrics, 'runcd_http_request_duration_seconds_count', {
+        method: 'GET',
+        route: 'docker /containers/:id/json',
+        status: '404',
+      }) === 1,
+      "the Docker route has its own series, apart from runcd's",
+    );
+  },
+);
