@@ -295,6 +295,7 @@ export async function openDaemon(config: DaemonConfig, logger: Logger): Promise<
         security: security('unix'),
         logger: logger.child({ component: 'docker-api' }),
         metrics,
+        resources,
       });
       apps.push(dockerApp);
     }

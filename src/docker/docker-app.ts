@@ -27,6 +27,8 @@ import { registerNetworkRoutes } from './handlers/networks.js';
 import type { NetworkService } from '../network/network-service.js';
 import { registerStreamRoutes } from './handlers/streams.js';
 import { registerSystemRoutes } from './handlers/system.js';
+import { registerUpdateRoute } from './handlers/update.js';
+import type { ContainerResourceService } from '../lifecycle/container-resources.js';
 import { routeUpgradeRequestsAsRequests } from './upgrade-requests.js';
 
 /**
@@ -55,6 +57,8 @@ export interface DockerAppDeps {
   /** `docker pull` (skopeo + umoci); without it, POST /images/create?fromImage answers 501. */
   imagePuller?: ImagePuller | undefined;
   security: SecurityOptions;
+  /** `docker update` (runc update); without it, the route answers 501. */
+  resources?: ContainerResourceService | undefined;
   /** Where its request lines and failures go; absent in tests that need no log. */
   logger?: FastifyBaseLogger | undefined;
   metrics?: DaemonMetrics | undefined;
@@ -138,6 +142,7 @@ export async function buildDockerApp(deps: DockerAppDeps): Promise<FastifyInstan
   registerSystemRoutes(app, context);
   await registerImageAndCreateRoutes(app, context);
   registerContainerRoutes(app, context);
+  registerUpdateRoute(app, context);
   registerStreamRoutes(app, context);
   registerStatsRoutes(app, context);
   registerExecRoutes(app, context);

@@ -1,0 +1,96 @@
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import t from 'tap';
+import { makeBusyboxRootfs, tarball } from '../helpers/rootfs.js';
+import { dockerCli, startWithDockerSocket } from '../helpers/docker-cli.js';
+import { makeSandbox } from '../helpers/sandbox.js';
+
+// `docker update` as a user types it: the limits reach the container's cgroups, inspect shows them, a restart
+// keeps them, and every option runcd cannot apply is refused by name.
+
+/** A cgroup v1 controller's file for the container whose init is `pid` (this VM runs hybrid cgroups). */
+function cgroupFile(pid: number, controller: string, file: string): string {
+  const line = readFileSync(`/proc/${pid}/cgroup`, 'utf8')
+    .split('\n')
+    .find((entry) => entry.split(':')[1]?.split(',').includes(controller));
+  if (!line) throw new Error(`no ${controller} cgroup for pid ${pid}`);
+  return readFileSync(join('/sys/fs/cgroup', controller, line.split(':')[2]!, file), 'utf8').trim();
+}
+
+t.test('docker update changes memory, CPUs and pids of a running container', async (t) => {
+  const sandbox = makeSandbox(t, 'dupd');
+  const { dockerSocket } = await startWithDockerSocket(t, sandbox);
+  const run = (...args: string[]) => dockerCli(dockerSocket, ...args);
+  t.teardown(async () => {
+    const ids = (await run('ps', '-aq')).stdout.split('\n').filter(Boolean);
+    if (ids.length > 0) await run('rm', '-f', ...ids);
+  });
+  const archive = join(sandbox.dir, 'bb.tar');
+  writeFileSync(archive, tarball(makeBusyboxRootfs(sandbox.dir)));
+  t.equal((await run('import', archive, 'bb')).code, 0);
+  const name = sandbox.id('upd');
+  const started = await run('run', '-d', '--name', name, '--init', 'bb', 'sleep', '1000');
+  t.equal(started.code, 0, started.stderr);
+  const pidOf = async () => Number((await run('inspect', '-f', '{{.State.Pid}}', name)).stdout.trim());
+
+  const updated = await run('update', '--memory', '64m', '--cpus', '0.5', '--pids-limit', '50', name);
+  t.equal(updated.code, 0, updated.stderr);
+  t.equal(updated.stdout.trim(), name, 'the CLI prints the container it updated');
+  const pid = await pidOf();
+  t.equal(
+    cgroupFile(pid, 'memory', 'memory.limit_in_bytes'),
+    String(64 * 1024 * 1024),
+    'memory in the cgroup',
+  );
+  t.equal(cgroupFile(pid, 'cpu', 'cpu.cfs_quota_us'), '50000', 'half a CPU: 50 ms of every 100 ms');
+  t.equal(cgroupFile(pid, 'pids', 'pids.max'), '50', 'pids in the cgroup');
+  const shown = await run(
+    'inspect',
+    '-f',
+    '{{.HostConfig.Memory}} {{.HostConfig.NanoCpus}} {{.HostConfig.PidsLimit}}',
+    name,
+  );
+  t.equal(shown.stdout.trim(), `${64 * 1024 * 1024} 500000000 50`, 'docker inspect shows the new limits');
+
+  const quota = await run('update', '--cpu-quota', '25000', '--cpu-period', '100000', name);
+  t.equal(quota.code, 0, quota.stderr);
+  t.equal(cgroupFile(pid, 'cpu', 'cpu.cfs_quota_us'), '25000', '--cpu-quota/--cpu-period as given');
+
+  // A restart runs the container again from runcd's copy of its config: the limits stay.
+  t.equal((await run('restart', '-t', '1', name)).code, 0);
+  const again = await pidOf();
+  t.not(again, pid, 'a new init after the restart');
+  t.equal(
+    cgroupFile(again, 'memory', 'memory.limit_in_bytes'),
+    String(64 * 1024 * 1024),
+    'kept across a restart',
+  );
+  t.equal(cgroupFile(again, 'pids', 'pids.max'), '50');
+
+  for (const [args, expected] of [
+    [['--cpu-shares', '512'], /docker update --cpu-shares/],
+    [['--restart', 'always'], /docker update --restart/],
+    [['--memory', '64m', '--memory-swap', '128m'], /--memory-swap/],
+    [['--cpuset-cpus', '0'], /--cpuset-cpus/],
+  ] as const) {
+    const refused = await run('update', ...args, name);
+    t.not(refused.code, 0, `update ${args.join(' ')} is refused`);
+    t.match(refused.stderr, expected, 'naming the option');
+  }
+  const tiny = await run('update', '--memory', '1m', name);
+  t.not(tiny.code, 0);
+  t.match(tiny.stderr, /memoryBytes must be at least 6 MiB/, 'a limit out of range is a 400 saying why');
+  t.equal(
+    cgroupFile(again, 'memory', 'memory.limit_in_bytes'),
+    String(64 * 1024 * 1024),
+    'refusals changed nothing',
+  );
+
+  t.equal((await run('stop', '-t', '1', name)).code, 0);
+  const stopped = await run('update', '--memory', '32m', name);
+  t.not(stopped.code, 0, 'a stopped container cannot be updated (runc updates live cgroups)');
+  t.match(stopped.stderr, /cannot change the resources of a container that is stopped/);
+  const missing = await run('update', '--memory', '32m', sandbox.id('ghost'));
+  t.not(missing.code, 0);
+  t.match(missing.stderr, /No such container/);
+});
