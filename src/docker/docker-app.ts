@@ -28,6 +28,7 @@ import type { NetworkService } from '../network/network-service.js';
 import { registerStreamRoutes } from './handlers/streams.js';
 import { registerSystemRoutes } from './handlers/system.js';
 import { registerUpdateRoute } from './handlers/update.js';
+import { registerDiskUsageRoutes } from './handlers/disk-usage.js';
 import type { ContainerResourceService } from '../lifecycle/container-resources.js';
 import { routeUpgradeRequestsAsRequests } from './upgrade-requests.js';
 
@@ -143,6 +144,7 @@ export async function buildDockerApp(deps: DockerAppDeps): Promise<FastifyInstan
   await registerImageAndCreateRoutes(app, context);
   registerContainerRoutes(app, context);
   registerUpdateRoute(app, context);
+  registerDiskUsageRoutes(app, context);
   registerStreamRoutes(app, context);
   registerStatsRoutes(app, context);
   registerExecRoutes(app, context);

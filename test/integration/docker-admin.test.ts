@@ -5,7 +5,7 @@ import { makeBusyboxRootfs, tarball } from '../helpers/rootfs.js';
 import { dockerCli, startWithDockerSocket } from '../helpers/docker-cli.js';
 import { makeSandbox } from '../helpers/sandbox.js';
 
-// `docker update` as a user types it: the limits reach the container's cgroups, inspect shows them, a restart
+// `docker update`, `system df` and `image prune` as a user types them. docker update: the limits reach the container's cgroups, inspect shows them, a restart
 // keeps them, and every option runcd cannot apply is refused by name.
 
 /** A cgroup v1 controller's file for the container whose init is `pid` (this VM runs hybrid cgroups). */
@@ -94,3 +94,55 @@ t.test('docker update changes memory, CPUs and pids of a running container', asy
   t.not(missing.code, 0);
   t.match(missing.stderr, /No such container/);
 });
+
+t.test(
+  'docker system df counts images and containers; image prune -a removes only unused images',
+  async (t) => {
+    const sandbox = makeSandbox(t, 'ddf');
+    const { dockerSocket } = await startWithDockerSocket(t, sandbox);
+    const run = (...args: string[]) => dockerCli(dockerSocket, ...args);
+    t.teardown(async () => {
+      const ids = (await run('ps', '-aq')).stdout.split('\n').filter(Boolean);
+      if (ids.length > 0) await run('rm', '-f', ...ids);
+    });
+    const archive = join(sandbox.dir, 'bb.tar');
+    writeFileSync(archive, tarball(makeBusyboxRootfs(sandbox.dir)));
+    t.equal((await run('import', archive, 'used')).code, 0);
+    t.equal((await run('import', archive, 'unused')).code, 0);
+    t.equal((await run('tag', 'unused', 'unused:second')).code, 0);
+    const name = sandbox.id('user');
+    t.equal((await run('run', '-d', '--name', name, 'used', 'sleep', '1000')).code, 0);
+
+    const df = await run('system', 'df', '--format', '{{.Type}} {{.TotalCount}} {{.Active}}');
+    t.equal(df.code, 0, df.stderr);
+    t.match(df.stdout, /^Images 2 1$/m, 'two images, one in use');
+    t.match(df.stdout, /^Containers 1 1$/m, 'one container, running');
+    t.match(df.stdout, /^Local Volumes 0 0$/m);
+    const verbose = await run('system', 'df', '-v');
+    t.equal(verbose.code, 0, verbose.stderr);
+    t.match(verbose.stdout, new RegExp(name), 'the verbose form lists the container');
+
+    const plain = await run('image', 'prune', '-f');
+    t.equal(plain.code, 0, plain.stderr);
+    t.match(
+      plain.stdout,
+      /Total reclaimed space: 0B/,
+      'no dangling images exist: a plain prune removes nothing',
+    );
+    const names = (await run('images', '--format', '{{.Repository}}:{{.Tag}}')).stdout.trim().split('\n');
+    t.same(names.sort(), ['unused:latest', 'unused:second', 'used:latest'], 'every image is still there');
+
+    const all = await run('image', 'prune', '-a', '-f');
+    t.equal(all.code, 0, all.stderr);
+    t.match(all.stdout, /untagged: unused:latest/);
+    t.match(all.stdout, /untagged: unused:second/);
+    t.match(all.stdout, /deleted: sha256:/);
+    const left = await run('images', '--format', '{{.Repository}}');
+    t.equal(left.stdout.trim(), 'used', 'the image a container uses stays');
+    t.equal((await run('exec', name, 'true')).code, 0, 'and its container still runs');
+
+    const bad = await run('image', 'prune', '-f', '--filter', 'label=x');
+    t.not(bad.code, 0, 'a filter runcd does not apply is refused, not ignored');
+    t.match(bad.stderr, /invalid filter 'label'/);
+  },
+);
