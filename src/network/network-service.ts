@@ -30,6 +30,11 @@ export interface NetworkSettings {
   publishHostIp: string;
 }
 
+/** The bridge of a network whose creator named none: rcd- and a hash of the network's name. */
+export function defaultBridgeOf(name: string): string {
+  return `rcd-${createHash('sha256').update(name).digest('hex').slice(0, 10)}`;
+}
+
 /** User networks get the next free /24 of this range when they name no subnet (the default network is its first). */
 const AUTO_SUBNET_POOL = '10.87.0.0/16';
 
@@ -38,6 +43,8 @@ export interface NetworkServiceDeps {
   settings: NetworkSettings;
   /** Removes a bridge runcd's plugins made, when its network is deleted (the bridge plugin never does). */
   deleteLink: (name: string) => Promise<void>;
+  /** After a network is deleted: its name server file goes (ContainerDns). */
+  deleted?: (name: string) => Promise<void>;
   logger: Logger;
 }
 
@@ -136,6 +143,7 @@ export class NetworkService {
       // host-local keeps `lock` and `last_reserved_ip.0` per network after every release: gone with the network.
       await rm(join(this.deps.settings.ipamDir, name), { recursive: true, force: true });
       await this.deps.deleteLink(record.bridge);
+      await this.deps.deleted?.(name);
       this.deps.logger.info({ network: name, bridge: record.bridge }, 'network deleted');
     });
   }
@@ -168,7 +176,7 @@ export class NetworkService {
     const taken = this.takenSubnets(existing);
     const subnet =
       body.subnet === undefined ? this.freeSubnet(taken) : this.requestedSubnet(body.subnet, taken);
-    const bridge = body.bridge ?? `rcd-${createHash('sha256').update(name).digest('hex').slice(0, 10)}`;
+    const bridge = body.bridge ?? defaultBridgeOf(name);
     const holder = existing.find((network) => network.bridge === bridge);
     if (holder) {
       throw new ConflictError(

@@ -37,6 +37,8 @@ export interface ContainerNetworkRecord {
   containerId: string;
   networks: string[];
   ports: PortMappingRecord[];
+  /** Names the container answers to on its user networks, besides its id. */
+  aliases: string[];
   attachment: Attachment | null;
 }
 
@@ -54,6 +56,7 @@ interface ContainerNetworkRow {
   container_id: string;
   networks: string;
   ports: string;
+  aliases: string;
   attachment: string | null;
 }
 
@@ -71,8 +74,8 @@ export class NetworkRepository {
       get: db.prepare<[string], NetworkRow>('SELECT * FROM networks WHERE name = ?'),
       remove: db.prepare<[string]>('DELETE FROM networks WHERE name = ?'),
       putContainer: db.prepare(
-        `INSERT OR REPLACE INTO container_networks (container_id, networks, ports, attachment)
-         VALUES (@container_id, @networks, @ports, @attachment)`,
+        `INSERT OR REPLACE INTO container_networks (container_id, networks, ports, aliases, attachment)
+         VALUES (@container_id, @networks, @ports, @aliases, @attachment)`,
       ),
       setAttachment: db.prepare<[string | null, string]>(
         'UPDATE container_networks SET attachment = ? WHERE container_id = ?',
@@ -128,6 +131,7 @@ export class NetworkRepository {
         container_id: record.containerId,
         networks: JSON.stringify(record.networks),
         ports: JSON.stringify(record.ports),
+        aliases: JSON.stringify(record.aliases),
         attachment: record.attachment ? JSON.stringify(record.attachment) : null,
       }),
     );
@@ -171,6 +175,7 @@ function toContainerNetwork(row: ContainerNetworkRow): ContainerNetworkRecord {
     containerId: row.container_id,
     networks: JSON.parse(row.networks) as string[],
     ports: JSON.parse(row.ports) as PortMappingRecord[],
+    aliases: JSON.parse(row.aliases) as string[],
     attachment: row.attachment ? (JSON.parse(row.attachment) as Attachment) : null,
   };
 }
