@@ -198,6 +198,10 @@ export const ERROR_CATALOG = {
   ),
   invalid_port_mapping: entry('invalid_input', 'a published port without networks, or published twice'),
   port_in_use: entry('conflict', 'the host port is taken (by a host process or another container)'),
+  network_aliases_unsupported: entry(
+    'invalid_input',
+    "aliases given without a user network (the default network, like Docker's default bridge, has no names)",
+  ),
   network_already_connected: entry('conflict', 'the container is on this network already'),
   network_not_connected: entry('conflict', 'the container is not on this network'),
   network_mode_none: entry(

@@ -100,7 +100,7 @@ export class ContainerNetworking {
     if (names.length === 0) {
       if (request.aliases?.length) {
         throw new InvalidInputError(
-          'invalid_body',
+          'network_aliases_unsupported',
           'aliases are names on a user network: give networks with aliases',
           containerId,
         );
@@ -127,7 +127,7 @@ export class ContainerNetworking {
     const aliases = [...new Set(request.aliases ?? [])];
     if (aliases.length > 0 && !records.some((network) => !network.isDefault)) {
       throw new InvalidInputError(
-        'invalid_body',
+        'network_aliases_unsupported',
         `aliases need a user network: "${names.join('", "')}" is the default network, which has no name resolution (as Docker's default bridge)`,
         containerId,
       );
@@ -219,7 +219,7 @@ export class ContainerNetworking {
       }
       if (aliases.length > 0 && network.isDefault) {
         throw new InvalidInputError(
-          'invalid_body',
+          'network_aliases_unsupported',
           `aliases need a user network: "${name}" is the default network, which has no name resolution`,
           containerId,
         );
@@ -513,6 +513,25 @@ export class ContainerNetworking {
       }
       return undefined;
     };
+    // Cross-field rules here rather than in the schema: the OpenAPI document cannot say them, so a request valid
+    // by the document is refused by runcd's own code (invalid_port_mapping), not by validation.
+    for (const port of requested) {
+      const count = port.range ?? 1;
+      const refuse = (message: string) => {
+        throw new InvalidInputError('invalid_port_mapping', message, containerId);
+      };
+      if (port.containerPort + count - 1 > 65535 || (port.hostPort ?? 0) + count - 1 > 65535) {
+        refuse(`ports ${port.containerPort}+${count}: the range goes past port 65535`);
+      }
+      if (port.hostPortEnd !== undefined) {
+        if (port.hostPort === undefined || port.hostPortEnd < port.hostPort) {
+          refuse(`hostPortEnd ${port.hostPortEnd} needs a hostPort no greater than it`);
+        }
+        if (count > 1) {
+          refuse('give range (several container ports) or hostPortEnd (a choice of host port), not both');
+        }
+      }
+    }
     const expanded = requested.flatMap((port) =>
       Array.from({ length: port.range ?? 1 }, (_, offset) => ({
         ...port,

@@ -115,29 +115,7 @@ export const PortMappingRequest = z
         'With hostPort: the first free host port of hostPort..hostPortEnd (docker run -p 8080-8085:80)',
       ),
   })
-  .strict()
-  .superRefine((port, ctx) => {
-    const count = port.range ?? 1;
-    if (port.containerPort + count - 1 > 65535 || (port.hostPort ?? 0) + count - 1 > 65535) {
-      ctx.addIssue({ code: 'custom', message: 'range goes past port 65535', path: ['range'] });
-    }
-    if (port.hostPortEnd !== undefined) {
-      if (port.hostPort === undefined || port.hostPortEnd < port.hostPort) {
-        ctx.addIssue({
-          code: 'custom',
-          message: 'hostPortEnd needs a hostPort no greater than it',
-          path: ['hostPortEnd'],
-        });
-      }
-      if (port.range !== undefined && port.range > 1) {
-        ctx.addIssue({
-          code: 'custom',
-          message: 'give range (several container ports) or hostPortEnd (a choice of host port), not both',
-          path: ['hostPortEnd'],
-        });
-      }
-    }
-  });
+  .strict();
 export type PortMappingRequest = z.infer<typeof PortMappingRequest>;
 
 export const PortMapping = z.object({

@@ -165,9 +165,9 @@ t.test('published port ranges: docker run -p A-B:C-D, -p A-B:C, and the native r
     t.equal(await fetchEventually(`http://127.0.0.1:${port.hostPort}/`), 'hello-native\n');
   }
   const refusals: Array<[unknown, RegExp]> = [
-    [{ containerPort: 65535, range: 2 }, /range goes past port 65535/],
-    [{ containerPort: 80, hostPortEnd: 90 }, /hostPortEnd needs a hostPort/],
-    [{ containerPort: 80, hostPort: 90, hostPortEnd: 80 }, /hostPortEnd needs a hostPort/],
+    [{ containerPort: 65535, range: 2 }, /the range goes past port 65535/],
+    [{ containerPort: 80, hostPortEnd: 90 }, /hostPortEnd \d+ needs a hostPort/],
+    [{ containerPort: 80, hostPort: 90, hostPortEnd: 80 }, /hostPortEnd \d+ needs a hostPort/],
     [{ containerPort: 80, hostPort: 90, hostPortEnd: 95, range: 2 }, /not both/],
   ];
   for (const [port, detail] of refusals) {
@@ -177,7 +177,7 @@ t.test('published port ranges: docker run -p A-B:C-D, -p A-B:C, and the native r
       networks: [DEFAULT_NET.name],
       ports: [port],
     });
-    t.match(answer, { status: 400, body: { code: 'invalid_body', detail } }, JSON.stringify(port));
+    t.match(answer, { status: 400, body: { code: 'invalid_port_mapping', detail } }, JSON.stringify(port));
   }
   const many = await daemon.request('POST', '/containers', {
     id: sandbox.id('refused'),

@@ -126,7 +126,10 @@ t.test('containers on a user network resolve each other by id and alias', async 
     networks: [DEFAULT_NET.name],
     aliases: ['cnidns-x'],
   });
-  t.match(refused, { status: 400, body: { code: 'invalid_body', detail: /aliases need a user network/ } });
+  t.match(refused, {
+    status: 400,
+    body: { code: 'network_aliases_unsupported', detail: /aliases need a user network/ },
+  });
   const badAlias = await api.post<ContainerBody>('/containers', {
     id: sandbox.id('refused'),
     bundle: sandbox.bundle('refused'),
