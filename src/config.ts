@@ -51,6 +51,8 @@ export interface NetworkFlags {
   publishHostIp: string;
   /** aardvark-dns, which resolves container names on user networks; "none": no name resolution. */
   aardvarkBinary: string;
+  /** An operator's conflist directory: its networks are usable by name. */
+  operatorConfigDir?: string | undefined;
 }
 
 /** Debian's containernetworking-plugins. */
@@ -97,6 +99,7 @@ const FLAGS = {
   'default-network-bridge': { type: 'string' },
   'publish-host-ip': { type: 'string' },
   'aardvark-dns': { type: 'string' },
+  'cni-config-dir': { type: 'string' },
   'insecure-registry': { type: 'string', multiple: true },
   help: { type: 'boolean', short: 'h' },
   version: { type: 'boolean' },
@@ -130,6 +133,7 @@ export const USAGE = `usage: runcd [flags]   (each flag is also settable as RUNC
   --default-network-subnet CIDR  its subnet (default 10.87.0.0/24)
   --default-network-bridge NAME  its Linux bridge (default runcd0)
   --publish-host-ip IP host address of a published port that names none (default 127.0.0.1)
+  --cni-config-dir DIR an operator's conflists (*.conflist), usable by their name as networks (default none)
   --aardvark-dns PATH  DNS server for container names on user networks (default
                        /usr/lib/podman/aardvark-dns; "none": names do not resolve)
   --insecure-registry HOST:PORT  registry pulled from over plain HTTP (or unverified TLS); repeatable,
@@ -236,6 +240,14 @@ export function parseCommandLine(argv: string[], env: NodeJS.ProcessEnv): Parsed
           '--publish-host-ip',
         ),
         aardvarkBinary: aardvark(pick(values['aardvark-dns'], 'AARDVARK_DNS') ?? DEFAULT_AARDVARK_BINARY),
+        ...(pick(values['cni-config-dir'], 'CNI_CONFIG_DIR')
+          ? {
+              operatorConfigDir: absolute(
+                pick(values['cni-config-dir'], 'CNI_CONFIG_DIR')!,
+                '--cni-config-dir',
+              ),
+            }
+          : {}),
       },
       insecureRegistries: (
         values['insecure-registry'] ??

@@ -185,6 +185,7 @@ export async function openDaemon(config: DaemonConfig, logger: Logger): Promise<
       ipamDir: join(config.stateDir, 'cni', 'ipam'),
       defaultNetwork: config.network?.defaultNetwork ?? DEFAULT_NETWORK,
       publishHostIp: config.network?.publishHostIp ?? '127.0.0.1',
+      operatorConfigDir: config.network?.operatorConfigDir,
     },
     deleteLink: (name) => cni.deleteLink(name),
     deleted: (name) => dns.update([name]),

@@ -48,7 +48,7 @@ export class ContainerDns {
 
   /** Whether containers on this network resolve each other by name. */
   serves(network: NetworkRecord): boolean {
-    return this.available && !network.isDefault;
+    return this.available && !network.isDefault && !network.operatorConflist;
   }
 
   /** The nameservers of a container on these networks: their gateways, or none (then the host's). */

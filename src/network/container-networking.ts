@@ -160,7 +160,7 @@ export class ContainerNetworking {
       try {
         await this.deps.cni.pinNetns(pid, netns);
         for (const [index, name] of record.networks.entries()) {
-          const conflist = this.deps.networks.conflist(this.deps.networks.require(name));
+          const conflist = this.deps.networks.conflist(await this.deps.networks.resolve(name));
           const entry = {
             name,
             ifName: `eth${index}`,

@@ -1,3 +1,4 @@
+import type { CniConflist } from '../runtime/cni.js';
 import type { Db } from './database.js';
 import { commitDurably } from './database.js';
 
@@ -9,6 +10,8 @@ export interface NetworkRecord {
   created: string;
   labels: Record<string, string>;
   isDefault: boolean;
+  /** An operator's own network (--cni-config-dir): its conflist as written there; never stored. */
+  operatorConflist?: CniConflist;
 }
 
 export interface PortMappingRecord {

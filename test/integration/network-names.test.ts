@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import pino from 'pino';
 import t from 'tap';
@@ -15,12 +15,13 @@ const sandbox = createSandbox('cnidns');
 const DEFAULT_NET = { name: 'cnidns-default', subnet: '10.87.241.0/24', bridge: 'cnidns-br0' };
 const USER_NET = { name: 'cnidns-user', subnet: '10.87.242.0/24', bridge: 'cnidns-br1' };
 const config: DaemonConfig = { ...sandbox.config, network: { defaultNetwork: DEFAULT_NET } };
+const OPERATOR_BRIDGE = 'cnidns-op0';
 const silent = pino({ level: process.env.RUNCD_TEST_LOG ?? 'silent' });
 let daemon: Daemon | undefined;
 t.teardown(async () => {
   await daemon?.close();
   daemon = undefined;
-  await cleanUpNetworking(sandbox, [DEFAULT_NET.bridge, USER_NET.bridge], config);
+  await cleanUpNetworking(sandbox, [DEFAULT_NET.bridge, USER_NET.bridge, OPERATOR_BRIDGE], config);
 });
 
 interface ContainerBody {
@@ -237,3 +238,74 @@ t.test(
     );
   },
 );
+
+t.test("an operator's conflist directory: its networks are usable by name", async (t) => {
+  const dir = join(sandbox.dir, 'operator-net.d');
+  const ipam = join(sandbox.dir, 'operator-ipam');
+  mkdirSync(dir);
+  writeFileSync(join(dir, 'broken.conflist'), '{');
+  writeFileSync(
+    join(dir, 'op.conflist'),
+    JSON.stringify({
+      cniVersion: '1.0.0',
+      name: 'cnidns-op',
+      plugins: [
+        {
+          type: 'bridge',
+          bridge: OPERATOR_BRIDGE,
+          isGateway: true,
+          ipam: { type: 'host-local', dataDir: ipam, ranges: [[{ subnet: '10.87.245.0/24' }]] },
+        },
+      ],
+    }),
+  );
+  daemon = await openDaemon({ ...config, network: { ...config.network, operatorConfigDir: dir } }, silent);
+  const api = client(daemon);
+  const id = sandbox.id('op');
+  const created = await api.post<ContainerBody>('/containers', {
+    id,
+    bundle: sandbox.bundle('op'),
+    start: true,
+    networks: ['cnidns-op'],
+  });
+  t.equal(created.status, 201, JSON.stringify(created.body));
+  t.match(created.body.network!.networks[0], {
+    network: 'cnidns-op',
+    ipAddress: /^10\.87\.245\.\d+$/,
+    aliases: [],
+  });
+  const devices = await api.post<ExecAnswer>(`/containers/${id}/exec`, { args: ['cat', '/proc/net/dev'] });
+  t.match(devices.body.stdout, /eth0:/, 'the operator network gave it an interface');
+  t.same(
+    readdirSync(join(ipam, 'cnidns-op')).filter((name) => /^\d/.test(name)).length,
+    1,
+    'an address of its IPAM',
+  );
+  t.notOk(
+    (await api.get<Array<{ name: string }>>('/networks')).body.some(
+      (network) => network.name === 'cnidns-op',
+    ),
+    "not one of runcd's networks: not listed, not deletable through runcd",
+  );
+  t.match(
+    await api.post('/containers', {
+      id: sandbox.id('nowhere'),
+      bundle: sandbox.bundle('nowhere'),
+      networks: ['cnidns-nowhere'],
+    }),
+    {
+      status: 404,
+      body: { code: 'network_not_found' },
+    },
+  );
+  t.equal((await api.delete(`/containers/${id}?force=true`)).status, 204);
+  t.same(
+    readdirSync(join(ipam, 'cnidns-op')).filter((name) => /^\d/.test(name)),
+    [],
+    'its address was released',
+  );
+  t.same(hostTraces(sandbox, OPERATOR_BRIDGE, 'cnidns-op', [id]).veths, [], 'and its veth removed');
+  t.ok(existsSync(join(dir, 'op.conflist')), "the operator's file is left as it was");
+  await daemon.close();
+  daemon = undefined;
+});

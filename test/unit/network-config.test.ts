@@ -78,6 +78,8 @@ t.test('network flags: defaults and refusals', async (t) => {
     aardvarkBinary: '/usr/lib/podman/aardvark-dns',
   });
   t.equal(run(['--aardvark-dns', 'none']).aardvarkBinary, 'none', 'name resolution can be turned off');
+  t.equal(run(['--cni-config-dir', '/etc/cni/net.d']).operatorConfigDir, '/etc/cni/net.d');
+  t.throws(() => run(['--cni-config-dir', 'net.d']), /--cni-config-dir must be an absolute path/);
   t.match(
     run([
       '--default-network',
