@@ -154,28 +154,33 @@ export class ContainerNetworking {
       if (!record) return;
       if (record.attachment) await this.teardown(record.containerId, record.attachment);
       const netns = join(this.deps.netnsDir, containerId);
-      const attachment: Attachment = { netns, networks: [] };
-      // Recorded before the pin exists: a runcd killed between the two still unmounts it.
+      const conflists: CniConflist[] = [];
+      for (const name of record.networks) {
+        conflists.push(this.deps.networks.conflist(await this.deps.networks.resolve(name)));
+      }
+      // Every network, each with the conflist its ADD runs with, in one durable write before the pin exists: a
+      // runcd killed at any later step still unmounts the pin and runs DEL (a DEL of a network whose ADD never
+      // ran is one the plugins answer as done). One fsync instead of one per step.
+      const attachment: Attachment = {
+        netns,
+        networks: record.networks.map((name, index) => ({
+          name,
+          ifName: `eth${index}`,
+          conflist: JSON.stringify(conflists[index]),
+          result: null as unknown,
+        })),
+      };
       this.deps.repository.setAttachment(containerId, attachment);
       try {
         await this.deps.cni.pinNetns(pid, netns);
-        for (const [index, name] of record.networks.entries()) {
-          const conflist = this.deps.networks.conflist(await this.deps.networks.resolve(name));
-          const entry = {
-            name,
-            ifName: `eth${index}`,
-            conflist: JSON.stringify(conflist),
-            result: null as unknown,
-          };
-          attachment.networks.push(entry);
-          this.deps.repository.setAttachment(containerId, attachment);
-          entry.result = await this.deps.cni.add(conflist, {
+        for (const [index, entry] of attachment.networks.entries()) {
+          entry.result = await this.deps.cni.add(conflists[index]!, {
             containerId,
             netns,
             ifName: entry.ifName,
             capabilityArgs: index === 0 ? { portMappings: record.ports } : {},
           });
-          this.deps.repository.setAttachment(containerId, attachment);
+          this.deps.repository.recordResult(containerId, attachment);
         }
         await this.names.write(containerId, this.describe(containerId));
         // Before start: the container's first lookup of a peer (or of itself) already finds it.

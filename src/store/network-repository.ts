@@ -140,11 +140,20 @@ export class NetworkRepository {
     );
   }
 
-  /** Durable, for the same reason: written before each ADD and after each DEL. */
+  /** Durable, for the same reason: written before ADD and after each DEL. */
   setAttachment(containerId: string, attachment: Attachment | null): void {
     commitDurably(this.db, () =>
       this.statements.setAttachment.run(attachment ? JSON.stringify(attachment) : null, containerId),
     );
+  }
+
+  /**
+   * An ADD's result, not fsynced: it survives a runcd SIGKILL (WAL in the page cache); only a power loss can lose
+   * it, and then the durable record written before ADD still makes the next start run DEL (without the cached
+   * result, which the plugins' DEL does not need).
+   */
+  recordResult(containerId: string, attachment: Attachment): void {
+    this.statements.setAttachment.run(JSON.stringify(attachment), containerId);
   }
 
   container(containerId: string): ContainerNetworkRecord | undefined {
