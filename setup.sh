@@ -19,9 +19,10 @@ node_major=$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0
 # python3-docker (docker-py), docker-compose: the tests drive runcd's Docker socket with these real clients. They
 # are installed without their Recommends: docker-compose recommends docker.io, whose dockerd would start on a
 # systemd machine and take over the FORWARD chain (policy DROP) and a docker0 bridge.
-# containernetworking-plugins (bridge, host-local, portmap, firewall in /usr/lib/cni), iproute2, iptables: networks.
+# containernetworking-plugins (bridge, host-local, portmap, firewall in /usr/lib/cni), iproute2, iptables: networks;
+# aardvark-dns: container names on user networks.
 packages=(runc conmon busybox-static tini openssl systemd chromium util-linux libcap2-bin skopeo umoci docker-registry
-  apache2-utils python3-docker docker-compose containernetworking-plugins iproute2 iptables)
+  apache2-utils python3-docker docker-compose containernetworking-plugins iproute2 iptables aardvark-dns)
 without_recommends=(python3-docker docker-compose)
 missing=()
 missing_bare=()

@@ -17,6 +17,35 @@ import type { CniConflist, CniPluginConfig } from '../src/runtime/cni.js';
 import { CONMON, RUNC, Workspace } from './workspace.js';
 
 const NETWORK = { name: 'rcdbench', subnet: '10.87.250.0/24', bridge: 'rcdbench0' };
+/** A user network: containers there also get names (aardvark-dns). */
+const USER_NETWORK = { name: 'rcdbench-user', subnet: '10.87.251.0/24', bridge: 'rcdbench1' };
+
+/**
+ * Where a networked create+start and delete spend their processes: each process runcd runs (through its runner),
+ * timed from spawn to exit and summed per container, keyed by binary (and CNI command for plugins).
+ */
+function recordProcesses(daemon: Daemon): { take: () => Map<string, number> } {
+  let current = new Map<string, number>();
+  const add = (key: string, ms: number) => current.set(key, (current.get(key) ?? 0) + ms);
+  daemon.runner.onInvocation((invocation) =>
+    add(invocation.binary.split('/').pop() ?? invocation.binary, invocation.durationMs),
+  );
+  const spawn = daemon.runner.spawn.bind(daemon.runner);
+  daemon.runner.spawn = async (binary, argv, options) => {
+    const started = performance.now();
+    const spawned = await spawn(binary, argv, options);
+    const key = `${binary.split('/').pop()} ${options.env?.CNI_COMMAND ?? ''}`.trim();
+    void spawned.child.finally(() => add(key, performance.now() - started));
+    return spawned;
+  };
+  return {
+    take: () => {
+      const taken = current;
+      current = new Map();
+      return taken;
+    },
+  };
+}
 
 function median(values: number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
@@ -101,7 +130,11 @@ async function main(): Promise<void> {
     netDelete: [] as number[],
     add: [] as number[],
     del: [] as number[],
+    dnsCreate: [] as number[],
+    dnsDelete: [] as number[],
   };
+  const steps = new Map<string, number[]>();
+  const processes = recordProcesses(daemon);
   const netnsName = `rcdbench-${process.pid}`;
   try {
     const bundle = workspace.bundle('sleeper', ['sleep', '999999']);
@@ -109,6 +142,7 @@ async function main(): Promise<void> {
     await call(daemon, 'POST', '/containers', { id: 'warm', bundle, start: true, networks: [NETWORK.name] });
     await call(daemon, 'DELETE', '/containers/warm?force=true');
     const conflist = daemon.networks.conflist(daemon.networks.require(NETWORK.name));
+    await daemon.networks.create(USER_NETWORK);
     execFileSync('ip', ['netns', 'add', netnsName]);
     for (let i = 0; i < iterations; i++) {
       times.noneCreate.push(
@@ -122,8 +156,13 @@ async function main(): Promise<void> {
         networks: [NETWORK.name],
         ports: [{ containerPort: 8080 }],
       };
+      processes.take();
       times.netCreate.push(await timed(() => call(daemon, 'POST', '/containers', body)));
       times.netDelete.push(await timed(() => call(daemon, 'DELETE', `/containers/net-${i}?force=true`)));
+      for (const [key, ms] of processes.take()) steps.set(key, [...(steps.get(key) ?? []), ms]);
+      const named = { id: `dns-${i}`, bundle, start: true, networks: [USER_NETWORK.name] };
+      times.dnsCreate.push(await timed(() => call(daemon, 'POST', '/containers', named)));
+      times.dnsDelete.push(await timed(() => call(daemon, 'DELETE', `/containers/dns-${i}?force=true`)));
       // A port below the kernel's ephemeral range, so runcd's ephemeral choices never meet it.
       const direct = pluginsDirect(
         20_000 + (process.pid % 5_000) + i,
@@ -141,6 +180,7 @@ async function main(): Promise<void> {
       // never made
     }
     await daemon.networks.delete(NETWORK.name).catch(() => undefined);
+    await daemon.networks.delete(USER_NETWORK.name).catch(() => undefined);
     await daemon.close();
     await workspace.destroy();
   }
@@ -160,6 +200,15 @@ async function main(): Promise<void> {
   console.log(
     `| runcd's own share | ${ms(addedCreate - median(times.add))} | ${ms(addedDelete - median(times.del))} |`,
   );
+  console.log(
+    `| a user network (names: aardvark-dns started, then stopped, each time) | ${ms(median(times.dnsCreate))} | ${ms(median(times.dnsDelete))} |`,
+  );
+  console.log('');
+  console.log('| processes of one networked container (create+start and delete), through runcd | median |');
+  console.log('| --- | --- |');
+  for (const [key, values] of [...steps].sort(([a], [b]) => a.localeCompare(b))) {
+    console.log(`| ${key} | ${ms(median(values))} |`);
+  }
 }
 
 await main();

@@ -49,12 +49,18 @@ export interface NetworkFlags {
   defaultNetwork: { name: string; subnet: string; bridge: string };
   /** The host address a published port gets when the caller names none. */
   publishHostIp: string;
+  /** aardvark-dns, which resolves container names on user networks; "none": no name resolution. */
+  aardvarkBinary: string;
+  /** An operator's conflist directory: its networks are usable by name. */
+  operatorConfigDir?: string | undefined;
 }
 
 /** Debian's containernetworking-plugins. */
 export const DEFAULT_CNI_PLUGIN_DIR = '/usr/lib/cni';
 /** Not Podman's 10.88.0.0/16 nor its user networks (10.89.0.0/24 and up), nor Docker's 172.17.0.0/16. */
 export const DEFAULT_NETWORK = { name: 'runcd', subnet: '10.87.0.0/24', bridge: 'runcd0' };
+/** Debian's aardvark-dns package (netavark's DNS server). */
+export const DEFAULT_AARDVARK_BINARY = '/usr/lib/podman/aardvark-dns';
 
 /** 1 GiB: a Debian or Alpine userland with room to spare; raise it for bigger images. */
 export const DEFAULT_MAX_ROOTFS_BYTES = 1024 ** 3;
@@ -92,6 +98,8 @@ const FLAGS = {
   'default-network-subnet': { type: 'string' },
   'default-network-bridge': { type: 'string' },
   'publish-host-ip': { type: 'string' },
+  'aardvark-dns': { type: 'string' },
+  'cni-config-dir': { type: 'string' },
   'insecure-registry': { type: 'string', multiple: true },
   help: { type: 'boolean', short: 'h' },
   version: { type: 'boolean' },
@@ -125,6 +133,9 @@ export const USAGE = `usage: runcd [flags]   (each flag is also settable as RUNC
   --default-network-subnet CIDR  its subnet (default 10.87.0.0/24)
   --default-network-bridge NAME  its Linux bridge (default runcd0)
   --publish-host-ip IP host address of a published port that names none (default 127.0.0.1)
+  --cni-config-dir DIR an operator's conflists (*.conflist), usable by their name as networks (default none)
+  --aardvark-dns PATH  DNS server for container names on user networks (default
+                       /usr/lib/podman/aardvark-dns; "none": names do not resolve)
   --insecure-registry HOST:PORT  registry pulled from over plain HTTP (or unverified TLS); repeatable,
                        ","-separated in env (default none)
   --runtime PATH       OCI runtime binary (default runc from PATH; crun works too)
@@ -228,6 +239,15 @@ export function parseCommandLine(argv: string[], env: NodeJS.ProcessEnv): Parsed
           pick(values['publish-host-ip'], 'PUBLISH_HOST_IP') ?? '127.0.0.1',
           '--publish-host-ip',
         ),
+        aardvarkBinary: aardvark(pick(values['aardvark-dns'], 'AARDVARK_DNS') ?? DEFAULT_AARDVARK_BINARY),
+        ...(pick(values['cni-config-dir'], 'CNI_CONFIG_DIR')
+          ? {
+              operatorConfigDir: absolute(
+                pick(values['cni-config-dir'], 'CNI_CONFIG_DIR')!,
+                '--cni-config-dir',
+              ),
+            }
+          : {}),
       },
       insecureRegistries: (
         values['insecure-registry'] ??
@@ -331,6 +351,10 @@ function parseTcp(value: string): { host: string; port: number } {
   const port = Number(match[3]);
   if (port < 1 || port > 65535) throw new ConfigError(`--tcp port must be 1-65535; got ${port}`);
   return { host, port };
+}
+
+function aardvark(value: string): string {
+  return value === 'none' ? value : absolute(value, '--aardvark-dns');
 }
 
 function absolute(path: string, flag: string): string {

@@ -4,7 +4,10 @@ import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { buildApp } from './app.js';
 import type { Config, NetworkFlags } from './config.js';
-import { DEFAULT_CNI_PLUGIN_DIR, DEFAULT_NETWORK } from './config.js';
+import { DEFAULT_AARDVARK_BINARY, DEFAULT_CNI_PLUGIN_DIR, DEFAULT_NETWORK } from './config.js';
+import { existsSync } from 'node:fs';
+import { ContainerDns, DNS_SEARCH_DOMAIN } from './network/container-dns.js';
+import { Aardvark } from './runtime/aardvark.js';
 import { ContainerNetworking } from './network/container-networking.js';
 import { NetworkService } from './network/network-service.js';
 import { Cni } from './runtime/cni.js';
@@ -154,6 +157,28 @@ export async function openDaemon(config: DaemonConfig, logger: Logger): Promise<
   const bundleRepository = new BundleRepository(db);
   const cni = new Cni({ runner, pluginDirs: config.network?.pluginDirs ?? [DEFAULT_CNI_PLUGIN_DIR] });
   const networkRepository = new NetworkRepository(db);
+  const networkLogger = logger.child({ component: 'network' });
+  const aardvarkBinary = config.network?.aardvarkBinary ?? DEFAULT_AARDVARK_BINARY;
+  if (aardvarkBinary !== 'none' && !existsSync(aardvarkBinary)) {
+    networkLogger.warn(
+      { aardvarkBinary },
+      'aardvark-dns is not installed (apt-get install aardvark-dns): containers on user networks do not resolve each other by name',
+    );
+  }
+  const dns = new ContainerDns({
+    repository: networkRepository,
+    aardvark:
+      aardvarkBinary !== 'none' && existsSync(aardvarkBinary)
+        ? new Aardvark({
+            runner,
+            binary: aardvarkBinary,
+            configDir: join(config.stateDir, 'aardvark-dns'),
+            searchDomain: DNS_SEARCH_DOMAIN,
+          })
+        : undefined,
+    scratchDir: join(config.stateDir, 'aardvark-dns.new'),
+    logger: networkLogger,
+  });
   const networks = new NetworkService({
     repository: networkRepository,
     settings: {
@@ -161,14 +186,17 @@ export async function openDaemon(config: DaemonConfig, logger: Logger): Promise<
       ipamDir: join(config.stateDir, 'cni', 'ipam'),
       defaultNetwork: config.network?.defaultNetwork ?? DEFAULT_NETWORK,
       publishHostIp: config.network?.publishHostIp ?? '127.0.0.1',
+      operatorConfigDir: config.network?.operatorConfigDir,
     },
     deleteLink: (name) => cni.deleteLink(name),
-    logger: logger.child({ component: 'network' }),
+    deleted: (name) => dns.update([name]),
+    logger: networkLogger,
   });
   const networking = new ContainerNetworking({
     networks,
     repository: networkRepository,
     cni,
+    dns,
     netnsDir: join(config.stateDir, 'netns'),
     filesDir: join(config.stateDir, 'name-files'),
     logger: logger.child({ component: 'network' }),

@@ -198,6 +198,20 @@ export const ERROR_CATALOG = {
   ),
   invalid_port_mapping: entry('invalid_input', 'a published port without networks, or published twice'),
   port_in_use: entry('conflict', 'the host port is taken (by a host process or another container)'),
+  network_aliases_unsupported: entry(
+    'invalid_input',
+    "aliases given without a user network (the default network, like Docker's default bridge, has no names)",
+  ),
+  network_already_connected: entry('conflict', 'the container is on this network already'),
+  network_not_connected: entry('conflict', 'the container is not on this network'),
+  network_mode_none: entry(
+    'conflict',
+    'the container was created with network none (no namespace of its own to attach): recreate it on a network',
+  ),
+  network_carries_ports: entry(
+    'conflict',
+    "the container's published ports go through this network; it cannot be disconnected from it",
+  ),
   network_setup_failed: entry(
     'runtime_failure',
     'a CNI plugin failed to set up or tear down; detail has its words',

@@ -54,6 +54,17 @@ export const REQUEST_EXAMPLES: Readonly<Record<string, Record<string, NamedExamp
         ports: [{ containerPort: 8080 }],
       },
     },
+    userNetwork: {
+      summary: 'On a user network, known to its peers as db too; ports 5432-5433 published on 15432-15433',
+      value: {
+        id: 'db-1',
+        bundle: BUNDLE,
+        start: true,
+        networks: ['backend'],
+        aliases: ['db'],
+        ports: [{ hostPort: 15432, containerPort: 5432, range: 2 }],
+      },
+    },
     run: {
       summary: 'runc run: create and start, restarted on failure',
       value: {

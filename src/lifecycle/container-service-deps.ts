@@ -21,10 +21,17 @@ export interface ContainerNetworkHooks {
   /** The mounts (/etc/hosts, /etc/resolv.conf) to add to the container's config; throws 4xx, creating nothing. */
   prepare(
     containerId: string,
-    request: { networks?: string[] | undefined; ports?: PortMappingRequest[] | undefined },
+    request: {
+      networks?: string[] | undefined;
+      ports?: PortMappingRequest[] | undefined;
+      aliases?: string[] | undefined;
+    },
     spec: OciSpec,
   ): Promise<NonNullable<OciSpec['mounts']>>;
   attach(containerId: string, pid: number): Promise<void>;
+  /** A network joins (or leaves) the container: set up (torn down) at once while its namespace is pinned. */
+  connect(containerId: string, network: string, aliases: string[]): Promise<void>;
+  disconnect(containerId: string, network: string): Promise<void>;
   /** At exit: teardown in the background. */
   release(containerId: string): void;
   forget(containerId: string): Promise<void>;
@@ -64,4 +71,6 @@ export interface CreateContainerInput {
   /** Networks to attach between create and start; absent or ["none"]: loopback only. */
   networks?: string[] | undefined;
   ports?: PortMappingRequest[] | undefined;
+  /** Names on its user networks besides its id and hostname. */
+  aliases?: string[] | undefined;
 }

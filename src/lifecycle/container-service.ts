@@ -235,9 +235,9 @@ export class ContainerService {
     input: CreateContainerInput,
     spec: OciSpec,
   ): Promise<NonNullable<OciSpec['mounts']>> {
-    const request = { networks: input.networks, ports: input.ports };
+    const request = { networks: input.networks, ports: input.ports, aliases: input.aliases };
     if (this.deps.network) return this.deps.network.prepare(input.id, request, spec);
-    if (input.networks?.some((name) => name !== 'none') || input.ports?.length) {
+    if (input.networks?.some((name) => name !== 'none') || input.ports?.length || input.aliases?.length) {
       throw new InvalidInputError(
         'invalid_body',
         'this runcd has no networking configured: give no networks or ports',
@@ -245,6 +245,33 @@ export class ContainerService {
       );
     }
     return [];
+  }
+
+  /**
+   * `docker network connect|disconnect`, in any status: under the id's lock no create, restart or delete is half
+   * done, and a network can be added to (or removed from) a pinned namespace whatever its processes do.
+   */
+  async connectNetwork(id: string, network: string, aliases: string[]): Promise<Container> {
+    return this.changeNetworks(id, (hooks) => hooks.connect(id, network, aliases));
+  }
+
+  async disconnectNetwork(id: string, network: string): Promise<Container> {
+    return this.changeNetworks(id, (hooks) => hooks.disconnect(id, network));
+  }
+
+  private async changeNetworks(
+    id: string,
+    change: (hooks: NonNullable<ContainerServiceDeps['network']>) => Promise<void>,
+  ): Promise<Container> {
+    return this.locks.run(id, async () => {
+      const record = this.view.require(id);
+      if (!this.deps.network) {
+        throw new InvalidInputError('invalid_body', 'this runcd has no networking configured', id);
+      }
+      await change(this.deps.network);
+      this.view.touch();
+      return this.described(record);
+    });
   }
 
   async start(id: string): Promise<Container> {

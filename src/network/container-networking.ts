@@ -9,9 +9,12 @@ import type { ContainerNetworkState, PortMappingRequest } from '../schemas/netwo
 import type {
   Attachment,
   ContainerNetworkRecord,
+  NetworkRecord,
   NetworkRepository,
   PortMappingRecord,
 } from '../store/network-repository.js';
+import { endpointOf } from './cni-results.js';
+import type { ContainerDns } from './container-dns.js';
 import { bindProbe } from './host-ports.js';
 import type { NetworkService } from './network-service.js';
 import { NameFiles } from './name-files.js';
@@ -19,12 +22,14 @@ import { NameFiles } from './name-files.js';
 export interface ContainerNetworkRequest {
   networks?: string[] | undefined;
   ports?: PortMappingRequest[] | undefined;
+  aliases?: string[] | undefined;
 }
 
 export interface ContainerNetworkingDeps {
   networks: NetworkService;
   repository: NetworkRepository;
   cni: Cni;
+  dns: ContainerDns;
   /** Where each container's network namespace is pinned (`DIR/ID`). */
   netnsDir: string;
   /** Where each container's /etc/hosts and /etc/resolv.conf are written (`DIR/ID/`). */
@@ -33,6 +38,8 @@ export interface ContainerNetworkingDeps {
 }
 
 const EPHEMERAL_ATTEMPTS = 20;
+/** Ports one container may publish once ranges are expanded (portmap writes a rule per port). */
+const MAX_PUBLISHED_PORTS = 1024;
 
 /**
  * A container's networks between create and start, in the seed lesson's words: "configure networking after
@@ -91,6 +98,13 @@ export class ContainerNetworking {
       throw new InvalidInputError('invalid_body', `network "${duplicate}" is given twice`, containerId);
     }
     if (names.length === 0) {
+      if (request.aliases?.length) {
+        throw new InvalidInputError(
+          'network_aliases_unsupported',
+          'aliases are names on a user network: give networks with aliases',
+          containerId,
+        );
+      }
       if (request.ports?.length) {
         throw new InvalidInputError(
           'invalid_port_mapping',
@@ -108,13 +122,28 @@ export class ContainerNetworking {
         containerId,
       );
     }
-    for (const name of names) await this.deps.networks.resolve(name);
+    const records: NetworkRecord[] = [];
+    for (const name of names) records.push(await this.deps.networks.resolve(name));
+    const aliases = [...new Set(request.aliases ?? [])];
+    if (aliases.length > 0 && !records.some((network) => !network.isDefault)) {
+      throw new InvalidInputError(
+        'network_aliases_unsupported',
+        `aliases need a user network: "${names.join('", "')}" is the default network, which has no name resolution (as Docker's default bridge)`,
+        containerId,
+      );
+    }
     // One lock for every container's ports: two creates cannot both be handed the same free port.
     return this.locks.run('<ports>', async () => {
       const ports = await this.choosePorts(containerId, request.ports ?? []);
-      this.deps.repository.putContainer({ containerId, networks: names, ports, attachment: null });
+      this.deps.repository.putContainer({
+        containerId,
+        networks: names,
+        ports,
+        aliases,
+        attachment: null,
+      });
       this.known.add(containerId);
-      return this.names.prepare(containerId, spec.hostname);
+      return this.names.prepare(containerId, spec.hostname, this.deps.dns.nameservers(records));
     });
   }
 
@@ -125,30 +154,37 @@ export class ContainerNetworking {
       if (!record) return;
       if (record.attachment) await this.teardown(record.containerId, record.attachment);
       const netns = join(this.deps.netnsDir, containerId);
-      const attachment: Attachment = { netns, networks: [] };
-      // Recorded before the pin exists: a runcd killed between the two still unmounts it.
+      const conflists: CniConflist[] = [];
+      for (const name of record.networks) {
+        conflists.push(this.deps.networks.conflist(await this.deps.networks.resolve(name)));
+      }
+      // Every network, each with the conflist its ADD runs with, in one durable write before the pin exists: a
+      // runcd killed at any later step still unmounts the pin and runs DEL (a DEL of a network whose ADD never
+      // ran is one the plugins answer as done). One fsync instead of one per step.
+      const attachment: Attachment = {
+        netns,
+        networks: record.networks.map((name, index) => ({
+          name,
+          ifName: `eth${index}`,
+          conflist: JSON.stringify(conflists[index]),
+          result: null as unknown,
+        })),
+      };
       this.deps.repository.setAttachment(containerId, attachment);
       try {
         await this.deps.cni.pinNetns(pid, netns);
-        for (const [index, name] of record.networks.entries()) {
-          const conflist = this.deps.networks.conflist(this.deps.networks.require(name));
-          const entry = {
-            name,
-            ifName: `eth${index}`,
-            conflist: JSON.stringify(conflist),
-            result: null as unknown,
-          };
-          attachment.networks.push(entry);
-          this.deps.repository.setAttachment(containerId, attachment);
-          entry.result = await this.deps.cni.add(conflist, {
+        for (const [index, entry] of attachment.networks.entries()) {
+          entry.result = await this.deps.cni.add(conflists[index]!, {
             containerId,
             netns,
             ifName: entry.ifName,
             capabilityArgs: index === 0 ? { portMappings: record.ports } : {},
           });
-          this.deps.repository.setAttachment(containerId, attachment);
+          this.deps.repository.recordResult(containerId, attachment);
         }
         await this.names.write(containerId, this.describe(containerId));
+        // Before start: the container's first lookup of a peer (or of itself) already finds it.
+        await this.deps.dns.update(record.networks, { expect: containerId });
       } catch (error) {
         await this.teardown(containerId, attachment).catch((cleanup: unknown) =>
           this.deps.logger.error({ containerId, err: cleanup }, 'undoing a failed network setup failed'),
@@ -161,6 +197,131 @@ export class ContainerNetworking {
       }
       this.deps.logger.info({ containerId, networks: record.networks }, 'container networks set up');
     });
+  }
+
+  /**
+   * `docker network connect`: the network joins the container's request and, while its namespace is pinned
+   * (created, running or paused), CNI ADD runs into it now as the first free ethN; a stopped container gets it at
+   * its next start. Published ports stay on the network they were published through.
+   */
+  async connect(containerId: string, name: string, aliases: string[]): Promise<void> {
+    const network = await this.deps.networks.resolve(name);
+    await this.locks.run(containerId, async () => {
+      const record = this.deps.repository.container(containerId);
+      if (!record) {
+        throw new ConflictError(
+          'network_mode_none',
+          `container "${containerId}" has network none: networks are given at create`,
+          containerId,
+        );
+      }
+      if (record.networks.includes(name)) {
+        throw new ConflictError(
+          'network_already_connected',
+          `container "${containerId}" is on network "${name}" already`,
+          containerId,
+        );
+      }
+      if (aliases.length > 0 && network.isDefault) {
+        throw new InvalidInputError(
+          'network_aliases_unsupported',
+          `aliases need a user network: "${name}" is the default network, which has no name resolution`,
+          containerId,
+        );
+      }
+      const updated = {
+        ...record,
+        networks: [...record.networks, name],
+        aliases: [...new Set([...record.aliases, ...aliases])],
+      };
+      this.deps.repository.putContainer(updated);
+      const attachment = record.attachment;
+      if (attachment) {
+        const used = new Set(attachment.networks.map((entry) => entry.ifName));
+        let index = 0;
+        while (used.has(`eth${index}`)) index++;
+        const conflist = this.deps.networks.conflist(network);
+        const entry = {
+          name,
+          ifName: `eth${index}`,
+          conflist: JSON.stringify(conflist),
+          result: null as unknown,
+        };
+        attachment.networks.push(entry);
+        this.deps.repository.setAttachment(containerId, attachment);
+        const call = { containerId, netns: attachment.netns, ifName: entry.ifName, capabilityArgs: {} };
+        try {
+          entry.result = await this.deps.cni.add(conflist, call);
+          this.deps.repository.setAttachment(containerId, attachment);
+        } catch (error) {
+          await this.deps.cni
+            .del(conflist, call, undefined)
+            .catch((cleanup: unknown) =>
+              this.deps.logger.error(
+                { containerId, err: cleanup },
+                'undoing a failed network connect failed',
+              ),
+            );
+          attachment.networks.splice(attachment.networks.indexOf(entry), 1);
+          this.deps.repository.putContainer({ ...record, attachment });
+          throw new RuntimeFailureError(
+            'network_setup_failed',
+            `connecting container "${containerId}" to network "${name}" failed: ${(error as Error).message}`,
+            containerId,
+          );
+        }
+        await this.names.write(containerId, this.describe(containerId));
+        await this.refreshResolvConf(containerId, updated.networks);
+        await this.deps.dns.update(updated.networks, { expect: containerId });
+      } else {
+        await this.refreshResolvConf(containerId, updated.networks);
+      }
+      this.changed();
+      this.deps.logger.info({ containerId, network: name }, 'container connected to a network');
+    });
+  }
+
+  /** `docker network disconnect`: CNI DEL of that network now (if it is set up), and it leaves the request. */
+  async disconnect(containerId: string, name: string): Promise<void> {
+    await this.locks.run(containerId, async () => {
+      const record = this.deps.repository.container(containerId);
+      if (!record?.networks.includes(name)) {
+        throw new ConflictError(
+          'network_not_connected',
+          `container "${containerId}" is not on network "${name}"`,
+          containerId,
+        );
+      }
+      if (record.ports.length > 0 && record.networks[0] === name) {
+        throw new ConflictError(
+          'network_carries_ports',
+          `the published ports of container "${containerId}" go through network "${name}"`,
+          containerId,
+        );
+      }
+      const attachment = record.attachment;
+      const entry = attachment?.networks.find((each) => each.name === name);
+      if (attachment && entry) {
+        await this.deps.dns.update([name], { without: containerId });
+        await this.deps.cni.del(
+          JSON.parse(entry.conflist) as CniConflist,
+          { containerId, netns: attachment.netns, ifName: entry.ifName, capabilityArgs: {} },
+          (entry.result ?? undefined) as CniResult | undefined,
+        );
+        attachment.networks.splice(attachment.networks.indexOf(entry), 1);
+      }
+      const networks = record.networks.filter((each) => each !== name);
+      this.deps.repository.putContainer({ ...record, networks, attachment });
+      await this.names.write(containerId, this.describe(containerId));
+      await this.refreshResolvConf(containerId, networks);
+      this.changed();
+      this.deps.logger.info({ containerId, network: name }, 'container disconnected from a network');
+    });
+  }
+
+  private async refreshResolvConf(containerId: string, networks: string[]): Promise<void> {
+    const records = networks.flatMap((each) => this.deps.repository.get(each) ?? []);
+    await this.names.rewriteResolvConf(containerId, this.deps.dns.nameservers(records));
   }
 
   /** At the container's exit: its networks are torn down in the background (DEL is serialized per container). */
@@ -227,6 +388,11 @@ export class ContainerNetworking {
         this.deps.logger.error({ containerId: record.containerId, err: error }, 'network reconcile failed');
       }
     }
+    await this.deps.dns
+      .reconcile()
+      .catch((error: unknown) =>
+        this.deps.logger.error({ err: error }, 'name resolution on user networks could not be restored'),
+      );
   }
 
   /** What GET /containers/ID shows; undefined for network none. */
@@ -237,20 +403,17 @@ export class ContainerNetworking {
     return {
       networks: record.networks.map((name, index) => {
         const attached = record.attachment?.networks.find((entry) => entry.name === name);
-        const result = (attached?.result ?? undefined) as CniResult | undefined;
         const ifName = attached?.ifName ?? `eth${index}`;
-        const ip = result?.ips?.find(
-          (each) => each.interface === undefined || result.interfaces?.[each.interface]?.name === ifName,
-        );
-        const [address, prefix] = ip?.address.split('/') ?? [];
-        const mac = result?.interfaces?.find((each) => each.name === ifName && each.sandbox)?.mac;
+        const endpoint = endpointOf(attached?.result as CniResult | null | undefined, ifName);
+        const network = this.deps.repository.get(name);
         return {
           network: name,
           interface: ifName,
-          ipAddress: address ?? null,
-          prefixLength: prefix === undefined ? null : Number(prefix),
-          gateway: ip?.gateway ?? null,
-          macAddress: mac ?? null,
+          ipAddress: endpoint.address,
+          prefixLength: endpoint.prefixLength,
+          gateway: endpoint.gateway,
+          macAddress: endpoint.macAddress,
+          aliases: network && this.deps.dns.serves(network) ? record.aliases : [],
         };
       }),
       ports: record.ports,
@@ -264,6 +427,15 @@ export class ContainerNetworking {
 
   /** DEL in reverse order of ADD, each with its cached result; the pin goes only when every DEL succeeded. */
   private async teardown(containerId: string, attachment: Attachment): Promise<void> {
+    // Names first: no peer should resolve to an address about to be released (and handed to another container).
+    await this.deps.dns
+      .update(
+        attachment.networks.map((entry) => entry.name),
+        { without: containerId },
+      )
+      .catch((error: unknown) =>
+        this.deps.logger.error({ containerId, err: error }, "removing the container's names from DNS failed"),
+      );
     const remaining = [...attachment.networks];
     let firstError: unknown;
     for (const entry of [...attachment.networks].reverse()) {
@@ -319,7 +491,67 @@ export class ContainerNetworking {
       return undefined;
     };
     const chosen: PortMappingRecord[] = [];
+    /** Why hostIp:hostPort/protocol cannot be published, if it cannot. */
+    const refusal = async (hostIp: string, hostPort: number, protocol: 'tcp' | 'udp') => {
+      const spec = `${hostIp}:${hostPort}/${protocol}`;
+      if (chosen.some((each) => each.protocol === protocol && each.hostPort === hostPort)) {
+        return new InvalidInputError(
+          'invalid_port_mapping',
+          `host port ${spec} is published twice`,
+          containerId,
+        );
+      }
+      const owner = takenBy(protocol, hostPort, hostIp);
+      if (owner) {
+        return new ConflictError(
+          'port_in_use',
+          `host port ${spec} is published by container "${owner}"`,
+          containerId,
+        );
+      }
+      if ((await bindProbe(hostIp, hostPort, protocol)) === undefined) {
+        return new ConflictError(
+          'port_in_use',
+          `host port ${spec} is taken on this host (or ${hostIp} is not one of its addresses)`,
+          containerId,
+        );
+      }
+      return undefined;
+    };
+    // Cross-field rules here rather than in the schema: the OpenAPI document cannot say them, so a request valid
+    // by the document is refused by runcd's own code (invalid_port_mapping), not by validation.
     for (const port of requested) {
+      const count = port.range ?? 1;
+      const refuse = (message: string) => {
+        throw new InvalidInputError('invalid_port_mapping', message, containerId);
+      };
+      if (port.containerPort + count - 1 > 65535 || (port.hostPort ?? 0) + count - 1 > 65535) {
+        refuse(`ports ${port.containerPort}+${count}: the range goes past port 65535`);
+      }
+      if (port.hostPortEnd !== undefined) {
+        if (port.hostPort === undefined || port.hostPortEnd < port.hostPort) {
+          refuse(`hostPortEnd ${port.hostPortEnd} needs a hostPort no greater than it`);
+        }
+        if (count > 1) {
+          refuse('give range (several container ports) or hostPortEnd (a choice of host port), not both');
+        }
+      }
+    }
+    const expanded = requested.flatMap((port) =>
+      Array.from({ length: port.range ?? 1 }, (_, offset) => ({
+        ...port,
+        containerPort: port.containerPort + offset,
+        hostPort: port.hostPort === undefined ? undefined : port.hostPort + offset,
+      })),
+    );
+    if (expanded.length > MAX_PUBLISHED_PORTS) {
+      throw new InvalidInputError(
+        'invalid_port_mapping',
+        `${expanded.length} ports once ranges are counted: at most ${MAX_PUBLISHED_PORTS} per container`,
+        containerId,
+      );
+    }
+    for (const port of expanded) {
       const protocol = port.protocol ?? 'tcp';
       const hostIp = port.hostIp ?? this.deps.networks.settings.publishHostIp;
       if (!isIPv4(hostIp)) {
@@ -351,30 +583,23 @@ export class ContainerNetworking {
             containerId,
           );
         }
+      } else if (port.hostPortEnd !== undefined) {
+        // Docker's `-p 8080-8085:80`: the first host port of the range that is free.
+        let found: number | undefined;
+        for (let candidate = hostPort; candidate <= port.hostPortEnd && found === undefined; candidate++) {
+          if (!(await refusal(hostIp, candidate, protocol))) found = candidate;
+        }
+        if (found === undefined) {
+          throw new ConflictError(
+            'port_in_use',
+            `no host port of ${hostIp}:${hostPort}-${port.hostPortEnd}/${protocol} is free`,
+            containerId,
+          );
+        }
+        hostPort = found;
       } else {
-        const spec = `${hostIp}:${hostPort}/${protocol}`;
-        if (chosen.some((each) => each.protocol === protocol && each.hostPort === hostPort)) {
-          throw new InvalidInputError(
-            'invalid_port_mapping',
-            `host port ${spec} is published twice`,
-            containerId,
-          );
-        }
-        const owner = takenBy(protocol, hostPort, hostIp);
-        if (owner) {
-          throw new ConflictError(
-            'port_in_use',
-            `host port ${spec} is published by container "${owner}"`,
-            containerId,
-          );
-        }
-        if ((await bindProbe(hostIp, hostPort, protocol)) === undefined) {
-          throw new ConflictError(
-            'port_in_use',
-            `host port ${spec} is taken on this host (or ${hostIp} is not one of its addresses)`,
-            containerId,
-          );
-        }
+        const refused = await refusal(hostIp, hostPort, protocol);
+        if (refused) throw refused;
       }
       chosen.push({ hostIp, hostPort, containerPort: port.containerPort, protocol });
     }

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
-import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { networkInterfaces } from 'node:os';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
@@ -28,6 +28,13 @@ export interface NetworkSettings {
   defaultNetwork: { name: string; subnet: string; bridge: string };
   /** Where a published port goes when the caller names no host address (`--publish-host-ip`). */
   publishHostIp: string;
+  /** `--cni-config-dir`: an operator's own conflists, usable by their name (read when a container asks). */
+  operatorConfigDir?: string | undefined;
+}
+
+/** The bridge of a network whose creator named none: rcd- and a hash of the network's name. */
+export function defaultBridgeOf(name: string): string {
+  return `rcd-${createHash('sha256').update(name).digest('hex').slice(0, 10)}`;
 }
 
 /** User networks get the next free /24 of this range when they name no subnet (the default network is its first). */
@@ -38,6 +45,8 @@ export interface NetworkServiceDeps {
   settings: NetworkSettings;
   /** Removes a bridge runcd's plugins made, when its network is deleted (the bridge plugin never does). */
   deleteLink: (name: string) => Promise<void>;
+  /** After a network is deleted: its name server file goes (ContainerDns). */
+  deleted?: (name: string) => Promise<void>;
   logger: Logger;
 }
 
@@ -90,12 +99,15 @@ export class NetworkService {
     return record;
   }
 
-  /** The network by name, the default one created now if it is the one asked for and does not exist yet. */
+  /**
+   * The network by name: runcd's own, the default one created now if it is the one asked for and does not exist
+   * yet, or an operator's conflist of that name.
+   */
   async resolve(name: string): Promise<NetworkRecord> {
     const found = this.deps.repository.get(name);
     if (found) return found;
     const fallback = this.deps.settings.defaultNetwork;
-    if (name !== fallback.name) return this.require(name);
+    if (name !== fallback.name) return (await this.operatorNetwork(name)) ?? this.require(name);
     return this.locks.run('networks', async () => {
       const again = this.deps.repository.get(name);
       if (again) return again;
@@ -136,12 +148,65 @@ export class NetworkService {
       // host-local keeps `lock` and `last_reserved_ip.0` per network after every release: gone with the network.
       await rm(join(this.deps.settings.ipamDir, name), { recursive: true, force: true });
       await this.deps.deleteLink(record.bridge);
+      await this.deps.deleted?.(name);
       this.deps.logger.info({ network: name, bridge: record.bridge }, 'network deleted');
     });
   }
 
   conflist(record: NetworkRecord): CniConflist {
-    return conflistFor(record, this.deps.settings.ipamDir);
+    return record.operatorConflist ?? conflistFor(record, this.deps.settings.ipamDir);
+  }
+
+  /**
+   * The conflist named `name` in the operator's directory (`*.conflist`, libcni's form: cniVersion, name,
+   * plugins), as a network record that is never stored: runcd does not own its bridge, subnet or IPAM, so it
+   * neither lists nor deletes it, and gives it no names (aardvark needs the gateway runcd's own networks have).
+   * Files that are not a conflist are skipped with a warning, so one broken file does not hide the others.
+   */
+  private async operatorNetwork(name: string): Promise<NetworkRecord | undefined> {
+    const dir = this.deps.settings.operatorConfigDir;
+    if (!dir) return undefined;
+    const files = (await readdir(dir).catch(() => [] as string[])).filter((file) =>
+      file.endsWith('.conflist'),
+    );
+    for (const file of files.sort()) {
+      let parsed: unknown;
+      try {
+        parsed = JSON.parse(await readFile(join(dir, file), 'utf8'));
+      } catch (error) {
+        this.deps.logger.warn(
+          { file: join(dir, file), err: error },
+          'operator conflist is not JSON: skipped',
+        );
+        continue;
+      }
+      const conflist = parsed as Partial<CniConflist>;
+      const wellFormed =
+        typeof conflist.cniVersion === 'string' &&
+        typeof conflist.name === 'string' &&
+        Array.isArray(conflist.plugins) &&
+        conflist.plugins.length > 0 &&
+        conflist.plugins.every((plugin) => typeof plugin?.type === 'string');
+      if (!wellFormed) {
+        this.deps.logger.warn(
+          { file: join(dir, file) },
+          'operator conflist needs cniVersion, name and plugins (each with a type): skipped',
+        );
+        continue;
+      }
+      if (conflist.name !== name) continue;
+      return {
+        name,
+        bridge: '',
+        subnet: '',
+        gateway: '',
+        created: '',
+        labels: {},
+        isDefault: false,
+        operatorConflist: conflist as CniConflist,
+      };
+    }
+    return undefined;
   }
 
   private conflistPath(name: string): string {
@@ -168,7 +233,7 @@ export class NetworkService {
     const taken = this.takenSubnets(existing);
     const subnet =
       body.subnet === undefined ? this.freeSubnet(taken) : this.requestedSubnet(body.subnet, taken);
-    const bridge = body.bridge ?? `rcd-${createHash('sha256').update(name).digest('hex').slice(0, 10)}`;
+    const bridge = body.bridge ?? defaultBridgeOf(name);
     const holder = existing.find((network) => network.bridge === bridge);
     if (holder) {
       throw new ConflictError(

@@ -71,6 +71,15 @@ export const Network = z
   });
 export type Network = z.infer<typeof Network>;
 
+/** A name aardvark-dns answers: no spaces or commas (its file's separators), as strict as a container id. */
+export const DnsName = z
+  .string()
+  .regex(
+    /^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/,
+    'alias must be 1-63 characters of A-Z a-z 0-9 _ . -, starting with a letter or digit',
+  )
+  .meta({ example: 'db' });
+
 export const PortProtocol = z.enum(['tcp', 'udp']);
 
 export const PortMappingRequest = z
@@ -87,6 +96,24 @@ export const PortMappingRequest = z
       .describe('Default: an ephemeral port, reported back'),
     containerPort: z.number().int().min(1).max(65535),
     protocol: PortProtocol.optional().describe('Default tcp'),
+    range: z
+      .number()
+      .int()
+      .min(1)
+      .max(1024)
+      .optional()
+      .describe(
+        'Publish this many consecutive ports: hostPort..hostPort+range-1 to containerPort..containerPort+range-1 (docker run -p 8080-8081:80-81); without hostPort each gets an ephemeral port',
+      ),
+    hostPortEnd: z
+      .number()
+      .int()
+      .min(1)
+      .max(65535)
+      .optional()
+      .describe(
+        'With hostPort: the first free host port of hostPort..hostPortEnd (docker run -p 8080-8085:80)',
+      ),
   })
   .strict();
 export type PortMappingRequest = z.infer<typeof PortMappingRequest>;
@@ -106,6 +133,11 @@ export const NetworkEndpoint = z.object({
   prefixLength: z.number().int().nullable(),
   gateway: z.string().nullable(),
   macAddress: z.string().nullable(),
+  aliases: z
+    .array(z.string())
+    .describe(
+      'Names other containers on this network resolve to it (besides its id); empty where the network has no DNS',
+    ),
 });
 
 export const ContainerNetworkState = z
@@ -129,4 +161,11 @@ export const ContainerNetworkFields = {
       'Networks to attach (eth0, eth1, … in this order); ["none"] or absent: loopback only, as runc gives',
     ),
   ports: z.array(PortMappingRequest).max(64).optional().describe('Published ports (needs networks)'),
+  aliases: z
+    .array(DnsName)
+    .max(32)
+    .optional()
+    .describe(
+      "More names the container answers to on its user networks, besides its id (aardvark-dns; the hostname is not added: runc's spec template gives every container the hostname runc). The default network has no name resolution, as Docker's default bridge",
+    ),
 };

@@ -96,6 +96,8 @@ const MIGRATIONS: readonly string[] = [
      ports        TEXT NOT NULL DEFAULT '[]',
      attachment   TEXT
    ) STRICT`,
+  // issue 16, names on user networks: the names besides its id a container answers to there (aardvark-dns).
+  `ALTER TABLE container_networks ADD COLUMN aliases TEXT NOT NULL DEFAULT '[]'`,
 ];
 
 /**

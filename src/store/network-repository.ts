@@ -1,3 +1,4 @@
+import type { CniConflist } from '../runtime/cni.js';
 import type { Db } from './database.js';
 import { commitDurably } from './database.js';
 
@@ -9,6 +10,8 @@ export interface NetworkRecord {
   created: string;
   labels: Record<string, string>;
   isDefault: boolean;
+  /** An operator's own network (--cni-config-dir): its conflist as written there; never stored. */
+  operatorConflist?: CniConflist;
 }
 
 export interface PortMappingRecord {
@@ -37,6 +40,8 @@ export interface ContainerNetworkRecord {
   containerId: string;
   networks: string[];
   ports: PortMappingRecord[];
+  /** Names the container answers to on its user networks, besides its id. */
+  aliases: string[];
   attachment: Attachment | null;
 }
 
@@ -54,6 +59,7 @@ interface ContainerNetworkRow {
   container_id: string;
   networks: string;
   ports: string;
+  aliases: string;
   attachment: string | null;
 }
 
@@ -71,8 +77,8 @@ export class NetworkRepository {
       get: db.prepare<[string], NetworkRow>('SELECT * FROM networks WHERE name = ?'),
       remove: db.prepare<[string]>('DELETE FROM networks WHERE name = ?'),
       putContainer: db.prepare(
-        `INSERT OR REPLACE INTO container_networks (container_id, networks, ports, attachment)
-         VALUES (@container_id, @networks, @ports, @attachment)`,
+        `INSERT OR REPLACE INTO container_networks (container_id, networks, ports, aliases, attachment)
+         VALUES (@container_id, @networks, @ports, @aliases, @attachment)`,
       ),
       setAttachment: db.prepare<[string | null, string]>(
         'UPDATE container_networks SET attachment = ? WHERE container_id = ?',
@@ -128,16 +134,26 @@ export class NetworkRepository {
         container_id: record.containerId,
         networks: JSON.stringify(record.networks),
         ports: JSON.stringify(record.ports),
+        aliases: JSON.stringify(record.aliases),
         attachment: record.attachment ? JSON.stringify(record.attachment) : null,
       }),
     );
   }
 
-  /** Durable, for the same reason: written before each ADD and after each DEL. */
+  /** Durable, for the same reason: written before ADD and after each DEL. */
   setAttachment(containerId: string, attachment: Attachment | null): void {
     commitDurably(this.db, () =>
       this.statements.setAttachment.run(attachment ? JSON.stringify(attachment) : null, containerId),
     );
+  }
+
+  /**
+   * An ADD's result, not fsynced: it survives a runcd SIGKILL (WAL in the page cache); only a power loss can lose
+   * it, and then the durable record written before ADD still makes the next start run DEL (without the cached
+   * result, which the plugins' DEL does not need).
+   */
+  recordResult(containerId: string, attachment: Attachment): void {
+    this.statements.setAttachment.run(JSON.stringify(attachment), containerId);
   }
 
   container(containerId: string): ContainerNetworkRecord | undefined {
@@ -171,6 +187,7 @@ function toContainerNetwork(row: ContainerNetworkRow): ContainerNetworkRecord {
     containerId: row.container_id,
     networks: JSON.parse(row.networks) as string[],
     ports: JSON.parse(row.ports) as PortMappingRecord[],
+    aliases: JSON.parse(row.aliases) as string[],
     attachment: row.attachment ? (JSON.parse(row.attachment) as Attachment) : null,
   };
 }

@@ -52,6 +52,31 @@ export function hostTraces(sandbox: Sandbox, bridge: string, network: string, ne
   return { veths, rules, allocations, pins };
 }
 
+/** What runcd's name server leaves: a running aardvark-dns of the sandbox and its per-network files. */
+export interface DnsTraces {
+  /** The pids of the aardvark-dns processes serving the sandbox's directory (one at most, when runcd is right). */
+  servers: number[];
+  files: string[];
+}
+
+export function dnsTraces(sandbox: Sandbox): DnsTraces {
+  const dir = join(sandbox.stateDir, 'aardvark-dns');
+  const files = existsSync(dir) ? readdirSync(dir).sort() : [];
+  const servers: number[] = [];
+  for (const pid of readdirSync('/proc').filter((name) => /^\d+$/.test(name))) {
+    try {
+      const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+      const state = /\) (\S)/.exec(readFileSync(`/proc/${pid}/stat`, 'utf8'))?.[1];
+      if (state !== 'Z' && argv.some((arg) => arg.endsWith('aardvark-dns')) && argv.includes(dir)) {
+        servers.push(Number(pid));
+      }
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return { servers, files };
+}
+
 const silent = pino({ level: process.env.RUNCD_TEST_LOG ?? 'silent' });
 
 /**
@@ -99,6 +124,7 @@ export async function cleanUpNetworking(
   } finally {
     await daemon?.close();
   }
+  for (const pid of dnsTraces(sandbox).servers) process.kill(pid, 'SIGKILL');
   for (const line of readFileSync('/proc/self/mountinfo', 'utf8').split('\n')) {
     const mountPoint = line.split(' ')[4];
     if (mountPoint?.startsWith(sandbox.dir)) execFileSync('umount', [mountPoint], { stdio: 'ignore' });

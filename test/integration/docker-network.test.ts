@@ -53,16 +53,13 @@ t.test('docker network and docker run -p on runcd networks', async (t) => {
   t.match(listed.stdout, new RegExp(`^${USER_NET.name} bridge$`, 'm'));
   const subnet = await docker('network', 'inspect', '-f', '{{(index .IPAM.Config 0).Subnet}}', USER_NET.name);
   t.equal(subnet.stdout.trim(), USER_NET.subnet);
-  userBridge = (
-    await docker(
-      'network',
-      'inspect',
-      '-f',
-      '{{index .Options "com.docker.network.bridge.name"}}',
-      USER_NET.name,
-    )
-  ).stdout.trim();
+  userBridge = (await daemon.request<{ bridge: string }>('GET', `/networks/${USER_NET.name}`)).body.bridge;
   t.match(userBridge, /^rcd-[0-9a-f]{10}$/);
+  t.equal(
+    (await docker('network', 'inspect', '-f', '{{json .Options}}', USER_NET.name)).stdout.trim(),
+    '{}',
+    "no driver options listed that the network's creator did not give (docker-compose compares them)",
+  );
   const again = await docker('network', 'create', USER_NET.name);
   t.not(again.code, 0);
   t.match(again.stderr, /already exists/);
@@ -147,9 +144,60 @@ t.test('docker network and docker run -p on runcd networks', async (t) => {
   const inUse = await docker('network', 'rm', USER_NET.name);
   t.not(inUse.code, 0);
   t.match(inUse.stderr, /is used by container/);
-  const connect = await docker('network', 'connect', USER_NET.name, web2);
-  t.not(connect.code, 0);
-  t.match(connect.stderr, /runcd does not implement POST \/networks\/\{id\}\/connect/);
+  // connect / disconnect of a running container: CNI ADD / DEL into its pinned namespace.
+  const connect = await docker('network', 'connect', '--alias', 'cnidk-second', USER_NET.name, web2);
+  t.equal(connect.code, 0, connect.stderr);
+  const joined = await docker(
+    'inspect',
+    '-f',
+    `{{(index .NetworkSettings.Networks "${USER_NET.name}").IPAddress}} {{json (index .NetworkSettings.Networks "${USER_NET.name}").Aliases}}`,
+    web2,
+  );
+  const [web2Ip, web2Aliases] = joined.stdout.trim().split(' ');
+  t.match(web2Ip, /^10\.87\.237\.\d+$/, 'an address on the network it joined');
+  t.match(web2Aliases, /"cnidk-second"/);
+  const devices = await docker('exec', web2, 'cat', '/proc/net/dev');
+  t.match(devices.stdout, /eth1:/, 'a second interface appeared in the running container');
+  t.equal(await fetchEventually(`http://${web2Ip}:8080/`), 'hello-from-docker-net\n', 'reached on it');
+  const resolved = await docker('exec', web, 'nslookup', '-type=a', 'cnidk-second');
+  t.match(
+    resolved.stdout,
+    new RegExp(`^Address: ${web2Ip!.replace(/\./g, '\\.')}$`, 'm'),
+    'its alias resolves',
+  );
+  const twice = await docker('network', 'connect', USER_NET.name, web2);
+  t.not(twice.code, 0);
+  t.match(twice.stderr, /is on network "cnidk-user" already/);
+  const portsNet = await docker('network', 'disconnect', DEFAULT_NET.name, web2);
+  t.not(portsNet.code, 0);
+  t.match(portsNet.stderr, /published ports .* go through network "cnidk-default"/);
+  const disconnect = await docker('network', 'disconnect', USER_NET.name, web2);
+  t.equal(disconnect.code, 0, disconnect.stderr);
+  t.notMatch((await docker('exec', web2, 'cat', '/proc/net/dev')).stdout, /eth1:/, 'the interface is gone');
+  t.same(
+    hostTraces(sandbox, userBridge, USER_NET.name, [web2]).rules.filter((rule) =>
+      rule.includes(USER_NET.name),
+    ),
+    [],
+    'and its rules on that network (those of the default network stay)',
+  );
+  const again2 = await docker('network', 'disconnect', USER_NET.name, web2);
+  t.not(again2.code, 0);
+  t.match(again2.stderr, /is not on network "cnidk-user"/);
+  const noneConnect = await docker(
+    'create',
+    '--name',
+    sandbox.id('nonet'),
+    '--network',
+    'none',
+    'cnidk-web',
+    'true',
+  );
+  t.equal(noneConnect.code, 0, noneConnect.stderr);
+  const refusedNone = await docker('network', 'connect', USER_NET.name, sandbox.id('nonet'));
+  t.not(refusedNone.code, 0);
+  t.match(refusedNone.stderr, /has network none/);
+  t.equal((await docker('rm', sandbox.id('nonet'))).code, 0);
 
   t.equal((await docker('rm', '-f', web, web2)).code, 0);
   t.same(hostTraces(sandbox, userBridge, USER_NET.name, [web, `${ip}/32`]), {

@@ -75,7 +75,11 @@ t.test('network flags: defaults and refusals', async (t) => {
     pluginDirs: ['/usr/lib/cni'],
     defaultNetwork: { name: 'runcd', subnet: '10.87.0.0/24', bridge: 'runcd0' },
     publishHostIp: '127.0.0.1',
+    aardvarkBinary: '/usr/lib/podman/aardvark-dns',
   });
+  t.equal(run(['--aardvark-dns', 'none']).aardvarkBinary, 'none', 'name resolution can be turned off');
+  t.equal(run(['--cni-config-dir', '/etc/cni/net.d']).operatorConfigDir, '/etc/cni/net.d');
+  t.throws(() => run(['--cni-config-dir', 'net.d']), /--cni-config-dir must be an absolute path/);
   t.match(
     run([
       '--default-network',
@@ -95,4 +99,5 @@ t.test('network flags: defaults and refusals', async (t) => {
   t.throws(() => run(['--default-network-bridge', 'much-too-long-bridge']), /1-15 characters/);
   t.throws(() => run(['--publish-host-ip', 'localhost']), /IPv4 address/);
   t.throws(() => run(['--cni-plugin-dir', 'relative']), /absolute path/);
+  t.throws(() => run(['--aardvark-dns', 'aardvark-dns']), /--aardvark-dns must be an absolute path/);
 });

@@ -4,6 +4,7 @@ import type { NetworkService } from '../../network/network-service.js';
 import type { Network } from '../../schemas/network.js';
 import type { DockerContext } from '../docker-context.js';
 import { DockerError, notImplemented } from '../docker-errors.js';
+import { dockerIdOf, resolveContainer } from '../docker-ids.js';
 import { dockerNetworkIdOf, dockerNetworkOf } from '../translate/networks.js';
 
 interface CreateNetworkBody {
@@ -11,13 +12,14 @@ interface CreateNetworkBody {
   Driver?: unknown;
   IPAM?: { Config?: Array<{ Subnet?: unknown }> };
   Labels?: unknown;
+  Options?: Record<string, unknown>;
   Internal?: unknown;
   EnableIPv6?: unknown;
 }
 
 /**
- * `docker network ls|inspect|create|rm` (and docker-compose's network steps) on runcd's networks. connect and
- * disconnect of a running container answer 501: networks are set up between create and start only.
+ * `docker network ls|inspect|create|rm|connect|disconnect` (and docker-compose's network steps) on runcd's
+ * networks.
  */
 export function registerNetworkRoutes(
   app: FastifyInstance,
@@ -69,10 +71,17 @@ export function registerNetworkRoutes(
     const subnet = typeof configs[0]?.Subnet === 'string' ? configs[0].Subnet : undefined;
     const labels =
       body.Labels && typeof body.Labels === 'object' ? (body.Labels as Record<string, string>) : undefined;
+    // `docker network create -o com.docker.network.bridge.name=br-web`: the only driver option runcd has.
+    const bridge = body.Options?.['com.docker.network.bridge.name'];
+    const unknownOption = Object.keys(body.Options ?? {}).find(
+      (key) => key !== 'com.docker.network.bridge.name',
+    );
+    if (unknownOption) throw notImplemented(`network option ${unknownOption}`);
     try {
       const network = await networks.create({
         name: body.Name,
         ...(subnet ? { subnet } : {}),
+        ...(typeof bridge === 'string' && bridge !== '' ? { bridge } : {}),
         ...(labels && Object.keys(labels).length > 0 ? { labels } : {}),
       });
       return reply.code(201).send({ Id: dockerNetworkIdOf(network.name), Warning: '' });
@@ -98,12 +107,42 @@ export function registerNetworkRoutes(
     return reply.code(204).send();
   });
 
-  for (const action of ['connect', 'disconnect']) {
-    app.post(`/networks/:name/${action}`, { config: { access: 'admin' } }, async () => {
-      throw notImplemented(
-        `POST /networks/{id}/${action}`,
-        'networks are set up between create and start: give them at docker run (--network)',
-      );
-    });
+  // In any status: a created, running or paused container's pinned namespace gets CNI ADD/DEL at once; a stopped
+  // one gets the change at its next start (ContainerNetworking.connect).
+  app.post('/networks/:name/connect', { config: { access: 'admin' } }, async (request, reply) => {
+    const network = resolve((request.params as { name: string }).name);
+    const body = (request.body ?? {}) as {
+      Container?: unknown;
+      EndpointConfig?: { Aliases?: unknown } | null;
+    };
+    if (typeof body.Container !== 'string' || body.Container === '')
+      throw new DockerError(400, 'Container is required');
+    const id = resolveContainer(containers, body.Container);
+    const given = Array.isArray(body.EndpointConfig?.Aliases) ? body.EndpointConfig.Aliases.map(String) : [];
+    // On a user network a container answers to its short id too, as with Docker.
+    const aliases = network.default ? given : [...given, dockerIdOf(id).slice(0, 12)];
+    await dockerAnswer(() => containers.connectNetwork(id, network.name, aliases));
+    return reply.code(200).send();
+  });
+
+  app.post('/networks/:name/disconnect', { config: { access: 'admin' } }, async (request, reply) => {
+    const network = resolve((request.params as { name: string }).name);
+    const body = (request.body ?? {}) as { Container?: unknown };
+    if (typeof body.Container !== 'string' || body.Container === '')
+      throw new DockerError(400, 'Container is required');
+    const id = resolveContainer(containers, body.Container);
+    await dockerAnswer(() => containers.disconnectNetwork(id, network.name));
+    return reply.code(200).send();
+  });
+}
+
+/** A domain refusal (4xx) as Docker's `{message}` with the same status; anything else as it is. */
+async function dockerAnswer<T>(operation: () => Promise<T>): Promise<T> {
+  try {
+    return await operation();
+  } catch (error) {
+    if (error instanceof DomainError && error.status < 500)
+      throw new DockerError(error.status, error.message);
+    throw error;
   }
 }

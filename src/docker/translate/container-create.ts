@@ -10,6 +10,7 @@ import type { Bundle } from '../../schemas/bundle.js';
 import { CreateContainerRequest } from '../../schemas/bundle.js';
 import { DockerError, notImplemented } from '../docker-errors.js';
 import { networkRequestOf } from './networks.js';
+import { dockerIdOf } from '../docker-ids.js';
 
 export interface CreateBody {
   Image?: unknown;
@@ -25,6 +26,7 @@ export interface CreateBody {
   Tty?: unknown;
   OpenStdin?: unknown;
   Volumes?: unknown;
+  NetworkingConfig?: { EndpointsConfig?: unknown };
   HostConfig?: HostConfigInput & {
     Memory?: unknown;
     NanoCpus?: unknown;
@@ -116,7 +118,14 @@ export async function createFromImage(
     ...(typeof body.StopTimeout === 'number' ? { stopTimeout: body.StopTimeout } : {}),
     // `docker run --rm`: a property of the container, so a restarted runcd still removes it.
     ...(host.AutoRemove === true ? { autoRemove: true } : {}),
-    ...networkRequestOf(host.NetworkMode, host.PortBindings, defaultNetwork),
+    ...networkRequestOf(
+      host.NetworkMode,
+      host.PortBindings,
+      defaultNetwork,
+      body.NetworkingConfig?.EndpointsConfig,
+      dockerIdOf(id).slice(0, 12),
+      nonEmpty(body.Hostname),
+    ),
   };
   const parsed = CreateContainerRequest.safeParse(request);
   if (!parsed.success) {

@@ -3,6 +3,7 @@ import type { Container } from '../../schemas/container.js';
 import type { Network, PortMappingRequest } from '../../schemas/network.js';
 import { dockerIdOf } from '../docker-ids.js';
 import { DockerError } from '../docker-errors.js';
+import { defaultBridgeOf } from '../../network/network-service.js';
 
 /** Docker's 64-hex network id: a hash of the name, so it is stable across restarts and unique per name. */
 export function dockerNetworkIdOf(name: string): string {
@@ -40,7 +41,12 @@ export function dockerNetworkOf(network: Network, members: Container[]): Record<
         ];
       }),
     ),
-    Options: { 'com.docker.network.bridge.name': network.bridge },
+    // Docker lists the bridge name only when it was chosen (-o com.docker.network.bridge.name=…); docker-compose
+    // compares these options with its file's and refuses a network whose options it did not ask for.
+    Options:
+      network.bridge === defaultBridgeOf(network.name)
+        ? {}
+        : { 'com.docker.network.bridge.name': network.bridge },
     Labels: network.labels,
   };
 }
@@ -65,7 +71,7 @@ export function networkSettingsOf(container: Container): Record<string, unknown>
           IPAddress: endpoint.ipAddress ?? '',
           IPPrefixLen: endpoint.prefixLength ?? 0,
           MacAddress: endpoint.macAddress ?? '',
-          Aliases: null,
+          Aliases: endpoint.aliases.length > 0 ? endpoint.aliases : null,
         },
       ]),
     ),
@@ -107,15 +113,20 @@ interface PortBinding {
 }
 
 /**
- * `HostConfig.NetworkMode` + `PortBindings` → the native create's networks and ports. A container is on the
- * default network when it publishes ports or names `bridge`/`default` explicitly... only with ports: without
- * them it keeps network none (runcd's default so far), so containers that never asked for a network get none.
+ * `HostConfig.NetworkMode` + `PortBindings` + `NetworkingConfig.EndpointsConfig` → the native create's networks,
+ * ports and aliases. A container is on the default network when it publishes ports; without them and without a
+ * network of its own it keeps network none (runcd's default so far), so containers that never asked for a
+ * network get none. On a user network it also answers to its Docker short id, as with Docker (docker-compose
+ * looks for that alias to know a container is already connected), and to its --hostname.
  */
 export function networkRequestOf(
   networkMode: unknown,
   portBindings: unknown,
   defaultNetwork: string | undefined,
-): { networks?: string[]; ports?: PortMappingRequest[] } {
+  endpointsConfig?: unknown,
+  shortId?: string,
+  hostname?: string,
+): { networks?: string[]; ports?: PortMappingRequest[]; aliases?: string[] } {
   const ports: PortMappingRequest[] = [];
   if (portBindings && typeof portBindings === 'object') {
     for (const [key, bindings] of Object.entries(portBindings as Record<string, unknown>)) {
@@ -125,18 +136,35 @@ export function networkRequestOf(
         const hostIp =
           typeof binding.HostIp === 'string' && binding.HostIp !== '' ? binding.HostIp : undefined;
         const hostPortText = typeof binding.HostPort === 'string' ? binding.HostPort : '';
-        if (hostPortText !== '' && !/^\d{1,5}$/.test(hostPortText)) {
+        // `-p 8080-8085:80` arrives as HostPort "8080-8085": the first free one of them (the CLI itself splits
+        // `-p 8080-8081:80-81` into one binding per port).
+        const hostPorts = /^(\d{1,5})(?:-(\d{1,5}))?$/.exec(hostPortText);
+        if (hostPortText !== '' && !hostPorts) {
           throw new DockerError(400, `invalid host port "${hostPortText}" for ${key}`);
         }
         ports.push({
           containerPort: Number(match[1]),
           protocol: (match[2] as 'tcp' | 'udp' | undefined) ?? 'tcp',
           ...(hostIp ? { hostIp } : {}),
-          ...(hostPortText !== '' ? { hostPort: Number(hostPortText) } : {}),
+          ...(hostPorts ? { hostPort: Number(hostPorts[1]) } : {}),
+          ...(hostPorts?.[2] !== undefined && hostPorts[2] !== hostPorts[1]
+            ? { hostPortEnd: Number(hostPorts[2]) }
+            : {}),
         });
       }
     }
   }
+  const endpoints =
+    endpointsConfig && typeof endpointsConfig === 'object'
+      ? (endpointsConfig as Record<string, { Aliases?: unknown } | null>)
+      : {};
+  const aliases = [
+    ...new Set(
+      Object.values(endpoints).flatMap((endpoint) =>
+        Array.isArray(endpoint?.Aliases) ? endpoint.Aliases.map(String) : [],
+      ),
+    ),
+  ];
   const mode = typeof networkMode === 'string' && networkMode !== '' ? networkMode : 'default';
   if (mode === 'host' || mode.startsWith('container:')) {
     throw new DockerError(
@@ -149,9 +177,22 @@ export function networkRequestOf(
     return {};
   }
   if (mode === 'default' || mode === 'bridge') {
+    if (aliases.length > 0) {
+      throw new DockerError(
+        400,
+        'network-scoped alias is supported only for containers in user defined networks',
+      );
+    }
     if (ports.length === 0) return {};
     if (!defaultNetwork) throw new DockerError(501, 'this runcd has no networking configured');
     return { networks: [defaultNetwork], ports };
   }
-  return { networks: [mode], ...(ports.length > 0 ? { ports } : {}) };
+  const others = Object.keys(endpoints).filter(
+    (name) => name !== mode && name !== 'default' && name !== 'bridge',
+  );
+  return {
+    networks: [mode, ...others],
+    ...(ports.length > 0 ? { ports } : {}),
+    aliases: [...new Set([...aliases, ...(shortId ? [shortId] : []), ...(hostname ? [hostname] : [])])],
+  };
 }
