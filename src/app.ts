@@ -25,6 +25,7 @@ import eventRoutes from '../routes/events.js';
 import execSessionRoutes from '../routes/exec-session.js';
 import fastifyWebsocket from '@fastify/websocket';
 import type { ExecSessions } from './lifecycle/exec-sessions.js';
+import imageRoutes, { type ImageRoutesOptions } from '../routes/images.js';
 import networkRoutes from '../routes/networks.js';
 import systemRoutes from '../routes/system.js';
 import type { Socket } from 'node:net';
@@ -69,6 +70,8 @@ export interface AppDeps {
   /** Interactive exec over WebSocket. */
   sessions: ExecSessions;
   networks: NetworkService;
+  /** Registries (pull, push); without them, the image routes answer 501. */
+  images?: ImageRoutesOptions['images'];
   security: SecurityOptions;
   /** Behind GET /readyz, /info and /metrics; one of each per daemon, shared by its listeners. */
   system: { status: SystemStatus; metrics: DaemonMetrics };
@@ -199,6 +202,10 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
         { name: 'containers', description: 'Container lifecycle' },
         { name: 'bundles', description: 'Bundles runcd generates and owns (config.json + rootfs)' },
         {
+          name: 'images',
+          description: 'Images from and to registries (skopeo, umoci), kept as managed bundles',
+        },
+        {
           name: 'networks',
           description: 'CNI bridge networks containers attach to between create and start',
         },
@@ -221,6 +228,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await app.register(fastifyWebsocket, { options: { maxPayload: 1024 * 1024 } });
   await app.register(execSessionRoutes, { sessions: deps.sessions });
   await app.register(bundleRoutes, { bundles: deps.bundles });
+  await app.register(imageRoutes, { images: deps.images });
   await app.register(networkRoutes, { networks: deps.networks });
   await app.register(eventRoutes, { events: deps.containers.events });
   return app;

@@ -40,6 +40,8 @@ export interface Config {
   network: NetworkFlags;
   /** `--insecure-registry HOST:PORT`: registries pulled from over plain HTTP (or TLS without verification). */
   insecureRegistries: string[];
+  /** `--max-layer-bytes`: the largest layer a pull accepts, as the registry's manifest declares it. */
+  maxLayerBytes: number | undefined;
 }
 
 export interface NetworkFlags {
@@ -101,6 +103,7 @@ const FLAGS = {
   'aardvark-dns': { type: 'string' },
   'cni-config-dir': { type: 'string' },
   'insecure-registry': { type: 'string', multiple: true },
+  'max-layer-bytes': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
   version: { type: 'boolean' },
 } as const;
@@ -138,6 +141,8 @@ export const USAGE = `usage: runcd [flags]   (each flag is also settable as RUNC
                        /usr/lib/podman/aardvark-dns; "none": names do not resolve)
   --insecure-registry HOST:PORT  registry pulled from over plain HTTP (or unverified TLS); repeatable,
                        ","-separated in env (default none)
+  --max-layer-bytes N  largest image layer a pull downloads, as its manifest declares it; a larger one
+                       is refused before any byte moves (default: --max-rootfs-bytes)
   --runtime PATH       OCI runtime binary (default runc from PATH; crun works too)
   --conmon PATH        conmon binary (default conmon from PATH)
   --log-level LEVEL    fatal, error, warn, info, debug, trace (default info)`;
@@ -254,6 +259,9 @@ export function parseCommandLine(argv: string[], env: NodeJS.ProcessEnv): Parsed
         env.RUNCD_INSECURE_REGISTRY?.split(',').filter(Boolean) ??
         []
       ).map(registryHost),
+      maxLayerBytes: pick(values['max-layer-bytes'], 'MAX_LAYER_BYTES')
+        ? byteSize(pick(values['max-layer-bytes'], 'MAX_LAYER_BYTES'), '--max-layer-bytes')
+        : undefined,
     },
   };
 }

@@ -23,6 +23,8 @@ import { ContainerService } from './lifecycle/container-service.js';
 import { buildDockerApp } from './docker/docker-app.js';
 import { ImageLoader } from './bundles/image-loader.js';
 import { ImagePuller } from './bundles/image-puller.js';
+import { ImagePusher } from './bundles/image-pusher.js';
+import { ImageSaver } from './bundles/image-saver.js';
 import { ImageTools } from './runtime/image-tools.js';
 import { Conmon } from './runtime/conmon.js';
 import { ProcessRunner, type ProcessLimits } from './runtime/process-runner.js';
@@ -52,6 +54,8 @@ export interface DaemonConfig extends Pick<Config, 'stateDir' | 'runtimeRoot' | 
   maxRootfsBytes?: number;
   /** `--insecure-registry HOST:PORT`: registries pulled from over plain HTTP. */
   insecureRegistries?: string[];
+  /** `--max-layer-bytes` (default: the rootfs quota). */
+  maxLayerBytes?: number | undefined;
   /** tini's static build, for `init: true`. */
   initBinary?: string;
   /** Absolute paths: resolve them with resolveBinary first. */
@@ -260,7 +264,27 @@ export async function openDaemon(config: DaemonConfig, logger: Logger): Promise<
       rateLimiter,
       audit,
     });
+    // Registries: one puller (its single-flight spans both APIs) and one pusher, for the native and Docker APIs.
+    const imageTools = new ImageTools({ runner });
+    const imageLogger = logger.child({ component: 'images' });
+    const registryOptions = {
+      bundles: managedBundles,
+      tools: imageTools,
+      logger: imageLogger,
+      insecureRegistries: config.insecureRegistries ?? [],
+      certsDir: join(config.stateDir, 'certs.d'),
+      authStore: join(config.stateDir, 'registry-auth.json'),
+    };
+    const images = {
+      bundles: managedBundles,
+      puller: new ImagePuller({
+        ...registryOptions,
+        maxLayerBytes: config.maxLayerBytes ?? config.maxRootfsBytes ?? DEFAULT_MAX_ROOTFS_BYTES,
+      }),
+      pusher: new ImagePusher(registryOptions),
+    };
     const app = await buildApp({
+      images,
       containers,
       bundles: managedBundles,
       creation,
@@ -275,6 +299,7 @@ export async function openDaemon(config: DaemonConfig, logger: Logger): Promise<
     let tcpApp: FastifyInstance | undefined;
     if (config.tcp) {
       tcpApp = await buildApp({
+        images,
         containers,
         bundles: managedBundles,
         creation,
@@ -301,7 +326,6 @@ export async function openDaemon(config: DaemonConfig, logger: Logger): Promise<
     }
     let dockerApp: FastifyInstance | undefined;
     if (config.docker) {
-      const imageTools = new ImageTools({ runner });
       dockerApp = await buildDockerApp({
         containers,
         bundles: managedBundles,
@@ -310,16 +334,11 @@ export async function openDaemon(config: DaemonConfig, logger: Logger): Promise<
         imageLoader: new ImageLoader({
           bundles: managedBundles,
           tools: imageTools,
-          logger: logger.child({ component: 'images' }),
+          logger: imageLogger,
         }),
-        imagePuller: new ImagePuller({
-          bundles: managedBundles,
-          tools: imageTools,
-          logger: logger.child({ component: 'images' }),
-          insecureRegistries: config.insecureRegistries ?? [],
-          certsDir: join(config.stateDir, 'certs.d'),
-          authStore: join(config.stateDir, 'registry-auth.json'),
-        }),
+        imagePuller: images.puller,
+        imagePusher: images.pusher,
+        imageSaver: new ImageSaver({ bundles: managedBundles, tools: imageTools }),
         security: security('unix'),
         logger: logger.child({ component: 'docker-api' }),
         metrics,

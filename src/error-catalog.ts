@@ -23,6 +23,7 @@ export type ErrorKind =
   | 'upgrade_required'
   | 'internal'
   | 'busy'
+  | 'bad_gateway'
   | 'timeout';
 
 /** The HTTP status and RFC 9110 reason phrase (problem+json's `title`) of each kind on runcd's own API. */
@@ -44,6 +45,7 @@ export const KIND_STATUS: Readonly<Record<ErrorKind, { status: number; title: st
   upgrade_required: { status: 426, title: 'Upgrade Required' },
   internal: { status: 500, title: 'Internal Server Error' },
   busy: { status: 503, title: 'Service Unavailable' },
+  bad_gateway: { status: 502, title: 'Bad Gateway' },
   timeout: { status: 504, title: 'Gateway Timeout' },
 };
 
@@ -174,6 +176,28 @@ export const ERROR_CATALOG = {
   image_archive_too_large: entry('too_large', 'the image archive is over the size quota'),
   image_tools_missing: entry('runtime_failure', 'skopeo or umoci is not installed on the host'),
   image_tool_timeout: entry('timeout', 'skopeo or umoci did not finish in time'),
+  // Registries (pull, push).
+  image_reference_invalid: entry(
+    'invalid_input',
+    'an image reference that is not HOST[:PORT]/NAME[:TAG|@sha256:DIGEST] (runcd never contacts Docker Hub)',
+  ),
+  image_not_found: entry(
+    'not_found',
+    'runcd has no image of this name (push) or the registry has none (pull)',
+  ),
+  image_platform_missing: entry('not_found', "the registry's image has no manifest for this host's platform"),
+  image_layer_too_large: entry(
+    'too_large',
+    'a layer of the image is over --max-layer-bytes or the rootfs quota',
+  ),
+  image_in_use: entry('conflict', 'the image name is taken by an image that containers use'),
+  registry_denied: entry('forbidden', 'the registry refused the credentials (or sent none were given)'),
+  registry_failed: entry(
+    'bad_gateway',
+    'the registry is unreachable, speaks another protocol, fails TLS, or failed the copy; detail says which',
+  ),
+  registry_timeout: entry('timeout', 'the registry did not answer in time'),
+  images_unavailable: entry('not_implemented', 'this daemon was started without the registry tools'),
   // Networks (CNI) and published ports.
   invalid_network_name: entry('invalid_input', 'a network name that is not 1-63 of A-Z a-z 0-9 _ . -'),
   network_not_found: entry('not_found', 'no network has this name (create it with POST /networks)'),

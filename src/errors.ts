@@ -194,3 +194,15 @@ const HTTP_TITLES: Readonly<Record<number, string>> = {
   415: 'Unsupported Media Type',
   431: 'Request Header Fields Too Large',
 };
+
+/** A pull or push the registry (or runcd's images) refused or failed: the native API's answer for it. */
+export class ImageTransferError extends DomainError {
+  constructor(
+    code: CodeOfKind<
+      'invalid_input' | 'forbidden' | 'not_found' | 'conflict' | 'too_large' | 'bad_gateway' | 'timeout'
+    >,
+    message: string,
+  ) {
+    super(code, message);
+  }
+}

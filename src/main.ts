@@ -69,6 +69,7 @@ async function main(): Promise<void> {
       maxRootfsBytes: config.maxRootfsBytes,
       network: config.network,
       insecureRegistries: config.insecureRegistries,
+      maxLayerBytes: config.maxLayerBytes,
     };
     socketGid = config.socketGroup ? resolveGroup(config.socketGroup) : (process.getgid?.() ?? 0);
     if (config.socket) socketWarnings = await prepareSocketPath(config.socket, socketGid);

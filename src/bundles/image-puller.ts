@@ -1,34 +1,36 @@
 import { createHash } from 'node:crypto';
-import { chmod, mkdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
+import { readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { z } from 'zod';
-import { DomainError } from '../errors.js';
-import { ImageToolError, type ImageTools, type RegistryAccess } from '../runtime/image-tools.js';
+import type { ImageTools, RegistryAccess } from '../runtime/image-tools.js';
 import type { BundleService } from './bundle-service.js';
-import { checkLayerSizes, ImageArchiveError, readLayoutImage } from './image-archive.js';
+import { checkLayerSizes, readLayoutImage } from './image-archive.js';
 import type { UnpackedImage } from './image-loader.js';
-import { discardTree, RootfsQuotaError } from './rootfs-writer.js';
+import {
+  type PullCredentials,
+  RegistryAccessProvider,
+  type RegistryAccessOptions,
+  RegistryPullError,
+  registryError,
+} from './registry-access.js';
+import { discardTree } from './rootfs-writer.js';
+
+export { RegistryPullError, type PullCredentials } from './registry-access.js';
 
 /**
  * Pulling `HOST[:PORT]/NAME[:TAG|@DIGEST]` from a registry: skopeo asks the registry for the manifest first (one
- * small request: does the image exist, what is its digest), so an image runcd already has under that digest
- * costs no download at all; otherwise skopeo copies it into an OCI layout in a private scratch directory (blob
- * digests verified, this host's platform picked from an index), its layers are checked against the rootfs
- * quota once decompressed, and umoci unpacks it. The caller commits the unpacked tree into a bundle; the scratch
- * directory goes whatever happens, and an aborted signal (the client went away) kills skopeo or umoci.
+ * small request: does the image exist, what is its digest, which layers of what size), so an image runcd already
+ * has under that digest costs no download at all, an index without this host's platform and a layer over the
+ * quota are refused before any layer moves; otherwise skopeo copies the image into an OCI layout in a private
+ * scratch directory (blob digests verified), its layers are checked against the rootfs quota once decompressed,
+ * and umoci unpacks it. The caller commits the unpacked tree into a bundle; the scratch directory goes whatever
+ * happens, and an aborted signal (the client went away) kills skopeo or umoci.
+ *
+ * Pulls of one manifest digest are single-flight: while one copies and commits, the others wait for it and then
+ * find the image present, so two clients pulling the same image (or two tags of one digest) download it once
+ * and share one rootfs.
  */
-
-/** A registry failure, with the HTTP status Docker's API answers for it and a message naming image and cause. */
-export class RegistryPullError extends Error {
-  override name = 'RegistryPullError';
-  constructor(
-    readonly status: 400 | 401 | 403 | 404 | 413 | 499 | 502 | 504,
-    message: string,
-  ) {
-    super(message);
-  }
-}
 
 /** A parsed pull reference. */
 export interface PullReference {
@@ -53,43 +55,74 @@ export interface RemoteLayer {
 export interface ResolvedImage {
   /** sha256 of the manifest (or index) bytes the registry serves: the RepoDigest. */
   digest: string;
-  /** The layers of a single-platform manifest (empty for an index: the platform's are known after the copy). */
+  /** The layers of this host's platform's manifest, as the registry declares them. */
   layers: RemoteLayer[];
 }
 
-export interface PullCredentials {
-  username: string;
-  password: string;
+/** Bytes of each layer copied so far (as Docker's pull reports "Downloading" with progressDetail). */
+export interface LayerProgress {
+  digest: string;
+  current: number;
+  total: number;
+  done: boolean;
 }
 
 export interface PullControls {
   signal: AbortSignal;
   credentials?: PullCredentials | undefined;
-  /** A blob skopeo started copying (sha256:...). */
-  onBlob?: (digest: string) => void;
+  /** The layers' bytes so far, about twice a second while skopeo copies. */
+  onProgress?: (layers: LayerProgress[]) => void;
+  /** The copy is done and umoci unpacks the layers. */
+  onExtracting?: () => void;
 }
 
-export interface ImagePullerDeps {
+export interface ImagePullerDeps extends RegistryAccessOptions {
   bundles: BundleService;
   tools: ImageTools;
   logger: Logger;
-  insecureRegistries: readonly string[];
-  /** `certs.d` in the state dir: `certs.d/HOST:PORT/*.crt` are the CAs of that registry, as with dockerd. */
-  certsDir?: string;
-  /** Credentials `docker login` checked, per registry: a containers-auth.json, mode 0600, in the state dir. */
-  authStore?: string;
+  /** `--max-layer-bytes`: the largest layer (as the manifest declares it) a pull accepts. */
+  maxLayerBytes?: number | undefined;
+  /** How often the copy's bytes are counted (ms). */
+  progressIntervalMs?: number;
 }
 
+const Descriptor = z.object({ digest: z.string(), size: z.number() });
 const RawManifest = z.object({
-  layers: z.array(z.object({ digest: z.string(), size: z.number() })).optional(),
+  manifests: z
+    .array(
+      Descriptor.extend({
+        platform: z.object({ os: z.string(), architecture: z.string() }).partial().optional(),
+      }),
+    )
+    .optional(),
+  layers: z.array(Descriptor).optional(),
 });
+const ConfigPlatform = z.object({ architecture: z.string().optional(), os: z.string().optional() });
+
+/** This host's platform in OCI's words. */
+const ARCHITECTURES: Readonly<Record<string, string>> = {
+  x64: 'amd64',
+  arm64: 'arm64',
+  arm: 'arm',
+  ia32: '386',
+  ppc64: 'ppc64le',
+  s390x: 's390x',
+};
+export const HOST_ARCHITECTURE = ARCHITECTURES[process.arch] ?? process.arch;
 
 export class ImagePuller {
-  constructor(private readonly deps: ImagePullerDeps) {}
+  private readonly registries: RegistryAccessProvider;
+  /** Manifest digest → the pull copying it now. */
+  private readonly inFlight = new Map<string, Promise<void>>();
+
+  constructor(private readonly deps: ImagePullerDeps) {
+    this.registries = new RegistryAccessProvider(deps);
+  }
 
   /**
-   * Asks the registry for the manifest, then: `present(digest)` says whether runcd already has it (then nothing
-   * is copied and `reuse` commits); otherwise the image is copied and unpacked and `commit` makes it a bundle.
+   * Asks the registry for the manifest, then: `resolved(image)` says whether runcd already has it (then nothing
+   * is copied and its answer is the pull's); otherwise the image is copied and unpacked and `commit` makes it a
+   * bundle. Another pull of the same digest waits for this one, then sees the image present.
    */
   async pull<T>(
     ref: PullReference,
@@ -102,46 +135,50 @@ export class ImagePuller {
     const reference = referenceString(ref);
     const scratchDir = await this.deps.bundles.scratchDirectory('pull');
     try {
-      const access = await this.access(ref.registry, scratchDir, controls.credentials);
-      const raw = await this.deps.tools.inspectRemote(reference, access, scratchDir, controls.signal);
-      const resolved: ResolvedImage = {
-        digest: `sha256:${createHash('sha256').update(raw).digest('hex')}`,
-        layers: layersOf(raw),
-      };
-      if (ref.digest && ref.digest !== resolved.digest) {
+      const access = await this.registries.access(ref.registry, scratchDir, controls.credentials);
+      const inspect = (what: string) =>
+        this.deps.tools.inspectRemote(what, access, scratchDir, controls.signal);
+      const raw = await inspect(reference);
+      const digest = `sha256:${createHash('sha256').update(raw).digest('hex')}`;
+      if (ref.digest && ref.digest !== digest) {
         throw new RegistryPullError(
           502,
-          `pulling ${reference}: the registry served a manifest of digest ${resolved.digest}`,
+          `pulling ${reference}: the registry served a manifest of digest ${digest}`,
         );
       }
-      const present = await steps.resolved(resolved);
-      if (present !== undefined) return present;
-      const layout = join(scratchDir, 'oci');
-      await this.deps.tools.copyFromRegistry(reference, access, layout, 'pulled', scratchDir, {
-        signal: controls.signal,
-        onLine: (line) => {
-          const blob = /^Copying blob (sha256:[a-f0-9]{64})/.exec(line);
-          if (blob) controls.onBlob?.(blob[1]!);
-        },
-      });
-      const image = await readLayoutImage(layout, 'pulled');
-      await checkLayerSizes(image.layers, this.deps.bundles.maxArchiveBytes);
-      const target = join(scratchDir, 'unpacked');
-      await this.deps.tools.unpack(layout, 'pulled', target, scratchDir);
-      if (controls.signal.aborted) throw new RegistryPullError(499, `pull of ${reference} cancelled`);
-      this.deps.logger.info({ image: reference, digest: resolved.digest }, 'image pulled');
-      return await steps.commit(
-        {
-          names: [],
-          run: image.run,
-          configDigest: image.configDigest,
-          rootfs: join(target, 'rootfs'),
-          scratchDir,
-        },
-        resolved,
-      );
+      const manifest = parseManifest(raw);
+      // An index: this host's platform's manifest is what is copied (by digest, so it cannot change between).
+      let source = reference;
+      let layers = manifest.layers ?? [];
+      if (manifest.manifests) {
+        const chosen = pickPlatform(manifest.manifests, reference);
+        source = `${ref.repository}@${chosen.digest}`;
+        layers = parseManifest(await inspect(source)).layers ?? [];
+      }
+      this.checkDeclaredSizes(layers, reference);
+      const resolved: ResolvedImage = {
+        digest,
+        layers: layers.map((layer) => ({ digest: layer.digest, size: layer.size })),
+      };
+      for (;;) {
+        const running = this.inFlight.get(digest);
+        if (!running) break;
+        await untilSettledOrAborted(running, controls.signal, reference);
+      }
+      let finished!: () => void;
+      this.inFlight.set(digest, new Promise<void>((resolve) => (finished = resolve)));
+      try {
+        const present = await steps.resolved(resolved);
+        if (present !== undefined) return present;
+        const image = await this.copyAndUnpack(source, reference, access, scratchDir, resolved, controls);
+        this.deps.logger.info({ image: reference, digest }, 'image pulled');
+        return await steps.commit(image, resolved);
+      } finally {
+        this.inFlight.delete(digest);
+        finished();
+      }
     } catch (error) {
-      throw pullError(error, reference);
+      throw registryError(error, reference);
     } finally {
       await discardTree(scratchDir);
     }
@@ -154,19 +191,12 @@ export class ImagePuller {
   async login(registry: string, credentials: PullCredentials): Promise<void> {
     const scratchDir = await this.deps.bundles.scratchDirectory('login');
     try {
-      const access = await this.access(registry, scratchDir, credentials);
+      const access = await this.registries.access(registry, scratchDir, credentials);
       await this.deps.tools.checkLogin(registry, access, scratchDir);
-      if (this.deps.authStore) {
-        const auths = await this.storedAuths();
-        auths[registry] = { auth: basicAuth(credentials) };
-        const temporary = `${this.deps.authStore}.tmp`;
-        await writeFile(temporary, JSON.stringify({ auths }), { mode: 0o600 });
-        await chmod(temporary, 0o600);
-        await rename(temporary, this.deps.authStore);
-      }
+      await this.registries.remember(registry, credentials);
       this.deps.logger.info({ registry }, 'registry login succeeded');
     } catch (error) {
-      const answer = pullError(error, registry);
+      const answer = registryError(error, registry);
       if (answer instanceof RegistryPullError && answer.status === 404) {
         throw new RegistryPullError(502, answer.message);
       }
@@ -176,95 +206,179 @@ export class ImagePuller {
     }
   }
 
-  private async storedAuths(): Promise<Record<string, { auth: string }>> {
-    if (!this.deps.authStore) return {};
+  private async copyAndUnpack(
+    source: string,
+    reference: string,
+    access: RegistryAccess,
+    scratchDir: string,
+    resolved: ResolvedImage,
+    controls: PullControls,
+  ): Promise<UnpackedImage> {
+    const layout = join(scratchDir, 'oci');
+    const watch = controls.onProgress
+      ? watchCopy(layout, resolved.layers, controls.onProgress, this.deps.progressIntervalMs ?? 500)
+      : undefined;
     try {
-      const parsed = JSON.parse(await readFile(this.deps.authStore, 'utf8')) as {
-        auths?: Record<string, { auth: string }>;
-      };
-      return parsed.auths ?? {};
-    } catch {
-      return {};
+      await this.deps.tools.copyFromRegistry(source, access, layout, 'pulled', scratchDir, {
+        signal: controls.signal,
+      });
+    } finally {
+      await watch?.stop();
+    }
+    const image = await readLayoutImage(layout, 'pulled');
+    await this.checkPlatformOf(layout, image.configDigest, reference);
+    await checkLayerSizes(image.layers, this.deps.bundles.maxArchiveBytes);
+    controls.onExtracting?.();
+    const target = join(scratchDir, 'unpacked');
+    await this.deps.tools.unpack(layout, 'pulled', target, scratchDir);
+    if (controls.signal.aborted) throw new RegistryPullError(499, `pull of ${reference} cancelled`);
+    return {
+      names: [],
+      run: image.run,
+      configDigest: image.configDigest,
+      rootfs: join(target, 'rootfs'),
+      scratchDir,
+    };
+  }
+
+  /** A layer the manifest declares larger than --max-layer-bytes is refused before anything is copied. */
+  private checkDeclaredSizes(layers: RemoteLayer[], reference: string): void {
+    const limit = this.deps.maxLayerBytes;
+    if (limit === undefined) return;
+    const over = layers.find((layer) => layer.size > limit);
+    if (over) {
+      throw new RegistryPullError(
+        413,
+        `pulling ${reference}: layer ${over.digest} is ${over.size} bytes, over the layer quota of ${limit} bytes (--max-layer-bytes); nothing was downloaded`,
+      );
     }
   }
 
-  /**
-   * The registry's transport, and its credentials as a containers-auth.json in the scratch directory (mode
-   * 0600, removed with it): on skopeo's argv they would show in `ps` and in runcd's audit log.
-   */
-  private async access(
-    registry: string,
-    scratchDir: string,
-    credentials: PullCredentials | undefined,
-  ): Promise<RegistryAccess> {
-    const insecure = this.deps.insecureRegistries.includes(registry.toLowerCase());
-    const certDir = this.deps.certsDir ? join(this.deps.certsDir, registry) : undefined;
-    const hasCerts = certDir !== undefined && (await stat(certDir).catch(() => undefined))?.isDirectory();
-    const access: RegistryAccess = { insecure, ...(hasCerts ? { certDir } : {}) };
-    const auth = credentials ? basicAuth(credentials) : (await this.storedAuths())[registry]?.auth;
-    if (!auth) return access;
-    const authDir = join(scratchDir, 'auth');
-    await mkdir(authDir, { mode: 0o700 });
-    const authFile = join(authDir, 'auth.json');
-    await writeFile(authFile, JSON.stringify({ auths: { [registry]: { auth } } }), { mode: 0o600 });
-    return { ...access, authFile };
+  /** A single manifest (no index) of another architecture is only known by its config, once copied. */
+  private async checkPlatformOf(layout: string, configDigest: string, reference: string): Promise<void> {
+    const config = ConfigPlatform.safeParse(
+      JSON.parse(await readFile(join(layout, 'blobs', ...configDigest.split(':')), 'utf8')),
+    );
+    const architecture = config.success ? config.data.architecture : undefined;
+    const os = config.success ? config.data.os : undefined;
+    if ((architecture && architecture !== HOST_ARCHITECTURE) || (os && os !== 'linux')) {
+      throw new RegistryPullError(
+        404,
+        `pulling ${reference}: the image is for ${os ?? 'linux'}/${architecture}, and this host runs linux/${HOST_ARCHITECTURE}`,
+        'platform',
+      );
+    }
   }
 }
 
-function basicAuth(credentials: PullCredentials): string {
-  return Buffer.from(`${credentials.username}:${credentials.password}`).toString('base64');
-}
-
-function layersOf(raw: string): RemoteLayer[] {
+function parseManifest(raw: string): z.infer<typeof RawManifest> {
   try {
     const parsed = RawManifest.safeParse(JSON.parse(raw));
-    return parsed.success ? (parsed.data.layers ?? []) : [];
+    return parsed.success ? parsed.data : {};
   } catch {
-    return [];
+    return {};
   }
 }
 
-/** skopeo's words for a registry failure become a status and a sentence naming the image and the cause. */
-function pullError(error: unknown, reference: string): unknown {
-  if (error instanceof RegistryPullError || error instanceof DomainError) return error;
-  if (error instanceof RootfsQuotaError) {
-    return new RegistryPullError(413, `pulling ${reference}: ${error.message}`);
+function pickPlatform(
+  manifests: NonNullable<z.infer<typeof RawManifest>['manifests']>,
+  reference: string,
+): { digest: string } {
+  const chosen = manifests.find(
+    (entry) =>
+      (entry.platform?.os ?? 'linux') === 'linux' &&
+      (entry.platform?.architecture ?? HOST_ARCHITECTURE) === HOST_ARCHITECTURE,
+  );
+  if (chosen) return chosen;
+  const offered = [
+    ...new Set(
+      manifests.map((entry) => `${entry.platform?.os ?? '?'}/${entry.platform?.architecture ?? '?'}`),
+    ),
+  ];
+  throw new RegistryPullError(
+    404,
+    `pulling ${reference}: the registry has no manifest for linux/${HOST_ARCHITECTURE}, only for ${offered.join(', ')}; nothing was downloaded`,
+    'platform',
+  );
+}
+
+/** Waits for another pull of the same digest; a client that goes away meanwhile stops waiting. */
+async function untilSettledOrAborted(
+  running: Promise<void>,
+  signal: AbortSignal,
+  reference: string,
+): Promise<void> {
+  if (signal.aborted)
+    throw new RegistryPullError(499, `pull of ${reference} cancelled: the client went away`);
+  let onAbort!: () => void;
+  const aborted = new Promise<void>((_resolve, reject) => {
+    onAbort = () =>
+      reject(new RegistryPullError(499, `pull of ${reference} cancelled: the client went away`));
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
+  try {
+    await Promise.race([running, aborted]);
+  } finally {
+    signal.removeEventListener('abort', onAbort);
   }
-  if (error instanceof ImageArchiveError) {
-    return new RegistryPullError(502, `pulling ${reference}: ${error.message}`);
-  }
-  if (!(error instanceof ImageToolError)) return error;
-  const words = error.toolMessage;
-  const cause = (status: RegistryPullError['status'], what: string) =>
-    new RegistryPullError(status, `pulling ${reference}: ${what} (${words})`);
-  switch (error.kind) {
-    case 'cancelled':
-      return new RegistryPullError(499, `pull of ${reference} cancelled: the client went away`);
-    case 'timeout':
-      return cause(504, 'the registry did not answer in time');
-    case 'unavailable':
-      return cause(502, 'skopeo cannot be run on the runcd host (apt-get install -y skopeo umoci)');
-    case 'failed':
-      break;
-  }
-  if (/manifest unknown|name unknown|repository name not known|not found/i.test(words)) {
-    return cause(404, 'no such image or tag in the registry');
-  }
-  // 403, not 401: on a 401 the docker CLI prompts for a password on its stdin, which a script never answers.
-  if (
-    /unauthorized|authentication required|denied|401|reading username|credentials are invalid/i.test(words)
-  ) {
-    return cause(403, 'the registry refused the credentials (docker login HOST, or send X-Registry-Auth)');
-  }
-  if (/server gave HTTP response to HTTPS client/i.test(words)) {
-    return cause(502, 'the registry speaks plain HTTP; list it with --insecure-registry HOST:PORT');
-  }
-  if (/x509|certificate|tls:/i.test(words)) return cause(502, 'TLS failure talking to the registry');
-  if (/no image found in image index|no matching manifest|platform/i.test(words)) {
-    return cause(404, 'the registry has no manifest for this platform');
-  }
-  if (/connection refused|no such host|dial tcp|i\/o timeout|network is unreachable|pinging/i.test(words)) {
-    return cause(502, 'the registry is unreachable');
-  }
-  return cause(502, 'the registry copy failed');
+}
+
+/**
+ * skopeo tells nothing of bytes when its stdout is not a terminal, so the copy's bytes are counted on disk: a
+ * finished blob is a file named by its digest in blobs/sha256, a blob being written a temporary file in the
+ * layout. Blobs are started in the manifest's order, so the temporary files (oldest first) are the started,
+ * unfinished layers in that order; the count is exact in total and per layer for one layer at a time.
+ */
+function watchCopy(
+  layout: string,
+  layers: RemoteLayer[],
+  report: (layers: LayerProgress[]) => void,
+  intervalMs: number,
+): { stop(): Promise<void> } {
+  let last = '';
+  let running: Promise<void> | undefined;
+  const count = async () => {
+    const done = new Set<string>();
+    const partial: Array<{ size: number; birth: number }> = [];
+    const blobs = join(layout, 'blobs', 'sha256');
+    for (const name of await readdir(blobs).catch(() => [] as string[])) {
+      if (/^[a-f0-9]{64}$/.test(name)) done.add(`sha256:${name}`);
+      else await statInto(join(blobs, name), partial);
+    }
+    for (const name of await readdir(layout).catch(() => [] as string[])) {
+      if (!['blobs', 'index.json', 'oci-layout'].includes(name)) await statInto(join(layout, name), partial);
+    }
+    partial.sort((a, b) => a.birth - b.birth);
+    const progress = layers.map((layer) => {
+      if (done.has(layer.digest))
+        return { digest: layer.digest, current: layer.size, total: layer.size, done: true };
+      return { digest: layer.digest, current: 0, total: layer.size, done: false };
+    });
+    for (const entry of progress.filter((layer) => !layer.done)) {
+      const file = partial.shift();
+      if (!file) break;
+      entry.current = Math.min(file.size, entry.total);
+    }
+    const key = JSON.stringify(progress);
+    if (key !== last) {
+      last = key;
+      report(progress);
+    }
+  };
+  const timer = setInterval(() => {
+    if (!running) running = count().finally(() => (running = undefined));
+  }, intervalMs);
+  timer.unref();
+  return {
+    async stop() {
+      clearInterval(timer);
+      await running;
+      await count();
+    },
+  };
+}
+
+async function statInto(path: string, into: Array<{ size: number; birth: number }>): Promise<void> {
+  const info = await stat(path).catch(() => undefined);
+  if (info?.isFile()) into.push({ size: info.size, birth: info.birthtimeMs || info.ctimeMs });
 }

@@ -8,6 +8,8 @@ import type { BundleService } from '../bundles/bundle-service.js';
 import type { ContainerCreation } from '../creation/container-creation.js';
 import type { ImageLoader } from '../bundles/image-loader.js';
 import type { ImagePuller } from '../bundles/image-puller.js';
+import type { ImagePusher } from '../bundles/image-pusher.js';
+import type { ImageSaver } from '../bundles/image-saver.js';
 import type { ContainerService } from '../lifecycle/container-service.js';
 import { LogService } from '../lifecycle/log-service.js';
 import { DEFAULT_BODY_LIMIT } from '../security/limits.js';
@@ -57,6 +59,10 @@ export interface DockerAppDeps {
   networks?: NetworkService | undefined;
   /** `docker pull` (skopeo + umoci); without it, POST /images/create?fromImage answers 501. */
   imagePuller?: ImagePuller | undefined;
+  /** `docker push` (umoci + skopeo); without it, POST /images/NAME/push answers 501. */
+  imagePusher?: ImagePusher | undefined;
+  /** `docker save`; without it, GET /images/get answers 501. */
+  imageSaver?: ImageSaver | undefined;
   security: SecurityOptions;
   /** `docker update` (runc update); without it, the route answers 501. */
   resources?: ContainerResourceService | undefined;

@@ -37,6 +37,7 @@ const BY_KIND: Readonly<Record<ErrorKind, number>> = {
   upgrade_required: 426,
   internal: 500,
   busy: 503,
+  bad_gateway: 502,
   timeout: 504,
 };
 

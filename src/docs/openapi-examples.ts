@@ -77,6 +77,29 @@ export const REQUEST_EXAMPLES: Readonly<Record<string, Record<string, NamedExamp
       },
     },
   },
+  pullImage: {
+    plain: {
+      summary: 'docker pull: an image of a registry on this host',
+      value: { reference: '127.0.0.1:5000/busybox:1' },
+    },
+    credentials: {
+      summary: 'With credentials for this pull only',
+      value: {
+        reference: 'registry.example:5000/team/app:2',
+        auth: { username: 'alice', password: 'secret' },
+      },
+    },
+  },
+  pushImage: {
+    named: {
+      summary: 'docker push: the image is named after its registry',
+      value: { image: '127.0.0.1:5000/busybox:1' },
+    },
+    elsewhere: {
+      summary: 'docker tag + push in one: another reference',
+      value: { image: '127.0.0.1:5000/busybox:1', reference: '127.0.0.1:5000/mirror/busybox:1' },
+    },
+  },
   createNetwork: {
     subnet: {
       summary: 'A bridge network with a subnet of its own',
@@ -317,7 +340,113 @@ const NETWORK_NOT_FOUND: NamedExample = {
 };
 
 /** Errors particular to one operation, by operationId and status; they come before the common ones. */
+const IMAGE_REFERENCE_INVALID: NamedExample = {
+  summary: 'A name without a registry host (runcd never contacts Docker Hub)',
+  value: problem(
+    400,
+    'image_reference_invalid',
+    'Bad Request',
+    'runcd does not implement pulling images from Docker Hub ("busybox") of the Docker Engine API: names without a registry host go to Docker Hub, which runcd does not contact; name a registry (HOST:PORT/NAME[:TAG])',
+  ),
+};
+const REGISTRY_DENIED: NamedExample = {
+  summary: 'The registry refused the credentials',
+  value: problem(
+    403,
+    'registry_denied',
+    'Forbidden',
+    'pulling 127.0.0.1:5000/busybox:1: the registry refused the credentials (docker login HOST, or send X-Registry-Auth) (unauthorized: authentication required)',
+  ),
+};
+const REGISTRY_FAILURES: Record<number, Record<string, NamedExample>> = {
+  502: {
+    registry_failed: {
+      summary: 'The registry is unreachable (or fails TLS, or speaks plain HTTP)',
+      value: problem(
+        502,
+        'registry_failed',
+        'Bad Gateway',
+        'pulling 127.0.0.1:5000/busybox:1: the registry is unreachable (pinging container registry 127.0.0.1:5000: dial tcp 127.0.0.1:5000: connect: connection refused)',
+      ),
+    },
+  },
+  504: {
+    registry_timeout: {
+      summary: 'The registry did not answer in time',
+      value: problem(
+        504,
+        'registry_timeout',
+        'Gateway Timeout',
+        'pulling 127.0.0.1:5000/busybox:1: the registry did not answer in time (did not finish within 600000 ms and was killed)',
+      ),
+    },
+  },
+};
+
 const OPERATION_PROBLEMS: Readonly<Record<string, Record<number, Record<string, NamedExample>>>> = {
+  pullImage: {
+    400: { image_reference_invalid: IMAGE_REFERENCE_INVALID },
+    403: { registry_denied: REGISTRY_DENIED },
+    404: {
+      image_not_found: {
+        summary: 'No such image or tag in the registry',
+        value: problem(
+          404,
+          'image_not_found',
+          'Not Found',
+          'pulling 127.0.0.1:5000/busybox:9: no such image or tag in the registry (reading manifest 9 in 127.0.0.1:5000/busybox: manifest unknown: manifest unknown)',
+        ),
+      },
+      image_platform_missing: {
+        summary: "The image has no manifest for this host's platform",
+        value: problem(
+          404,
+          'image_platform_missing',
+          'Not Found',
+          'pulling 127.0.0.1:5000/arm-only:1: the registry has no manifest for linux/amd64, only for linux/arm64; nothing was downloaded',
+        ),
+      },
+    },
+    409: {
+      image_in_use: {
+        summary: 'The name belongs to an image containers use',
+        value: problem(
+          409,
+          'image_in_use',
+          'Conflict',
+          'conflict: cannot load image 127.0.0.1:5000/busybox:1: the image of that name is used by container web; remove it first (docker rm -f), or docker save the image under another tag',
+        ),
+      },
+    },
+    413: {
+      image_layer_too_large: {
+        summary: 'A layer over --max-layer-bytes',
+        value: problem(
+          413,
+          'image_layer_too_large',
+          'Content Too Large',
+          'pulling 127.0.0.1:5000/big:1: layer sha256:4b0bc1c4050b03c95ef2a8e36e25feac42fd31283e8c30b3ee5df6b043155d3c is 2097664 bytes, over the layer quota of 1048576 bytes (--max-layer-bytes); nothing was downloaded',
+        ),
+      },
+    },
+    ...REGISTRY_FAILURES,
+  },
+  pushImage: {
+    400: { image_reference_invalid: IMAGE_REFERENCE_INVALID },
+    403: { registry_denied: REGISTRY_DENIED },
+    404: {
+      image_not_found: {
+        summary: 'runcd has no image of this name',
+        value: problem(
+          404,
+          'image_not_found',
+          'Not Found',
+          'An image does not exist locally with the tag: 127.0.0.1:5000/busybox:1',
+        ),
+      },
+    },
+    ...REGISTRY_FAILURES,
+  },
   createNetwork: {
     400: {
       network_subnet_invalid: {
@@ -725,6 +854,7 @@ const STATUS_TITLES: Readonly<Record<number, string>> = {
   415: 'Unsupported Media Type: bodies must be JSON (a tarball for a rootfs upload)',
   422: 'Unprocessable Content: the runtime refused the bundle',
   429: 'Too Many Requests: the token is over its rate',
+  502: 'Bad Gateway: the registry is unreachable, fails TLS or failed the copy',
   503: 'Service Unavailable: too many runtime processes; retry after Retry-After seconds',
   504: 'Gateway Timeout: the runtime did not answer in time',
 };

@@ -1,4 +1,4 @@
-import { mkdir } from 'node:fs/promises';
+import { mkdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { DomainError } from '../errors.js';
 import type { ProcessRunner, RunOptions, RunResult } from './process-runner.js';
@@ -26,6 +26,17 @@ export interface RegistryAccess {
   authFile?: string;
   /** A directory of `*.crt` CA files the registry's certificate must chain to (dockerd's certs.d/HOST:PORT). */
   certDir?: string;
+}
+
+/** The run defaults an exported image's config gets (umoci config's flags). */
+export interface ImageDefaults {
+  entrypoint?: string[] | undefined;
+  cmd?: string[] | undefined;
+  env?: string[] | undefined;
+  workingDir?: string | undefined;
+  user?: string | undefined;
+  /** RFC 3339: the image config's `created`. */
+  created?: string | undefined;
 }
 
 /** Per-call controls of a registry copy. */
@@ -124,7 +135,6 @@ export class ImageTools {
     workDir: string,
     controls: CopyControls = {},
   ): Promise<void> {
-    let pending = '';
     await this.run(
       this.skopeo,
       workDir,
@@ -141,13 +151,85 @@ export class ImageTools {
       ],
       {
         ...(controls.signal ? { signal: controls.signal } : {}),
-        onStdout: (chunk) => {
-          pending += chunk.toString('utf8');
-          const lines = pending.split('\n');
-          pending = lines.pop() ?? '';
-          for (const line of lines) if (line.trim()) controls.onLine?.(line.trim());
-        },
+        onStdout: lineSplitter((line) => controls.onLine?.(line)),
       },
+    );
+  }
+
+  /** `skopeo copy oci:LAYOUT:TAG docker://REFERENCE`: a push; the manifest digest skopeo wrote goes to `digestFile`. */
+  async copyToRegistry(
+    layout: string,
+    tag: string,
+    reference: string,
+    access: RegistryAccess,
+    workDir: string,
+    digestFile: string,
+    controls: CopyControls = {},
+  ): Promise<void> {
+    await this.run(
+      this.skopeo,
+      workDir,
+      [
+        '--insecure-policy',
+        'copy',
+        '--retry-times',
+        '0',
+        ...registryFlags('dest-', access),
+        '--digestfile',
+        pathPart(digestFile),
+        `oci:${pathPart(layout)}:${tagPart(tag)}`,
+        dockerReference(reference),
+      ],
+      {
+        ...(controls.signal ? { signal: controls.signal } : {}),
+        onStdout: lineSplitter((line) => controls.onLine?.(line)),
+      },
+    );
+  }
+
+  /**
+   * An OCI image of a rootfs directory, for a push or `docker save` (runcd keeps images as unpacked trees, not
+   * layers): `umoci new` makes an empty image TAG in LAYOUT (made first with `umoci init` when absent), `umoci
+   * insert` adds the tree as its one layer (tar+gzip, ownership, modes, xattrs and hard links as they are on
+   * disk), and `umoci config` writes the run defaults. No history entries: they would carry the time of the
+   * export, and two exports of one image would differ.
+   */
+  async imageOfTree(
+    layout: string,
+    tag: string,
+    rootfs: string,
+    defaults: ImageDefaults,
+    workDir: string,
+    signal?: AbortSignal,
+  ): Promise<void> {
+    const extra = signal ? { signal } : {};
+    const image = `${pathPart(layout)}:${tagPart(tag)}`;
+    const hasLayout = await stat(join(layout, 'oci-layout')).then(
+      () => true,
+      () => false,
+    );
+    if (!hasLayout)
+      await this.run(this.umoci, workDir, ['--log', 'error', 'init', '--layout', pathPart(layout)], extra);
+    await this.run(this.umoci, workDir, ['--log', 'error', 'new', '--image', image], extra);
+    await this.run(
+      this.umoci,
+      workDir,
+      ['--log', 'error', 'insert', '--no-history', '--image', image, rootfs, '/'],
+      extra,
+    );
+    const flags = [
+      ...(defaults.entrypoint ?? []).flatMap((arg) => ['--config.entrypoint', arg]),
+      ...(defaults.cmd ?? []).flatMap((arg) => ['--config.cmd', arg]),
+      ...(defaults.env ?? []).flatMap((entry) => ['--config.env', entry]),
+      ...(defaults.workingDir ? ['--config.workingdir', defaults.workingDir] : []),
+      ...(defaults.user ? ['--config.user', defaults.user] : []),
+      ...(defaults.created ? ['--created', defaults.created] : []),
+    ];
+    await this.run(
+      this.umoci,
+      workDir,
+      ['--log', 'error', 'config', '--no-history', '--image', image, ...flags],
+      extra,
     );
   }
 
@@ -205,6 +287,17 @@ export class ImageTools {
     }
     return result.stdout;
   }
+}
+
+/** Whole trimmed non-empty lines of a stream that arrives in chunks. */
+function lineSplitter(onLine: (line: string) => void): (chunk: Buffer) => void {
+  let pending = '';
+  return (chunk) => {
+    pending += chunk.toString('utf8');
+    const lines = pending.split('\n');
+    pending = lines.pop() ?? '';
+    for (const line of lines) if (line.trim()) onLine(line.trim());
+  };
 }
 
 function registryFlags(prefix: '' | 'src-' | 'dest-', access: RegistryAccess): string[] {

@@ -38,6 +38,29 @@ const STREAMING = new Set(['streamEvents', 'containerLogs', 'containerStats', 'w
 
 const MAX_REPORTED = 20;
 
+/**
+ * Operations that talk to a registry: their generated references are pointed at a closed loopback port (the
+ * fuzz never reaches past 127.0.0.1), where the registry's failure is the declared 502, not a finding.
+ */
+const REGISTRY_OPERATIONS = new Set(['pullImage', 'pushImage']);
+const CLOSED_REGISTRY = '127.0.0.1:1';
+
+function toClosedRegistry(operationId: string, fuzz: FuzzRequest): FuzzRequest {
+  if (!REGISTRY_OPERATIONS.has(operationId) || typeof fuzz.body !== 'string') return fuzz;
+  try {
+    const body = JSON.parse(fuzz.body) as Record<string, unknown>;
+    if (!body || typeof body !== 'object') return fuzz;
+    for (const field of ['reference', 'image']) {
+      const value = body[field];
+      if (typeof value === 'string' && value.includes('/'))
+        body[field] = `${CLOSED_REGISTRY}${value.slice(value.indexOf('/'))}`;
+    }
+    return { ...fuzz, body: JSON.stringify(body) };
+  } catch {
+    return fuzz;
+  }
+}
+
 function ascii(value: unknown): string {
   return (JSON.stringify(value) ?? 'undefined').replace(
     /[^\x20-\x7e]/g,
@@ -211,7 +234,10 @@ t.test(
           ['invalid', invalid],
         ] as const) {
           for (const fuzz of requests) {
-            const answer = await send(fuzz, operation.operationId).catch((error: Error) => ({
+            const answer = await send(
+              toClosedRegistry(operation.operationId, fuzz),
+              operation.operationId,
+            ).catch((error: Error) => ({
               status: 0,
               mediaType: '',
               problem: { code: 'no_answer', detail: error.message } as Problem,
@@ -234,7 +260,8 @@ t.test(
             const wrong =
               undeclared ||
               answer.status === 0 ||
-              answer.status >= 500 ||
+              (answer.status >= 500 &&
+                !(REGISTRY_OPERATIONS.has(operation.operationId) && answer.status === 502)) ||
               (kind === 'valid' && refusedByValidation) ||
               (kind === 'invalid' && (answer.status < 400 || answer.status >= 500));
             if (wrong) {

@@ -2,6 +2,7 @@ import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
 import { CreateNetworkBody } from '../../src/schemas/network.js';
+import { PullImageBody, PushImageBody } from '../../src/schemas/image.js';
 import type { z } from 'zod';
 import { generateOpenApiDocument } from '../../src/openapi.js';
 import { ProblemSchema } from '../../src/schemas/common.js';
@@ -31,6 +32,8 @@ const BODY_SCHEMAS: Record<string, z.ZodType> = {
   createBundle: CreateBundleBody,
   updateContainerResources: UpdateResourcesBody,
   createNetwork: CreateNetworkBody,
+  pullImage: PullImageBody,
+  pushImage: PushImageBody,
 };
 /** Operations whose body is a byte stream (a tarball): no JSON examples, but a binary schema per media type. */
 const BINARY_BODIES = ['uploadBundleRootfs', 'execWithStdin'];

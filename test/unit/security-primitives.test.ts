@@ -62,6 +62,8 @@ t.test(
       t.equal(await least('POST', `/containers/x/${action}`), 'operate', action);
     }
     t.equal(await least('POST', '/containers'), 'admin');
+    t.equal(await least('POST', '/images/pull'), 'admin', 'a pull writes images and reaches registries');
+    t.equal(await least('POST', '/images/push'), 'admin');
     t.equal(await least('POST', '/containers/x/exec'), 'admin');
     t.equal(await least('DELETE', '/containers/x'), 'admin');
     t.equal(
@@ -206,6 +208,9 @@ t.test('every route the API serves has a deliberate scope', async (t) => {
     'GET /networks/:name': 'read',
     'POST /networks': 'admin',
     'DELETE /networks/:name': 'admin',
+    // Registries: a pull writes an image (a bundle) and a push sends one off the host: `admin`.
+    'POST /images/pull': 'admin',
+    'POST /images/push': 'admin',
   };
   const spec = (await generateOpenApiDocument()) as { paths: Record<string, Record<string, unknown>> };
   const inspection = await buildInspectionApp({ requireToken: true });

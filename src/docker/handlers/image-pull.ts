@@ -9,7 +9,14 @@ import {
   referenceString,
 } from '../../bundles/image-puller.js';
 import { DockerError, notImplemented } from '../docker-errors.js';
-import { IMAGE_DIGEST_LABEL, imageName, imageNamesOf, labelsWithNames } from '../translate/images.js';
+import {
+  IMAGE_DIGEST_LABEL,
+  findImage,
+  imageDigestsOf,
+  imageName,
+  imageNamesOf,
+  labelsWithNames,
+} from '../translate/images.js';
 import { commitImage, refuseIfInUse } from './image-routes.js';
 
 /**
@@ -72,7 +79,130 @@ export function credentialsOf(header: string | string[] | undefined): PullCreden
   return { username, password };
 }
 
-type Message = Record<string, unknown>;
+export type Message = Record<string, unknown>;
+
+/** Docker's own progress string (`[=====>      ]  1.2MB/3.4MB`), for clients that print it rather than draw it. */
+export function progressBar(current: number, total: number): string {
+  const width = 50;
+  const filled = total > 0 ? Math.min(width, Math.floor((current / total) * width)) : 0;
+  const bar = `${'='.repeat(Math.max(0, filled - 1))}${filled > 0 ? '>' : ''}${' '.repeat(width - filled)}`;
+  return `[${bar}] ${humanBytes(current)}/${humanBytes(total)}`;
+}
+
+function humanBytes(bytes: number): string {
+  if (bytes < 1000) return `${bytes}B`;
+  const units = ['kB', 'MB', 'GB', 'TB'];
+  let value = bytes;
+  let unit = -1;
+  while (value >= 1000 && unit < units.length - 1) {
+    value /= 1000;
+    unit++;
+  }
+  return `${value.toFixed(value < 10 ? 2 : 1)}${units[unit]}`;
+}
+
+/** Where a pull's image went: its name, the bundle that holds it, its registry digest. */
+export interface PullOutcome {
+  name: string;
+  bundleId: string;
+  digest: string;
+  /** Nothing was downloaded: the image (or one of the same digest) was there. */
+  present: boolean;
+  /** It was there under this very name: Docker's "Image is up to date". */
+  upToDate: boolean;
+}
+
+/**
+ * A pull into runcd's images, whatever the transport: `send` gets Docker's progress messages (the first one
+ * only once the registry answered for the manifest, so an unknown image fails before any message); the caller
+ * turns them into the Docker API's JSON stream or the native NDJSON. Errors are thrown, never sent.
+ */
+export async function runPull(
+  bundles: BundleService,
+  puller: ImagePuller,
+  ref: PullReference,
+  controls: { signal: AbortSignal; credentials: PullCredentials | undefined },
+  send: (message: Message) => void,
+): Promise<PullOutcome> {
+  const reference = referenceString(ref);
+  // A digest pull is kept under the repository's name with the digest as its RepoDigest, as `<none>` in Docker.
+  const name = imageName(ref.digest ? `${ref.repository}:${ref.digest.slice(7, 19)}` : reference).name;
+  let layers: string[] = [];
+  const shortId = (digest: string) => digest.slice(7, 19);
+  const reported = new Map<string, string>();
+  const outcome = await puller.pull(
+    ref,
+    {
+      ...controls,
+      onProgress: (progress) => {
+        for (const layer of progress) {
+          const id = shortId(layer.digest);
+          if (layer.done) {
+            if (reported.get(id) === 'done') continue;
+            reported.set(id, 'done');
+            send({ status: 'Download complete', progressDetail: {}, id });
+          } else if (layer.current > 0) {
+            reported.set(id, 'downloading');
+            send({
+              status: 'Downloading',
+              progressDetail: { current: layer.current, total: layer.total },
+              progress: progressBar(layer.current, layer.total),
+              id,
+            });
+          }
+        }
+      },
+      onExtracting: () => {
+        for (const layer of layers) {
+          if (reported.get(shortId(layer)) !== 'done')
+            send({ status: 'Download complete', progressDetail: {}, id: shortId(layer) });
+          reported.set(shortId(layer), 'done');
+          send({ status: 'Extracting', progressDetail: {}, id: shortId(layer) });
+        }
+      },
+    },
+    {
+      resolved: async (resolved): Promise<PullOutcome | undefined> => {
+        const present = bundles.list().find((bundle) => imageDigestsOf(bundle).includes(resolved.digest));
+        if (present) {
+          const names = imageNamesOf(present);
+          const upToDate = names.includes(name);
+          if (!upToDate) {
+            await takeNameAway(bundles, name, present.id);
+            await bundles.relabel(present.id, labelsWithNames(present, [...names, name]));
+          }
+          return { name, bundleId: present.id, digest: resolved.digest, present: true, upToDate };
+        }
+        send({
+          status: `Pulling from ${ref.repository.slice(ref.registry.length + 1)}`,
+          id: ref.tag ?? ref.digest,
+        });
+        layers = resolved.layers.map((layer) => layer.digest);
+        for (const layer of layers)
+          send({ status: 'Pulling fs layer', progressDetail: {}, id: shortId(layer) });
+        return undefined;
+      },
+      commit: async (image, resolved) => {
+        await takeNameAway(bundles, name);
+        await commitImage(bundles, { ...image, names: [name] }, { [IMAGE_DIGEST_LABEL]: resolved.digest });
+        for (const layer of layers) send({ status: 'Pull complete', progressDetail: {}, id: shortId(layer) });
+        const bundle = findImage(bundles, name);
+        return { name, bundleId: bundle.id, digest: resolved.digest, present: false, upToDate: false };
+      },
+    },
+  );
+  return outcome;
+}
+
+/** The last two lines of a pull, as Docker words them. */
+export function finalStatus(outcome: PullOutcome): string[] {
+  return [
+    `Digest: ${outcome.digest}`,
+    outcome.upToDate
+      ? `Status: Image is up to date for ${outcome.name}`
+      : `Status: Downloaded newer image for ${outcome.name}`,
+  ];
+}
 
 export async function pullImage(
   request: FastifyRequest,
@@ -84,8 +214,6 @@ export async function pullImage(
 ): Promise<void> {
   const ref = pullReferenceOf(fromImage, tag);
   const reference = referenceString(ref);
-  // A digest pull is kept under the repository's name with the digest as its RepoDigest, as `<none>` in Docker.
-  const name = imageName(ref.digest ? `${ref.repository}:${ref.digest.slice(7, 19)}` : reference).name;
   const controller = new AbortController();
   reply.raw.on('close', () => {
     if (!reply.raw.writableFinished) controller.abort();
@@ -100,53 +228,15 @@ export async function pullImage(
     }
     stream.write(`${JSON.stringify(message)}\n`);
   };
-  let layers: string[] = [];
-  const shortId = (digest: string) => digest.slice(7, 19);
   try {
-    const final = await puller.pull(
+    const outcome = await runPull(
+      bundles,
+      puller,
       ref,
-      {
-        signal: controller.signal,
-        credentials: credentialsOf(request.headers['x-registry-auth']),
-        onBlob: (digest: string) => {
-          if (layers.includes(digest))
-            send({ status: 'Downloading', progressDetail: {}, id: shortId(digest) });
-        },
-      },
-      {
-        resolved: async (resolved) => {
-          const present = bundles
-            .list()
-            .find((bundle) => bundle.labels[IMAGE_DIGEST_LABEL] === resolved.digest);
-          if (present) {
-            const names = imageNamesOf(present);
-            if (names.includes(name))
-              return [`Digest: ${resolved.digest}`, `Status: Image is up to date for ${name}`];
-            await takeNameAway(bundles, name, present.id);
-            await bundles.relabel(present.id, labelsWithNames(present, [...names, name]));
-            return [`Digest: ${resolved.digest}`, `Status: Downloaded newer image for ${name}`];
-          }
-          send({
-            status: `Pulling from ${ref.repository.slice(ref.registry.length + 1)}`,
-            id: ref.tag ?? ref.digest,
-          });
-          layers = resolved.layers.map((layer) => layer.digest);
-          for (const layer of layers)
-            send({ status: 'Pulling fs layer', progressDetail: {}, id: shortId(layer) });
-          return undefined;
-        },
-        commit: async (image, resolved) => {
-          for (const layer of layers)
-            send({ status: 'Download complete', progressDetail: {}, id: shortId(layer) });
-          await takeNameAway(bundles, name);
-          await commitImage(bundles, { ...image, names: [name] }, { [IMAGE_DIGEST_LABEL]: resolved.digest });
-          for (const layer of layers)
-            send({ status: 'Pull complete', progressDetail: {}, id: shortId(layer) });
-          return [`Digest: ${resolved.digest}`, `Status: Downloaded newer image for ${name}`];
-        },
-      },
+      { signal: controller.signal, credentials: credentialsOf(request.headers['x-registry-auth']) },
+      send,
     );
-    for (const status of final) send({ status });
+    for (const status of finalStatus(outcome)) send({ status });
     stream?.end();
   } catch (error) {
     const answer =

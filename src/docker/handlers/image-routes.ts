@@ -22,15 +22,25 @@ import { ProcessSpec } from '../../schemas/bundle.js';
 import { DockerError, notImplemented } from '../docker-errors.js';
 import type { ImagePuller } from '../../bundles/image-puller.js';
 import { pullImage, takeNameAway } from './image-pull.js';
+import { pushImage } from './image-push.js';
+import { saveImages } from './image-save.js';
+import type { ImagePusher } from '../../bundles/image-pusher.js';
+import type { ImageSaver } from '../../bundles/image-saver.js';
 
 export type Query = Record<string, string | string[] | undefined>;
 export const first = (value: string | string[] | undefined) => (Array.isArray(value) ? value[0] : value);
 
+export interface ImageTransfer {
+  loader?: ImageLoader | undefined;
+  puller?: ImagePuller | undefined;
+  pusher?: ImagePusher | undefined;
+  saver?: ImageSaver | undefined;
+}
+
 export async function registerImageRoutes(
   app: FastifyInstance,
   bundles: BundleService,
-  loader: ImageLoader | undefined,
-  puller: ImagePuller | undefined,
+  { loader, puller, pusher, saver }: ImageTransfer,
 ): Promise<void> {
   app.get('/images/json', { config: { access: 'read' } }, async () =>
     bundles
@@ -41,12 +51,22 @@ export async function registerImageRoutes(
   // Image names have slashes (`myorg/app`, `registry:5000/app:tag`), which clients put in the path as they are:
   // `/images/myorg/app/json`. A wildcard takes them; anything under /images that is not an inspect is the 501 the
   // not-found handler would answer.
-  app.get('/images/*', { config: { access: 'read' } }, async (request) => {
+  app.get('/images/*', { config: { access: 'read' } }, async (request, reply) => {
     const rest = (request.params as { '*': string })['*'];
+    if (saver && rest.endsWith('/get') && rest !== '/get') {
+      return saveImages(reply, bundles, saver, [rest.slice(0, -'/get'.length)]);
+    }
     if (!rest.endsWith('/json') || rest === '/json') {
       throw notImplemented(`GET ${request.url.split('?')[0]}`);
     }
     return inspectOf(findImage(bundles, rest.slice(0, -'/json'.length)));
+  });
+  // docker save: GET /images/get?names=A&names=B.
+  app.get('/images/get', { config: { access: 'read' } }, async (request, reply) => {
+    if (!saver)
+      throw notImplemented('GET /images/get (docker save)', 'this daemon was built without skopeo and umoci');
+    const names = (request.query as Query).names;
+    return saveImages(reply, bundles, saver, names === undefined ? [] : [names].flat());
   });
   app.delete('/images/*', { config: { access: 'admin' } }, async (request) => {
     const reference = (request.params as { '*': string })['*'];
@@ -75,9 +95,8 @@ export async function registerImageRoutes(
   });
 
   // docker tag SOURCE REPO[:TAG]: one more name of the same bundle, sharing its rootfs.
-  app.post('/images/:name/tag', { config: { access: 'admin' } }, async (request, reply) => {
-    const image = findImage(bundles, (request.params as { name: string }).name);
-    const query = request.query as Query;
+  const tagImage = async (source: string, query: Query) => {
+    const image = findImage(bundles, source);
     const repo = first(query.repo);
     if (!repo) throw new DockerError(400, 'docker tag needs a repository name (repo=NAME)');
     const tag = first(query.tag);
@@ -94,7 +113,23 @@ export async function registerImageRoutes(
       await takeNameAway(bundles, name, image.id);
       await bundles.relabel(image.id, labelsWithNames(findImage(bundles, names[0]!), [...names, name]));
     }
+  };
+  app.post('/images/:name/tag', { config: { access: 'admin' } }, async (request, reply) => {
+    await tagImage((request.params as { name: string }).name, request.query as Query);
     return reply.code(201).send();
+  });
+  // Names with slashes (`127.0.0.1:5000/app:1`): POST /images/NAME/tag (docker tag) and /images/NAME/push.
+  app.post('/images/*', { config: { access: 'admin' } }, async (request, reply) => {
+    const rest = (request.params as { '*': string })['*'];
+    const query = request.query as Query;
+    if (rest.endsWith('/tag') && rest !== '/tag') {
+      await tagImage(rest.slice(0, -'/tag'.length), query);
+      return reply.code(201).send();
+    }
+    if (!pusher || !rest.endsWith('/push') || rest === '/push') {
+      throw notImplemented(`POST ${request.url.split('?')[0]}`);
+    }
+    return pushImage(request, reply, bundles, pusher, rest.slice(0, -'/push'.length), first(query.tag));
   });
 
   // The tarball of `docker import` is streamed into the bundle, never buffered: its own scope, its own parser.

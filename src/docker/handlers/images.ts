@@ -19,7 +19,12 @@ export async function registerImageAndCreateRoutes(
   const { deps } = context;
   const { bundles, creation } = deps;
   if (bundles && creation) {
-    await registerImageRoutes(app, bundles, deps.imageLoader, deps.imagePuller);
+    await registerImageRoutes(app, bundles, {
+      loader: deps.imageLoader,
+      puller: deps.imagePuller,
+      pusher: deps.imagePusher,
+      saver: deps.imageSaver,
+    });
     if (deps.imagePuller) registerRegistryLogin(app, deps.imagePuller);
     app.post('/containers/create', { config: { access: 'admin' } }, async (request, reply) => {
       const name = first((request.query as Query).name);

@@ -50,15 +50,54 @@ export function labelsWithNames(image: Bundle, names: string[]): Record<string, 
   };
 }
 
-/** `HOST/bb:1` of an image pulled as digest D → `HOST/bb@D`. */
+/**
+ * The digest a push of the image got in each repository (JSON `{"HOST/NAME": "sha256:..."}`): runcd repacks the
+ * rootfs for a push, so it is not the digest the image was pulled as.
+ */
+export const IMAGE_PUSHED_DIGESTS_LABEL = 'io.runcd.docker.pushed-digests';
+
+function pushedDigestsOf(image: Bundle): Record<string, string> {
+  try {
+    const parsed: unknown = JSON.parse(image.labels[IMAGE_PUSHED_DIGESTS_LABEL] ?? '{}');
+    if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed)) return {};
+    return Object.fromEntries(
+      Object.entries(parsed).filter((entry): entry is [string, string] => typeof entry[1] === 'string'),
+    );
+  } catch {
+    return {};
+  }
+}
+
+/** Every registry digest the image is known under (pulled as, pushed as): a pull of one of them copies nothing. */
+export function imageDigestsOf(image: Bundle): string[] {
+  const pulled = image.labels[IMAGE_DIGEST_LABEL];
+  return [...new Set([...(pulled ? [pulled] : []), ...Object.values(pushedDigestsOf(image))])];
+}
+
+/** The labels of an image that was pushed as `digest` to `repository`. */
+export function labelsWithPushedDigest(
+  image: Bundle,
+  repository: string,
+  digest: string,
+): Record<string, string> {
+  return {
+    ...image.labels,
+    [IMAGE_PUSHED_DIGESTS_LABEL]: JSON.stringify({ ...pushedDigestsOf(image), [repository]: digest }),
+  };
+}
+
+/** `HOST/bb:1` of an image pulled as digest D → `HOST/bb@D`; a pushed repository's digest wins for its names. */
 function repoDigestsOf(image: Bundle): string[] {
-  const digest = image.labels[IMAGE_DIGEST_LABEL];
-  if (!digest) return [];
+  const pulled = image.labels[IMAGE_DIGEST_LABEL];
+  const pushed = pushedDigestsOf(image);
   // Only names of a registry (HOST[:PORT]/...) have a digest there; a local `docker tag` name has none.
   const repos = imageNamesOf(image)
     .filter((name) => /^[^/]*[.:][^/]*\//.test(name))
     .map((name) => name.slice(0, name.lastIndexOf(':')));
-  return [...new Set(repos)].map((repo) => `${repo}@${digest}`);
+  return [...new Set(repos)].flatMap((repo) => {
+    const digest = pushed[repo] ?? pulled;
+    return digest ? [`${repo}@${digest}`] : [];
+  });
 }
 
 /** The run defaults kept with an image; `{}` when it has none (docker import) or they no longer parse. */
