@@ -378,15 +378,6 @@ const OPERATION_PROBLEMS: Readonly<Record<string, Record<number, Record<string, 
         summary: 'No config.json in the bundle',
         value: problem(400, 'bundle_missing_config', 'Bad Request', `bundle "${BUNDLE}" has no config.json`),
       },
-      terminal_not_supported: {
-        summary: '"terminal": true (runc would need a console socket)',
-        value: problem(
-          400,
-          'terminal_not_supported',
-          'Bad Request',
-          `config.json in bundle "${BUNDLE}" sets process.terminal to true; runc would need a console socket, and runcd captures the container's output as logs instead: set "terminal": false`,
-        ),
-      },
       executable_not_found: {
         summary: "The init's program is not in the rootfs",
         value: problem(
