@@ -22,8 +22,10 @@ import bundleRoutes from '../routes/bundles.js';
 import containerResourceRoutes from '../routes/container-resources.js';
 import containerRoutes from '../routes/containers.js';
 import eventRoutes from '../routes/events.js';
+import attachSessionRoutes from '../routes/attach-session.js';
 import execSessionRoutes from '../routes/exec-session.js';
 import fastifyWebsocket from '@fastify/websocket';
+import type { ContainerAttach } from './lifecycle/container-attach.js';
 import type { ExecSessions } from './lifecycle/exec-sessions.js';
 import networkRoutes from '../routes/networks.js';
 import systemRoutes from '../routes/system.js';
@@ -68,6 +70,8 @@ export interface AppDeps {
   resources: ContainerResourceService;
   /** Interactive exec over WebSocket. */
   sessions: ExecSessions;
+  /** Attaching to containers' own processes over WebSocket. */
+  attach: ContainerAttach;
   networks: NetworkService;
   security: SecurityOptions;
   /** Behind GET /readyz, /info and /metrics; one of each per daemon, shared by its listeners. */
@@ -220,6 +224,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   // Frames up to 1 MiB (a paste into a terminal); output frames are conmon's packets, at most 8 KiB each.
   await app.register(fastifyWebsocket, { options: { maxPayload: 1024 * 1024 } });
   await app.register(execSessionRoutes, { sessions: deps.sessions });
+  await app.register(attachSessionRoutes, { attach: deps.attach });
   await app.register(bundleRoutes, { bundles: deps.bundles });
   await app.register(networkRoutes, { networks: deps.networks });
   await app.register(eventRoutes, { events: deps.containers.events });

@@ -11,6 +11,7 @@ import { Cni } from './runtime/cni.js';
 import { NetworkRepository } from './store/network-repository.js';
 import { BundleService } from './bundles/bundle-service.js';
 import { ContainerCreation } from './creation/container-creation.js';
+import { ContainerAttach } from './lifecycle/container-attach.js';
 import { ExecSessions } from './lifecycle/exec-sessions.js';
 import { ContainerResourceService } from './lifecycle/container-resources.js';
 import { DEFAULT_INIT_BINARY, DEFAULT_MAX_ROOTFS_BYTES } from './config.js';
@@ -198,6 +199,7 @@ export async function openDaemon(config: DaemonConfig, logger: Logger): Promise<
   });
   const creation = new ContainerCreation(containers, managedBundles);
   const sessions = new ExecSessions(containers, conmon, logger.child({ component: 'sessions' }));
+  const attach = new ContainerAttach(containers, conmon, sessions, logger.child({ component: 'attach' }));
   const resources = new ContainerResourceService(containers, managedBundles, runc, conmon);
   let audit: AuditLog | undefined;
   const apps: FastifyInstance[] = [];
@@ -237,6 +239,7 @@ export async function openDaemon(config: DaemonConfig, logger: Logger): Promise<
       creation,
       resources,
       sessions,
+      attach,
       networks,
       logger,
       system,
@@ -251,6 +254,7 @@ export async function openDaemon(config: DaemonConfig, logger: Logger): Promise<
         creation,
         resources,
         sessions,
+        attach,
         networks,
         logger,
         system,

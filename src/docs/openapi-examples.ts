@@ -286,6 +286,15 @@ const conflict = (code: ErrorCode, detail: string): NamedExample => ({
   summary: detail,
   value: problem(409, code, 'Conflict', detail, ID),
 });
+const SESSIONS_UNAVAILABLE: NamedExample = {
+  summary: 'This machine lacks the SOCK_SEQPACKET binding',
+  value: problem(
+    501,
+    'sessions_unavailable',
+    'Not Implemented',
+    'the SOCK_SEQPACKET binding (node-unix-socket-linux-x64-gnu/node-unix-socket.linux-x64-gnu.node) cannot be loaded: linux/arm64',
+  ),
+};
 const invalidQuery = (detail: string): NamedExample => ({
   summary: 'A query parameter out of range',
   value: problem(400, 'invalid_query', 'Bad Request', detail),
@@ -612,17 +621,27 @@ const OPERATION_PROBLEMS: Readonly<Record<string, Record<number, Record<string, 
         ),
       },
     },
-    501: {
-      sessions_unavailable: {
-        summary: 'This machine lacks the SOCK_SEQPACKET binding',
+    501: { sessions_unavailable: SESSIONS_UNAVAILABLE },
+  },
+  attachSession: {
+    409: {
+      container_stopped: conflict(
+        'container_stopped',
+        'cannot attach to a stopped container: start it first',
+      ),
+    },
+    426: {
+      websocket_required: {
+        summary: 'A plain GET, without Upgrade: websocket',
         value: problem(
-          501,
-          'sessions_unavailable',
-          'Not Implemented',
-          'the SOCK_SEQPACKET binding (node-unix-socket-linux-x64-gnu/node-unix-socket.linux-x64-gnu.node) cannot be loaded: linux/arm64',
+          426,
+          'websocket_required',
+          'Upgrade Required',
+          'this route is a WebSocket: connect with Upgrade: websocket (e.g. runcctl attach)',
         ),
       },
     },
+    501: { sessions_unavailable: SESSIONS_UNAVAILABLE },
   },
   killContainer: {
     400: { invalid_signal: INVALID_SIGNAL },
