@@ -67,7 +67,7 @@ export const ProcessSpec = z
       .boolean()
       .optional()
       .describe(
-        "A pty for the process (runc's own, held by conmon), 24x80 at start; its output still goes to the log (default false)",
+        "A pty for the process (runc's own, held by conmon), 24x80 at start; its output still goes to the log; attach with GET /containers/{id}/attach/session or runcctl attach (default false)",
       ),
     rlimits: z.array(Rlimit).max(16).optional(),
   })
