@@ -70,6 +70,8 @@ const execSessionRoutes: FastifyPluginAsyncZod<ExecSessionRouteOptions> = async 
     },
     wsHandler: (socket: WebSocket, request) => {
       const process = prepared.get(request)!;
+      // fastify's onResponse never runs for a hijacked reply: the session's audit record is written at its end.
+      socket.once('close', () => app.auditTakenOver(request, 101));
       void runSession(socket, sessions, request.params.id, process);
     },
   });

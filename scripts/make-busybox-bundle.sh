@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Makes an OCI bundle with a static busybox rootfs, like the seed lesson's "Prepare the Bundle" step:
 #   scripts/make-busybox-bundle.sh DIR [ARG...]     (default process: sleep 999999)
-# config.json comes from `runc spec`, edited with node (never with sed), with terminal set to false.
+# config.json comes from `runc spec`, edited with node (never with sed), with terminal set to false; with
+# TERMINAL=true it keeps `runc spec`'s "terminal": true (a process on a pty, to attach to).
 set -euo pipefail
 dir=${1:?usage: make-busybox-bundle.sh DIR [ARG...]}
 shift
@@ -26,7 +27,7 @@ for (const applet of applets.split(' ').filter((name) => name && name !== 'busyb
 const file = `${dir}/config.json`;
 const spec = JSON.parse(fs.readFileSync(file, 'utf8'));
 spec.process.args = args;
-spec.process.terminal = false;
+spec.process.terminal = process.env.TERMINAL === 'true';
 fs.writeFileSync(file, JSON.stringify(spec, null, 2) + '\n');
 JS
 echo "$dir"

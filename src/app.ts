@@ -22,8 +22,10 @@ import bundleRoutes from '../routes/bundles.js';
 import containerResourceRoutes from '../routes/container-resources.js';
 import containerRoutes from '../routes/containers.js';
 import eventRoutes from '../routes/events.js';
+import attachSessionRoutes from '../routes/attach-session.js';
 import execSessionRoutes from '../routes/exec-session.js';
 import fastifyWebsocket from '@fastify/websocket';
+import type { ContainerAttach } from './lifecycle/container-attach.js';
 import type { ExecSessions } from './lifecycle/exec-sessions.js';
 import imageRoutes, { type ImageRoutesOptions } from '../routes/images.js';
 import networkRoutes from '../routes/networks.js';
@@ -69,6 +71,8 @@ export interface AppDeps {
   resources: ContainerResourceService;
   /** Interactive exec over WebSocket. */
   sessions: ExecSessions;
+  /** Attaching to containers' own processes over WebSocket. */
+  attach: ContainerAttach;
   networks: NetworkService;
   /** Registries (pull, push); without them, the image routes answer 501. */
   images?: ImageRoutesOptions['images'];
@@ -227,6 +231,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   // Frames up to 1 MiB (a paste into a terminal); output frames are conmon's packets, at most 8 KiB each.
   await app.register(fastifyWebsocket, { options: { maxPayload: 1024 * 1024 } });
   await app.register(execSessionRoutes, { sessions: deps.sessions });
+  await app.register(attachSessionRoutes, { attach: deps.attach });
   await app.register(bundleRoutes, { bundles: deps.bundles });
   await app.register(imageRoutes, { images: deps.images });
   await app.register(networkRoutes, { networks: deps.networks });

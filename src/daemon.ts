@@ -14,6 +14,7 @@ import { Cni } from './runtime/cni.js';
 import { NetworkRepository } from './store/network-repository.js';
 import { BundleService } from './bundles/bundle-service.js';
 import { ContainerCreation } from './creation/container-creation.js';
+import { ContainerAttach } from './lifecycle/container-attach.js';
 import { ExecSessions } from './lifecycle/exec-sessions.js';
 import { ContainerResourceService } from './lifecycle/container-resources.js';
 import { DEFAULT_INIT_BINARY, DEFAULT_MAX_ROOTFS_BYTES } from './config.js';
@@ -231,6 +232,7 @@ export async function openDaemon(config: DaemonConfig, logger: Logger): Promise<
   });
   const creation = new ContainerCreation(containers, managedBundles);
   const sessions = new ExecSessions(containers, conmon, logger.child({ component: 'sessions' }));
+  const attach = new ContainerAttach(containers, conmon, sessions, logger.child({ component: 'attach' }));
   const resources = new ContainerResourceService(containers, managedBundles, runc, conmon);
   let audit: AuditLog | undefined;
   const apps: FastifyInstance[] = [];
@@ -290,6 +292,7 @@ export async function openDaemon(config: DaemonConfig, logger: Logger): Promise<
       creation,
       resources,
       sessions,
+      attach,
       networks,
       logger,
       system,
@@ -305,6 +308,7 @@ export async function openDaemon(config: DaemonConfig, logger: Logger): Promise<
         creation,
         resources,
         sessions,
+        attach,
         networks,
         logger,
         system,

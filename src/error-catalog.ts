@@ -121,7 +121,6 @@ export const ERROR_CATALOG = {
     'not_implemented',
     'interactive sessions need the SOCK_SEQPACKET binding (an optional dependency), which this machine lacks',
   ),
-  terminal_not_supported: entry('invalid_input', 'process.terminal: true, which runcd does not run yet'),
   executable_not_found: entry('invalid_input', 'args[0] is not found in the container (create or exec)'),
   not_executable: entry('invalid_input', 'args[0] is a directory or not executable in the container'),
   invalid_cwd: entry('invalid_input', 'the working directory is missing or not a directory in the container'),

@@ -3,6 +3,7 @@ import pino from 'pino';
 import { buildApp } from './app.js';
 import { BundleService } from './bundles/bundle-service.js';
 import { ContainerCreation } from './creation/container-creation.js';
+import { ContainerAttach } from './lifecycle/container-attach.js';
 import { ExecSessions } from './lifecycle/exec-sessions.js';
 import { ContainerResourceService } from './lifecycle/container-resources.js';
 import { DEFAULT_INIT_BINARY, DEFAULT_MAX_ROOTFS_BYTES, DEFAULT_NETWORK } from './config.js';
@@ -88,11 +89,13 @@ export async function buildInspectionApp(options: { requireToken?: boolean } = {
     initBinary: DEFAULT_INIT_BINARY,
     logger: pino({ level: 'silent' }),
   });
+  const sessions = new ExecSessions(containers, conmon, pino({ level: 'silent' }));
   const app = await buildApp({
     containers,
     bundles,
     creation: new ContainerCreation(containers, bundles),
-    sessions: new ExecSessions(containers, conmon, pino({ level: 'silent' })),
+    sessions,
+    attach: new ContainerAttach(containers, conmon, sessions, pino({ level: 'silent' })),
     resources: new ContainerResourceService(containers, bundles, runc, conmon),
     networks: new NetworkService({
       repository: new NetworkRepository(db),

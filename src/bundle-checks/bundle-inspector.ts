@@ -5,7 +5,7 @@ import { isAbsolute, join, resolve, sep } from 'node:path';
 import type { CodeOfKind } from '../error-catalog.js';
 import { ConflictError, InvalidInputError } from '../errors.js';
 import { clampRlimits, hostRlimits } from '../runtime/host-limits.js';
-import type { OciProcess, OciSpec } from '../runtime/oci.js';
+import { DEFAULT_CONSOLE_SIZE, type OciProcess, type OciSpec } from '../runtime/oci.js';
 import { entryKind, findExecutable } from '../bundles/rootfs-lookup.js';
 import { BundlePolicy } from './bundle-policy.js';
 import { findMisspelledFields } from './oci-field-spelling.js';
@@ -176,12 +176,6 @@ export class BundleInspector {
     if (!process || !Array.isArray(process.args) || process.args.length === 0) {
       throw invalid('bundle_invalid_config', `config.json in bundle "${bundlePath}" has no process.args`);
     }
-    if (process.terminal === true) {
-      throw invalid(
-        'terminal_not_supported',
-        `config.json in bundle "${bundlePath}" sets process.terminal to true; runc would need a console socket, and runcd captures the container's output as logs instead: set "terminal": false`,
-      );
-    }
     const rootPath = spec.root?.path;
     if (typeof rootPath !== 'string' || rootPath === '') {
       throw invalid('bundle_invalid_config', `config.json in bundle "${bundlePath}" has no root.path`);
@@ -192,6 +186,10 @@ export class BundleInspector {
     // More than the host's hard limit would fail the create with `error setting rlimit type 7`.
     if (checked.spec.process?.rlimits) {
       checked.spec.process.rlimits = clampRlimits(checked.spec.process.rlimits, hostRlimits());
+    }
+    // A fresh pty is 0x0 (busybox `stty size` fails on it) until someone resizes it: start at the classic 24x80.
+    if (checked.spec.process?.terminal === true && !checked.spec.process.consoleSize) {
+      checked.spec.process.consoleSize = { ...DEFAULT_CONSOLE_SIZE };
     }
     const rootfs = checked.rootfs;
     const rootfsInfo = await stat(rootfs).catch(() => undefined);

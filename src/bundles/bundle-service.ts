@@ -431,12 +431,6 @@ export class BundleService {
   }
 
   private checkSpec(spec: BundleSpec): void {
-    if (spec.process.terminal === true) {
-      throw new InvalidInputError(
-        'terminal_not_supported',
-        'process.terminal must be false: runc would need a console socket, and runcd keeps the output as logs',
-      );
-    }
     this.checkResources(spec.resources);
   }
 

@@ -1,4 +1,4 @@
-import type { OciSpec } from '../runtime/oci.js';
+import { DEFAULT_CONSOLE_SIZE, type OciSpec } from '../runtime/oci.js';
 import { clampRlimits, type HostRlimits } from '../runtime/host-limits.js';
 import type { ResourceUpdate } from '../runtime/runc.js';
 import type { BundleSpec, ResourceLimits } from '../schemas/bundle.js';
@@ -39,7 +39,8 @@ export function generateConfig(defaults: OciSpec, request: BundleSpec, options: 
 
   spec.process = {
     ...base,
-    terminal: false,
+    terminal: wanted.terminal === true,
+    ...(wanted.terminal === true ? { consoleSize: { ...DEFAULT_CONSOLE_SIZE } } : {}),
     args: request.init ? [INIT_PATH_IN_CONTAINER, '--', ...wanted.args] : [...wanted.args],
     env: [...env].map(([key, value]) => `${key}=${value}`),
     cwd: wanted.cwd ?? base.cwd ?? '/',

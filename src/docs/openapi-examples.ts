@@ -320,6 +320,15 @@ const conflict = (code: ErrorCode, detail: string): NamedExample => ({
   summary: detail,
   value: problem(409, code, 'Conflict', detail, ID),
 });
+const SESSIONS_UNAVAILABLE: NamedExample = {
+  summary: 'This machine lacks the SOCK_SEQPACKET binding',
+  value: problem(
+    501,
+    'sessions_unavailable',
+    'Not Implemented',
+    'the SOCK_SEQPACKET binding (node-unix-socket-linux-x64-gnu/node-unix-socket.linux-x64-gnu.node) cannot be loaded: linux/arm64',
+  ),
+};
 const invalidQuery = (detail: string): NamedExample => ({
   summary: 'A query parameter out of range',
   value: problem(400, 'invalid_query', 'Bad Request', detail),
@@ -517,15 +526,6 @@ const OPERATION_PROBLEMS: Readonly<Record<string, Record<number, Record<string, 
       bundle_missing_config: {
         summary: 'No config.json in the bundle',
         value: problem(400, 'bundle_missing_config', 'Bad Request', `bundle "${BUNDLE}" has no config.json`),
-      },
-      terminal_not_supported: {
-        summary: '"terminal": true (runc would need a console socket)',
-        value: problem(
-          400,
-          'terminal_not_supported',
-          'Bad Request',
-          `config.json in bundle "${BUNDLE}" sets process.terminal to true; runc would need a console socket, and runcd captures the container's output as logs instead: set "terminal": false`,
-        ),
       },
       executable_not_found: {
         summary: "The init's program is not in the rootfs",
@@ -761,17 +761,27 @@ const OPERATION_PROBLEMS: Readonly<Record<string, Record<number, Record<string, 
         ),
       },
     },
-    501: {
-      sessions_unavailable: {
-        summary: 'This machine lacks the SOCK_SEQPACKET binding',
+    501: { sessions_unavailable: SESSIONS_UNAVAILABLE },
+  },
+  attachSession: {
+    409: {
+      container_stopped: conflict(
+        'container_stopped',
+        'cannot attach to a stopped container: start it first',
+      ),
+    },
+    426: {
+      websocket_required: {
+        summary: 'A plain GET, without Upgrade: websocket',
         value: problem(
-          501,
-          'sessions_unavailable',
-          'Not Implemented',
-          'the SOCK_SEQPACKET binding (node-unix-socket-linux-x64-gnu/node-unix-socket.linux-x64-gnu.node) cannot be loaded: linux/arm64',
+          426,
+          'websocket_required',
+          'Upgrade Required',
+          'this route is a WebSocket: connect with Upgrade: websocket (e.g. runcctl attach)',
         ),
       },
     },
+    501: { sessions_unavailable: SESSIONS_UNAVAILABLE },
   },
   killContainer: {
     400: { invalid_signal: INVALID_SIGNAL },

@@ -326,6 +326,13 @@ export class ContainerService {
     return process;
   }
 
+  /** The container, once its state allows attaching to its process (created, running or paused). */
+  checkAttach(id: string): Container {
+    const record = this.view.require(id);
+    assertAllowed('attach', record);
+    return this.described(record);
+  }
+
   /**
    * Whether an exec's failure was its container dying under it. runc can still report a just-killed init as
    * running (a zombie until conmon reaps it, e.g. `error executing setns process`); conmon's exit report follows

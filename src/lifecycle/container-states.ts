@@ -19,6 +19,7 @@ export const STATUSES = [
 export const OPERATIONS = [
   'start',
   'exec',
+  'attach',
   'kill',
   'stop',
   'restart',
@@ -81,6 +82,16 @@ export const OPERATION_RULES: Record<ContainerOperation, Record<ContainerStatus,
     running: 'allowed',
     paused: refuse('container_paused', 'cannot exec into a paused container: resume it first'),
     stopped: refuse('container_stopped', 'cannot exec into a stopped container'),
+  },
+  // conmon's attach socket exists from create until the container ends. A created container may be attached
+  // (its output from the start on is seen), but input waits for the start: a ^C typed into the pty of a created
+  // container would kill runc's init before it ever ran the process.
+  attach: {
+    creating: stillCreating('container_not_running'),
+    created: 'allowed',
+    running: 'allowed',
+    paused: 'allowed',
+    stopped: refuse('container_stopped', 'cannot attach to a stopped container: start it first'),
   },
   // A paused container is resumed after the signal so that it is delivered.
   kill: {

@@ -66,6 +66,21 @@ export class ExecSessions {
     }
   }
 
+  /**
+   * One of the sessions' places for another kind of session (an attach to a container), so that every
+   * interactive connection counts against the same cap; the function gives it back (once, however often called).
+   */
+  claim(): () => void {
+    this.checkAvailable();
+    this.open++;
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      this.open--;
+    };
+  }
+
   /** The checked process of a session: throws the plain exec's 4xx before anything runs. */
   prepare(containerId: string, request: SessionRequest): Promise<OciProcess> {
     this.checkAvailable();

@@ -12,8 +12,9 @@ import {
 } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
+import { resizeTerminal as writeTerminalSize } from './attach-socket.js';
 import { startExecSession, type StartedExecSession } from './exec-session.js';
-import type { OciProcess } from './oci.js';
+import type { OciProcess, OciSpec } from './oci.js';
 import { isProcessRunning } from './procfs.js';
 import { killProcessGroup, type ProcessRunner } from './process-runner.js';
 import { RuntimeError, classifyRuntimeMessage, extractRuntimeMessage, type Runc } from './runc.js';
@@ -58,6 +59,16 @@ export interface ContainerFiles {
   oomFile: string;
   /** conmon's sync channel (see sync-fifo.ts); kept for the container's life, so restarts reuse it. */
   syncFifo: string;
+}
+
+/**
+ * How a container's process is connected, read from runcd's checked copy of its config.json: a terminal (runc's
+ * own pty, whose master conmon holds) comes with a stdin that stays open across attaches; without one the
+ * process has no stdin (/dev/null) and its output goes to the log and to attached clients.
+ */
+export interface ContainerStdio {
+  terminal: boolean;
+  stdin: boolean;
 }
 
 export interface ExitRecord {
@@ -225,6 +236,7 @@ export class Conmon {
       );
     }
     const bundle = files.bundleDir;
+    const stdio = stdioOfConfig(runtimeConfig ?? readSmallFile(files.bundleConfig));
     const argv = [
       '--api-version',
       '1',
@@ -250,6 +262,12 @@ export class Conmon {
       files.conmonPidFile,
       '--socket-dir-path',
       this.socketDir,
+      // With a terminal conmon passes runc a console socket and keeps the pty's master, so the terminal lives as
+      // long as the container, whatever happens to runcd. `-i` gives the process a stdin fed from the attach
+      // socket; `--leave-stdin-open` keeps it open when a client leaves (else the first detach would close it
+      // for good and later attaches could not type: Docker's StdinOnce=false).
+      ...(stdio.terminal ? ['-t'] : []),
+      ...(stdio.stdin ? ['-i', '--leave-stdin-open'] : []),
       '--log-level',
       'error',
       ...this.options.runc.globalArgs().flatMap((arg) => ['--runtime-arg', arg]),
@@ -323,6 +341,24 @@ export class Conmon {
       throw new RuntimeError(classifyRuntimeMessage(text), text, 'create', message.data);
     }
     return { pid: message.data, conmonPid };
+  }
+
+  /**
+   * Where the container's attach socket (`attach`) and terminal control FIFO (`ctl`) are: conmon's `-b`
+   * directory. They exist from the create on (conmon makes them before `runc create`) until conmon exits.
+   */
+  attachDir(id: string): string {
+    return this.filesFor(id).bundleDir;
+  }
+
+  /** The container's terminal and stdin, as its conmon was started with them. */
+  stdioOf(id: string): ContainerStdio {
+    return stdioOfConfig(readSmallFile(this.filesFor(id).bundleConfig));
+  }
+
+  /** A new size for a terminal container's pty, through its conmon (works while created too). */
+  resizeTerminal(id: string, rows: number, cols: number): void {
+    writeTerminalSize(this.attachDir(id), rows, cols);
   }
 
   async readExit(id: string): Promise<ExitRecord | undefined> {
@@ -411,6 +447,16 @@ export class Conmon {
     const removal = this.options.runner.removeTree(doomed).finally(() => this.removals.delete(removal));
     this.removals.add(removal);
   }
+}
+
+function stdioOfConfig(configText: string): ContainerStdio {
+  let terminal = false;
+  try {
+    terminal = (JSON.parse(configText) as OciSpec).process?.terminal === true;
+  } catch {
+    // an unreadable copy: create itself reports it; here it is a container without a terminal
+  }
+  return { terminal, stdin: terminal };
 }
 
 function cleanRuntimeMessage(message: string): string {

@@ -13,6 +13,9 @@ export interface OciRlimit {
   soft: number;
 }
 
+/** The size a terminal starts with when nobody said otherwise (a fresh pty is 0x0). */
+export const DEFAULT_CONSOLE_SIZE = { height: 24, width: 80 } as const;
+
 export interface OciProcess {
   terminal?: boolean;
   /** The terminal's size at creation (runc sets it before the process runs; a fresh pty is 0x0). */

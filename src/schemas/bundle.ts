@@ -66,9 +66,9 @@ export const ProcessSpec = z
     terminal: z
       .boolean()
       .optional()
-      // true is refused with its own code (terminal_not_supported), which says why; the document says false.
-      .meta({ const: false })
-      .describe('Must be false: runcd keeps output as logs (default false)'),
+      .describe(
+        "A pty for the process (runc's own, held by conmon), 24x80 at start; its output still goes to the log; attach with GET /containers/{id}/attach/session or runcctl attach (default false)",
+      ),
     rlimits: z.array(Rlimit).max(16).optional(),
   })
   .strict();

@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { ContainerNetworkFields, ContainerNetworkState } from './network.js';
 import { ContainerId, QueryBoolean, SignalParam, UserParam } from './common.js';
 import { TimeParam } from './time.js';
+import { DEFAULT_DETACH_KEYS, parseDetachKeys } from '../detach-keys.js';
 
 export const ContainerStatus = z
   .enum(['creating', 'created', 'running', 'paused', 'stopped'])
@@ -239,6 +240,32 @@ export const SessionControl = z.discriminatedUnion('type', [
   z.object({ type: z.literal('eof') }).strict(),
 ]);
 export type SessionControl = z.infer<typeof SessionControl>;
+
+/**
+ * GET /containers/ID/attach/session (a WebSocket): the detach keys in Docker's syntax, and optionally the
+ * terminal's size to set on attaching (as the docker CLI resizes right after it attached).
+ */
+export const AttachSessionQuery = z
+  .object({
+    detachKeys: z
+      .string()
+      .max(64)
+      .superRefine((value, context) => {
+        try {
+          parseDetachKeys(value);
+        } catch (error) {
+          context.addIssue({ code: 'custom', message: (error as Error).message });
+        }
+      })
+      .optional()
+      .describe(
+        `The keys that detach, Docker's syntax: comma-separated characters or ctrl-X (default ${DEFAULT_DETACH_KEYS})`,
+      ),
+    rows: z.coerce.number().int().min(1).max(1000).optional().describe("The terminal's rows (with cols)"),
+    cols: z.coerce.number().int().min(1).max(1000).optional().describe("The terminal's columns (with rows)"),
+  })
+  .strict();
+export type AttachSessionQuery = z.infer<typeof AttachSessionQuery>;
 
 export const ExecResult = z
   .object({

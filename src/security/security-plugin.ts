@@ -44,6 +44,14 @@ declare module 'fastify' {
   interface FastifyRequest {
     security: RequestSecurity | null;
   }
+  interface FastifyInstance {
+    /**
+     * The audit record of a request whose connection a route took over (a WebSocket session): fastify's
+     * onResponse never runs for a hijacked reply, so the route reports how the session went once it is over
+     * (101 for a session that ran, or the status of its failure).
+     */
+    auditTakenOver(request: FastifyRequest, status: number): void;
+  }
 }
 
 const READ_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
@@ -138,13 +146,15 @@ const securityPlugin: FastifyPluginAsync<SecurityOptions> = async (app, options)
     return payload;
   });
 
-  app.addHook('onResponse', async (request, reply) => {
+  app.addHook('onResponse', async (request, reply) => audit(request, reply.statusCode));
+  app.decorate('auditTakenOver', (request: FastifyRequest, status: number) => audit(request, status, true));
+
+  function audit(request: FastifyRequest, status: number, takenOver = false): void {
     const security = request.security;
     if (!security || !options.audit) return;
-    const status = reply.statusCode;
     const denied = status === 401 || status === 403 || status === 429;
     const ranRuntime = security.operation.invocations.length > 0;
-    if (READ_METHODS.has(request.method) && !denied && !ranRuntime) return;
+    if (READ_METHODS.has(request.method) && !denied && !ranRuntime && !takenOver) return;
     options.audit.write({
       time: new Date().toISOString(),
       requestId: request.id,
@@ -167,7 +177,7 @@ const securityPlugin: FastifyPluginAsync<SecurityOptions> = async (app, options)
       })),
       durationMs: Math.round(performance.now() - security.startedMs),
     });
-  });
+  }
 };
 
 /**

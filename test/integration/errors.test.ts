@@ -164,13 +164,6 @@ t.test('common lifecycle errors', async (t) => {
       'bundle_through_symlink',
     );
 
-    const terminal = sandbox.bundle('terminal', ['sh'], (spec) => {
-      (spec.process as { terminal: boolean }).terminal = true;
-    });
-    const tty = await api.post('/containers', { id: sandbox.id('x'), bundle: terminal });
-    t.equal(tty.status, 400);
-    t.equal(tty.body.code, 'terminal_not_supported');
-    t.match(tty.body.detail, /console socket.*"terminal": false/);
     t.equal(daemon.runner.spawnCount, before, 'no process was spawned');
     t.equal((await api.get(`/containers/${sandbox.id('x')}`)).status, 404, 'nothing half-created');
   });

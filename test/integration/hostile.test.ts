@@ -417,7 +417,6 @@ t.test('a barrage of hostile requests is refused cleanly and spawns nothing', as
     ['a host cgroup', (s) => (s.linux.cgroupsPath = '/system.slice'), 403, 'policy_cgroups_path'],
     ['an absolute root.path', (s) => (s.root.path = '/'), 403, 'policy_root_path'],
     ['a root.path escaping the bundle', (s) => (s.root.path = '../../..'), 403, 'policy_root_path'],
-    ['terminal: true', (s) => (s.process.terminal = true), 400, 'terminal_not_supported'],
     [
       'mounts that are not a list',
       (s) => ((s as Record<string, unknown>).mounts = { '/x': '/etc' }),

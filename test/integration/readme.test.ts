@@ -113,5 +113,7 @@ t.test("the README's runcctl examples work as written, every command exiting 0",
     );
     t.match(run.stdout, /^ID +PID +STATUS +BUNDLE +CREATED +OWNER$/m, "with runc's table in its output");
     if (/^echo hi \| runcctl exec/m.test(block)) t.match(run.stdout, /^hi$/m, 'the piped stdin reached cat');
+    // The second attach found the shell the first one typed into, and detached with its own keys.
+    if (/runcctl attach/.test(block)) t.match(run.stdout, /x is kept-42/, 'the same shell, attached again');
   }
 });

@@ -34,6 +34,7 @@ interface Target {
 const CALLS: Record<ContainerOperation, (target: Target, id: string) => Promise<unknown>> = {
   start: ({ service }, id) => service.start(id),
   exec: ({ service }, id) => service.exec(id, { args: ['true'] }),
+  attach: async ({ service }, id) => service.checkAttach(id),
   kill: ({ service }, id) => service.kill(id, signal('SIGKILL')),
   stop: ({ service }, id) => service.stop(id, { timeoutSeconds: 5 }),
   restart: ({ service }, id) => service.restart(id, { timeoutSeconds: 5 }),
@@ -54,6 +55,7 @@ const CALLS: Record<ContainerOperation, (target: Target, id: string) => Promise<
  */
 const LOCK_FREE: ReadonlySet<ContainerOperation> = new Set([
   'exec',
+  'attach',
   'restart',
   'update',
   'processes',

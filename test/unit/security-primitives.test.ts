@@ -194,6 +194,7 @@ t.test('every route the API serves has a deliberate scope', async (t) => {
     'POST /containers/:id/exec': 'admin',
     'POST /containers/:id/exec/stdin': 'admin',
     'GET /containers/:id/exec/session': 'admin',
+    'GET /containers/:id/attach/session': 'admin',
     'DELETE /containers/:id': 'admin',
     // Managed bundles: reading them is `read`; making, filling and deleting them decides what runs: `admin`.
     'GET /bundles': 'read',

@@ -575,6 +575,29 @@ const ps: CommandSpec = {
   },
 };
 
+const attach: CommandSpec = {
+  usage: 'attach [--detach-keys KEYS] ID',
+  summary:
+    "attaches the local terminal to a container's own process; ctrl-p ctrl-q detaches, the container goes on (docker attach)",
+  async run({ connection, io }, args) {
+    const { values, positionals } = parse(args, { 'detach-keys': { type: 'string' } }, this.usage, {
+      min: 1,
+      max: 1,
+    });
+    // The keys are runcd's to watch for (it knows Docker's syntax and refuses a sequence it cannot read).
+    const query = new URLSearchParams();
+    if (values['detach-keys'] !== undefined) query.set('detachKeys', values['detach-keys']);
+    // As the docker CLI: the container's terminal takes this window's size on attaching, and follows it.
+    const size = io.terminal.size();
+    if (size) {
+      query.set('rows', String(size.rows));
+      query.set('cols', String(size.cols));
+    }
+    const path = `/containers/${encodeURIComponent(positionals[0]!)}/attach/session?${query}`;
+    return runTerminalSession(connection.websocket(path), io.terminal, EXIT_FAILURE);
+  },
+};
+
 export const COMMANDS: Readonly<Record<string, CommandSpec>> = {
   list,
   state,
@@ -582,6 +605,7 @@ export const COMMANDS: Readonly<Record<string, CommandSpec>> = {
   start: simple('start', 'starts a created container (runc start)'),
   run,
   exec,
+  attach,
   kill,
   delete: remove,
   stop,

@@ -14,13 +14,20 @@ export interface TerminalIo {
  * Drives an exec session (GET /containers/ID/exec/session, a WebSocket) as `runc exec -t` drives its pty: the
  * local terminal in raw mode, so every key (^C included) goes to the container's process and its echo comes
  * back; the size sent at start and on every SIGWINCH; stdin's end (a pipe's EOF) passed on; resolves with the
- * process's exit code. The terminal is restored whatever happens.
+ * process's exit code. An attachment (GET /containers/ID/attach/session) is driven the same way; it also ends
+ * by a detach (runcd saw the detach keys), which resolves with 0. The terminal is restored whatever happens;
+ * a session refused or lost rejects with `failureExitCode`.
  */
-export function runTerminalSession(socket: WebSocket, terminal: TerminalIo): Promise<number> {
+export function runTerminalSession(
+  socket: WebSocket,
+  terminal: TerminalIo,
+  failureExitCode = EXIT_EXEC_FAILED,
+): Promise<number> {
   return new Promise<number>((resolve, reject) => {
     const input = terminal.input;
     const raw = input.isTTY === true && typeof input.setRawMode === 'function';
     let exitCode: number | undefined;
+    let detached = false;
     let failure: Error | undefined;
     let stopResize: (() => void) | undefined;
     const onInput = (chunk: Buffer | string) =>
@@ -44,7 +51,7 @@ export function runTerminalSession(socket: WebSocket, terminal: TerminalIo): Pro
         } catch {
           // not a problem document
         }
-        reject(new CliError(detail, EXIT_EXEC_FAILED));
+        reject(new CliError(detail, failureExitCode));
       });
     });
     socket.on('error', (error) => {
@@ -67,20 +74,22 @@ export function runTerminalSession(socket: WebSocket, terminal: TerminalIo): Pro
       }
       const control = JSON.parse(data.toString('utf8')) as {
         type: string;
-        exitCode?: number;
+        exitCode?: number | null;
         message?: string;
       };
-      if (control.type === 'exit') exitCode = control.exitCode;
+      if (control.type === 'exit') exitCode = control.exitCode ?? undefined;
+      if (control.type === 'detached') detached = true;
       if (control.type === 'error') failure = new Error(control.message);
     });
     socket.on('close', (code, reason) => {
       restore();
       if (exitCode !== undefined) resolve(exitCode);
+      else if (detached) resolve(0);
       else
         reject(
           new CliError(
             `the session ended without an exit code (${failure?.message ?? `${code} ${reason.toString()}`.trim()})`,
-            EXIT_EXEC_FAILED,
+            failureExitCode,
           ),
         );
     });
