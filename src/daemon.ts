@@ -10,6 +10,8 @@ import { NetworkService } from './network/network-service.js';
 import { Cni } from './runtime/cni.js';
 import { NetworkRepository } from './store/network-repository.js';
 import { BundleService } from './bundles/bundle-service.js';
+import { WritableLayers } from './bundles/writable-layer.js';
+import { OverlayMounts } from './runtime/overlay-mount.js';
 import { ContainerCreation } from './creation/container-creation.js';
 import { ExecSessions } from './lifecycle/exec-sessions.js';
 import { ContainerResourceService } from './lifecycle/container-resources.js';
@@ -194,6 +196,7 @@ export async function openDaemon(config: DaemonConfig, logger: Logger): Promise<
     importRoots: config.importRoots ?? [],
     maxRootfsBytes: config.maxRootfsBytes ?? DEFAULT_MAX_ROOTFS_BYTES,
     initBinary,
+    layers: new WritableLayers(new OverlayMounts(runner)),
     logger: logger.child({ component: 'bundles' }),
   });
   const creation = new ContainerCreation(containers, managedBundles);

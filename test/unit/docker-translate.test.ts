@@ -52,6 +52,7 @@ const run = (overrides: Partial<RunView> = {}): RunView => ({
   memoryBytes: 67108864,
   cpus: 0.5,
   pidsLimit: 50,
+  readonlyRootfs: false,
   ...overrides,
 });
 const bb: ImageRef = { name: 'bb:latest', id: `sha256:${'a'.repeat(64)}` };
@@ -87,10 +88,11 @@ t.test('inspect: State, Name, Id and HostConfig as docker inspect reads them', a
     Memory: 67108864,
     NanoCpus: 500000000,
     PidsLimit: 50,
+    ReadonlyRootfs: false,
   });
   const exited = inspectOf(
     container({ status: 'stopped', exitCode: 3, pid: 0 }),
-    run({ command: [], memoryBytes: null, cpus: null, pidsLimit: null }),
+    run({ command: [], memoryBytes: null, cpus: null, pidsLimit: null, readonlyRootfs: true }),
     bb,
   ) as {
     State: { Status: string; Running: boolean; ExitCode: number };
@@ -99,8 +101,8 @@ t.test('inspect: State, Name, Id and HostConfig as docker inspect reads them', a
   t.match(exited.State, { Status: 'exited', Running: false, ExitCode: 3 });
   t.match(
     exited.HostConfig,
-    { Memory: 0, NanoCpus: 0, PidsLimit: null },
-    'no limits read as Docker’s zeroes',
+    { Memory: 0, NanoCpus: 0, PidsLimit: null, ReadonlyRootfs: true },
+    'no limits read as Docker’s zeroes; --read-only as root.readonly says',
   );
 });
 

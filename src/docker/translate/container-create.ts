@@ -34,6 +34,7 @@ export interface CreateBody {
     AutoRemove?: unknown;
     NetworkMode?: unknown;
     PortBindings?: unknown;
+    ReadonlyRootfs?: unknown;
   };
 }
 
@@ -105,6 +106,9 @@ export async function createFromImage(
     rootfsFrom: image.id,
     spec: {
       process,
+      // Docker's container writes to a layer of its own over the image (the bundle service mounts it);
+      // `--read-only` runs it on the image's rootfs as it is.
+      readonlyRootfs: host.ReadonlyRootfs === true,
       ...(nonEmpty(body.Hostname) ? { hostname: body.Hostname } : {}),
       ...(Object.keys(resources).length > 0 ? { resources } : {}),
       ...(mounts.length > 0 ? { mounts } : {}),

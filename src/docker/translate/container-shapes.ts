@@ -17,6 +17,8 @@ export interface RunView {
   memoryBytes: number | null;
   cpus: number | null;
   pidsLimit: number | null;
+  /** root.readonly: `--read-only`, or a container without a writable layer of its own. */
+  readonlyRootfs: boolean;
 }
 
 const UNKNOWN_RUN: RunView = {
@@ -27,6 +29,7 @@ const UNKNOWN_RUN: RunView = {
   memoryBytes: null,
   cpus: null,
   pidsLimit: null,
+  readonlyRootfs: false,
 };
 
 /** The config runc runs (runcd's checked copy), not the caller's file, which may have changed. */
@@ -46,6 +49,7 @@ export async function runViewOf(containers: ContainerService, container: Contain
     env: process?.env ?? [],
     cwd: process?.cwd ?? '',
     user: uid === 0 && gid === 0 ? '' : gid === 0 ? String(uid) : `${uid}:${gid}`,
+    readonlyRootfs: config.root?.readonly === true,
     ...limitsOf(config),
   };
 }
@@ -160,6 +164,7 @@ export function inspectOf(container: Container, run: RunView, image: ImageRef): 
       Memory: run.memoryBytes ?? 0,
       NanoCpus: run.cpus === null ? 0 : Math.round(run.cpus * 1e9),
       PidsLimit: run.pidsLimit,
+      ReadonlyRootfs: run.readonlyRootfs,
     },
     GraphDriver: { Name: 'runcd-bundles', Data: { RootFs: container.rootfs, Bundle: container.bundle } },
     Mounts: [],
