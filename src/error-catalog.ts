@@ -173,6 +173,21 @@ export const ERROR_CATALOG = {
   image_layer_unsupported: entry('invalid_input', 'an image layer in a format runcd cannot unpack'),
   image_archive_too_large: entry('too_large', 'the image archive is over the size quota'),
   image_tools_missing: entry('runtime_failure', 'skopeo or umoci is not installed on the host'),
+  // Copies into and out of containers (docker cp).
+  container_path_not_found: entry('not_found', "a copy's path does not exist in the container's rootfs"),
+  container_path_invalid: entry(
+    'invalid_input',
+    "a copy's path or archive entry climbs out of the rootfs, passes through a file, or is not a directory",
+  ),
+  container_path_on_mount: entry(
+    'invalid_input',
+    "a copy's path is on one of the container's mounts (a bind mount, a tmpfs, /proc), not its rootfs",
+  ),
+  container_rootfs_readonly: entry('conflict', 'a copy into a container whose rootfs is read-only'),
+  container_archive_too_large: entry(
+    'too_large',
+    'an archive copied into a container is over the size or entry bound',
+  ),
   image_tool_timeout: entry('timeout', 'skopeo or umoci did not finish in time'),
   // Networks (CNI) and published ports.
   invalid_network_name: entry('invalid_input', 'a network name that is not 1-63 of A-Z a-z 0-9 _ . -'),

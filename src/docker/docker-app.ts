@@ -11,6 +11,7 @@ import { RUNCD_VERSION } from '../version.js';
 import type { DockerContext } from './docker-context.js';
 import { DockerError, dockerErrorFor, notImplemented } from './docker-errors.js';
 import { ExecSessions } from './exec-sessions.js';
+import { registerArchiveRoutes } from './handlers/archive.js';
 import { registerContainerRoutes } from './handlers/containers.js';
 import { registerEventRoutes } from './handlers/events.js';
 import { registerExecRoutes } from './handlers/exec.js';
@@ -120,6 +121,7 @@ export async function buildDockerApp(deps: DockerAppDeps): Promise<FastifyInstan
   registerSystemRoutes(app, context);
   await registerImageAndCreateRoutes(app, context);
   registerContainerRoutes(app, context);
+  await registerArchiveRoutes(app, context);
   registerStreamRoutes(app, context);
   registerStatsRoutes(app, context);
   registerExecRoutes(app, context);
