@@ -11,6 +11,7 @@ import { Cni } from './runtime/cni.js';
 import { NetworkRepository } from './store/network-repository.js';
 import { BundleService } from './bundles/bundle-service.js';
 import { WritableLayers } from './bundles/writable-layer.js';
+import { DockerNameRepository } from './store/docker-name-repository.js';
 import { OverlayMounts } from './runtime/overlay-mount.js';
 import { ContainerCreation } from './creation/container-creation.js';
 import { ExecSessions } from './lifecycle/exec-sessions.js';
@@ -294,6 +295,7 @@ export async function openDaemon(config: DaemonConfig, logger: Logger): Promise<
           certsDir: join(config.stateDir, 'certs.d'),
           authStore: join(config.stateDir, 'registry-auth.json'),
         }),
+        dockerNames: new DockerNameRepository(db),
         security: security('unix'),
       });
       apps.push(dockerApp);

@@ -12,6 +12,8 @@ import type { DockerContext } from './docker-context.js';
 import { DockerError, dockerErrorFor, notImplemented } from './docker-errors.js';
 import { ExecSessions } from './exec-sessions.js';
 import { registerArchiveRoutes } from './handlers/archive.js';
+import { DockerNames } from './docker-names.js';
+import type { DockerNameRepository } from '../store/docker-name-repository.js';
 import { registerContainerRoutes } from './handlers/containers.js';
 import { registerEventRoutes } from './handlers/events.js';
 import { registerExecRoutes } from './handlers/exec.js';
@@ -48,6 +50,8 @@ export interface DockerAppDeps {
   networks?: NetworkService | undefined;
   /** `docker pull` (skopeo + umoci); without it, POST /images/create?fromImage answers 501. */
   imagePuller?: ImagePuller | undefined;
+  /** Where Docker names that are not runc ids are kept (docker rename). */
+  dockerNames: DockerNameRepository;
   security: SecurityOptions;
 }
 
@@ -57,6 +61,8 @@ export async function buildDockerApp(deps: DockerAppDeps): Promise<FastifyInstan
   const { containers } = deps;
   const logs = new LogService(containers);
   const execs = new ExecSessions();
+  const names = new DockerNames(deps.dockerNames, containers);
+  names.init();
   const app = Fastify({
     logger: false,
     bodyLimit: DEFAULT_BODY_LIMIT,
@@ -117,7 +123,8 @@ export async function buildDockerApp(deps: DockerAppDeps): Promise<FastifyInstan
   });
   await app.register(securityPlugin, deps.security);
 
-  const context: DockerContext = { containers, logs, execs, closing: closing.signal, deps };
+  app.addHook('onClose', async () => names.close());
+  const context: DockerContext = { containers, logs, execs, names, closing: closing.signal, deps };
   registerSystemRoutes(app, context);
   await registerImageAndCreateRoutes(app, context);
   registerContainerRoutes(app, context);

@@ -96,6 +96,12 @@ const MIGRATIONS: readonly string[] = [
      ports        TEXT NOT NULL DEFAULT '[]',
      attachment   TEXT
    ) STRICT`,
+  // issue 17: a container's Docker name where it is not its runc id (docker rename; a create whose name's id is
+  // still taken). A container without a row is named by its id.
+  `CREATE TABLE docker_names (
+     container_id TEXT PRIMARY KEY,
+     name         TEXT NOT NULL UNIQUE
+   ) STRICT`,
 ];
 
 /**

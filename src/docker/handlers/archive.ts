@@ -23,7 +23,7 @@ export async function registerArchiveRoutes(app: FastifyInstance, context: Docke
   const { containers, deps } = context;
 
   const target = async (request: FastifyRequest) => {
-    const id = resolveContainer(containers, idParam(request));
+    const id = resolveContainer(context, idParam(request));
     const path = first((request.query as Query).path);
     if (path === undefined || path === '') throw new DockerError(400, 'path is required (?path=)');
     const container = containers.get(id);

@@ -22,15 +22,23 @@ export async function registerImageAndCreateRoutes(
     await registerImageRoutes(app, bundles, deps.imageLoader, deps.imagePuller);
     if (deps.imagePuller) registerRegistryLogin(app, deps.imagePuller);
     app.post('/containers/create', { config: { access: 'admin' } }, async (request, reply) => {
-      const name = first((request.query as Query).name);
-      const created = await createFromImage(
-        bundles,
-        creation,
-        name,
-        (request.body ?? {}) as never,
-        deps.networks?.settings.defaultNetwork.name,
-      );
-      return reply.code(201).send({ Id: dockerIdOf(created.id), Warnings: [] });
+      const name = first((request.query as Query).name)?.replace(/^\//, '');
+      // A name is claimed before anything is made: its runc id is the name unless a renamed container has it.
+      const claim = name ? context.names.claimForCreate(name) : undefined;
+      let made = false;
+      try {
+        const created = await createFromImage(
+          bundles,
+          creation,
+          claim?.id,
+          (request.body ?? {}) as never,
+          deps.networks?.settings.defaultNetwork.name,
+        );
+        made = true;
+        return reply.code(201).send({ Id: dockerIdOf(created.id), Warnings: [] });
+      } finally {
+        claim?.settle(made);
+      }
     });
   } else {
     for (const [method, url] of [

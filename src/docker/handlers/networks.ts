@@ -46,6 +46,7 @@ export function registerNetworkRoutes(
           return [];
         }
       }),
+      (container) => context.names.nameOf(container.id),
     );
 
   app.get('/networks', { config: { access: 'read' } }, async () => networks.list().map(shape));

@@ -45,11 +45,14 @@ export const nonEmpty = (value: unknown): string | undefined =>
 export const positive = (value: unknown): number | undefined =>
   typeof value === 'number' && value > 0 ? value : undefined;
 
-/** `POST /containers/create` → the native create with `spec` + `rootfsFrom`; answers the runcd id. */
+/**
+ * `POST /containers/create` → the native create with `spec` + `rootfsFrom`, as runc id `runcId` (the Docker
+ * name, or the id docker-names.ts chose for it; a random one for a container without a name); answers the id.
+ */
 export async function createFromImage(
   bundles: BundleService,
   creation: ContainerCreation,
-  nameParam: string | undefined,
+  runcId: string | undefined,
   body: CreateBody,
   defaultNetwork?: string,
 ): Promise<{ id: string }> {
@@ -78,7 +81,7 @@ export async function createFromImage(
   const mounts = mountsOf(host, body.Volumes);
   const merged = mergeWithImage(image, body);
   const process = merged.user === undefined ? merged : { ...merged, user: await userOf(image, merged.user) };
-  const id = nameParam?.replace(/^\//, '') || `runcd_${randomBytes(6).toString('hex')}`;
+  const id = runcId ?? `runcd_${randomBytes(6).toString('hex')}`;
   const policy = nonEmpty(host.RestartPolicy?.Name);
   const restartPolicy =
     policy === undefined || policy === 'no'

@@ -97,10 +97,15 @@ export function statusText(container: Container): string {
   }
 }
 
-export function summaryOf(container: Container, run: RunView, image: ImageRef): Record<string, unknown> {
+export function summaryOf(
+  container: Container,
+  run: RunView,
+  image: ImageRef,
+  name: string,
+): Record<string, unknown> {
   return {
     Id: dockerIdOf(container.id),
-    Names: [`/${container.id}`],
+    Names: [`/${name}`],
     Image: image.name,
     ImageID: image.id,
     Command: run.command.join(' '),
@@ -117,7 +122,12 @@ export function summaryOf(container: Container, run: RunView, image: ImageRef): 
 
 export const ZERO_TIME = '0001-01-01T00:00:00Z';
 
-export function inspectOf(container: Container, run: RunView, image: ImageRef): Record<string, unknown> {
+export function inspectOf(
+  container: Container,
+  run: RunView,
+  image: ImageRef,
+  name: string,
+): Record<string, unknown> {
   const state = dockerState(container);
   const command = run.command;
   return {
@@ -143,7 +153,7 @@ export function inspectOf(container: Container, run: RunView, image: ImageRef): 
     HostnamePath: '',
     HostsPath: '',
     LogPath: '',
-    Name: `/${container.id}`,
+    Name: `/${name}`,
     RestartCount: container.restartCount,
     Driver: 'runcd-bundles',
     Platform: 'linux',
