@@ -1,5 +1,5 @@
 import { mkdir } from 'node:fs/promises';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { buildApp } from './app.js';
@@ -12,6 +12,8 @@ import { NetworkRepository } from './store/network-repository.js';
 import { BundleService } from './bundles/bundle-service.js';
 import { WritableLayers } from './bundles/writable-layer.js';
 import { DockerNameRepository } from './store/docker-name-repository.js';
+import { VolumeService } from './bundles/volume-service.js';
+import { VolumeRepository } from './store/volume-repository.js';
 import { OverlayMounts } from './runtime/overlay-mount.js';
 import { ContainerCreation } from './creation/container-creation.js';
 import { ExecSessions } from './lifecycle/exec-sessions.js';
@@ -138,6 +140,8 @@ export async function openDaemon(config: DaemonConfig, logger: Logger): Promise<
     runner,
   });
   const initBinary = config.initBinary ?? DEFAULT_INIT_BINARY;
+  // Named volumes live in the state directory, which the bundle policy otherwise never lets a container mount.
+  const volumesDir = join(resolve(config.stateDir), 'volumes');
   const policy = new BundlePolicy(
     {
       ...config.policy,
@@ -151,7 +155,7 @@ export async function openDaemon(config: DaemonConfig, logger: Logger): Promise<
         ...(config.dockerSocket ? [config.dockerSocket] : []),
       ],
     },
-    { initBinary },
+    { initBinary, volumesDir },
   );
   const bundleRepository = new BundleRepository(db);
   const cni = new Cni({ runner, pluginDirs: config.network?.pluginDirs ?? [DEFAULT_CNI_PLUGIN_DIR] });
@@ -201,6 +205,11 @@ export async function openDaemon(config: DaemonConfig, logger: Logger): Promise<
     logger: logger.child({ component: 'bundles' }),
   });
   const creation = new ContainerCreation(containers, managedBundles);
+  const volumes = new VolumeService({
+    repository: new VolumeRepository(db),
+    dir: volumesDir,
+    logger: logger.child({ component: 'volumes' }),
+  });
   const sessions = new ExecSessions(containers, conmon, logger.child({ component: 'sessions' }));
   const resources = new ContainerResourceService(containers, managedBundles, runc, conmon);
   let audit: AuditLog | undefined;
@@ -211,6 +220,7 @@ export async function openDaemon(config: DaemonConfig, logger: Logger): Promise<
     await containers.init();
     networks.logHostChanges();
     await managedBundles.init();
+    await volumes.init();
     await creation.init();
     const runtimeSecurity = assessRuntime(await collectRuntimeFacts(runc, runner));
     const status = new SystemStatus({
@@ -296,6 +306,7 @@ export async function openDaemon(config: DaemonConfig, logger: Logger): Promise<
           authStore: join(config.stateDir, 'registry-auth.json'),
         }),
         dockerNames: new DockerNameRepository(db),
+        volumes,
         security: security('unix'),
       });
       apps.push(dockerApp);

@@ -13,6 +13,8 @@ import { DockerError, dockerErrorFor, notImplemented } from './docker-errors.js'
 import { ExecSessions } from './exec-sessions.js';
 import { registerArchiveRoutes } from './handlers/archive.js';
 import { DockerNames } from './docker-names.js';
+import { registerVolumeRoutes } from './handlers/volumes.js';
+import type { VolumeService } from '../bundles/volume-service.js';
 import type { DockerNameRepository } from '../store/docker-name-repository.js';
 import { registerContainerRoutes } from './handlers/containers.js';
 import { registerEventRoutes } from './handlers/events.js';
@@ -50,6 +52,8 @@ export interface DockerAppDeps {
   networks?: NetworkService | undefined;
   /** `docker pull` (skopeo + umoci); without it, POST /images/create?fromImage answers 501. */
   imagePuller?: ImagePuller | undefined;
+  /** Named volumes (`docker volume`, `-v NAME:/path`); without them, those answer 501. */
+  volumes?: VolumeService | undefined;
   /** Where Docker names that are not runc ids are kept (docker rename). */
   dockerNames: DockerNameRepository;
   security: SecurityOptions;
@@ -134,6 +138,7 @@ export async function buildDockerApp(deps: DockerAppDeps): Promise<FastifyInstan
   registerExecRoutes(app, context);
   registerEventRoutes(app, context);
   if (deps.networks) registerNetworkRoutes(app, context, deps.networks);
+  if (deps.volumes) registerVolumeRoutes(app, context, deps.volumes);
   return app;
 }
 

@@ -102,6 +102,12 @@ const MIGRATIONS: readonly string[] = [
      container_id TEXT PRIMARY KEY,
      name         TEXT NOT NULL UNIQUE
    ) STRICT`,
+  // issue 17: named volumes (docker volume create, -v NAME:/path): STATE_DIR/volumes/NAME/_data, owned by runcd.
+  `CREATE TABLE volumes (
+     name    TEXT PRIMARY KEY,
+     created TEXT NOT NULL,
+     labels  TEXT NOT NULL DEFAULT '{}'
+   ) STRICT`,
 ];
 
 /**

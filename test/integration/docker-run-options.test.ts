@@ -191,9 +191,9 @@ t.test('run options that change a container work through the bundle policy or ar
   const refused: Array<[options: string[], message: RegExp]> = [
     [['-v', `${outside}:/tmp`], /outside the allowed mount sources.*--allow-mount-source/],
     [['--mount', `type=bind,src=${outside},dst=/tmp`], /outside the allowed mount sources/],
-    [['-v', 'data:/tmp'], /does not support -v data:\/tmp \(a named volume\)/],
+    [['-v', 'bad#name:/tmp'], /includes invalid characters for a local volume name/],
     [['-v', '/data'], /does not support -v \/data \(an anonymous volume\)/],
-    [['--mount', 'type=volume,dst=/data'], /does not support --mount type=volume/],
+    [['--mount', 'type=volume,dst=/data'], /does not support --mount type=volume without a source/],
     [['--privileged'], /does not support --privileged/],
     [['--cap-add', 'NET_ADMIN'], /does not support --cap-add/],
     [['--cap-drop', 'CHOWN'], /does not support --cap-drop/],

@@ -33,6 +33,7 @@ export async function registerImageAndCreateRoutes(
           claim?.id,
           (request.body ?? {}) as never,
           deps.networks?.settings.defaultNetwork.name,
+          deps.volumes,
         );
         made = true;
         return reply.code(201).send({ Id: dockerIdOf(created.id), Warnings: [] });
@@ -80,7 +81,7 @@ export async function registerImageAndCreateRoutes(
   for (const [url, kind] of [
     ...(bundles ? [] : ([['/images/:name/json', 'image']] as const)),
     ...(deps.networks ? [] : ([['/networks/:name', 'network']] as const)),
-    ['/volumes/:name', 'volume'],
+    ...(deps.volumes ? [] : ([['/volumes/:name', 'volume']] as const)),
     ['/plugins/:name/json', 'plugin'],
   ] as const) {
     app.get(url, { config: { access: 'read' } }, async (request) => {

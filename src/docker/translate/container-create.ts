@@ -2,7 +2,8 @@ import { findImage, imageDefaultsOf } from '../translate/images.js';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { resolveUserInRootfs } from '../../bundles/rootfs-users.js';
-import { mountsOf, type HostConfigInput } from './host-config.js';
+import { mountsOf, volumeRequestsOf, type HostConfigInput } from './host-config.js';
+import type { VolumeService } from '../../bundles/volume-service.js';
 import type { BundleService } from '../../bundles/bundle-service.js';
 import type { ContainerCreation } from '../../creation/container-creation.js';
 import { NotFoundError } from '../../errors.js';
@@ -55,6 +56,7 @@ export async function createFromImage(
   runcId: string | undefined,
   body: CreateBody,
   defaultNetwork?: string,
+  volumes?: VolumeService,
 ): Promise<{ id: string }> {
   if (typeof body.Image !== 'string' || body.Image === '')
     throw new DockerError(400, 'config.Image is required');
@@ -79,6 +81,10 @@ export async function createFromImage(
   const host = body.HostConfig ?? {};
   // Before anything is made: an option runcd cannot honour refuses the create, never half of it.
   const mounts = mountsOf(host, body.Volumes);
+  const volumeRequests = volumeRequestsOf(host);
+  if (volumeRequests.length > 0 && !volumes) {
+    throw notImplemented('named volumes', 'this Docker listener was built without the volume service');
+  }
   const merged = mergeWithImage(image, body);
   const process = merged.user === undefined ? merged : { ...merged, user: await userOf(image, merged.user) };
   const id = runcId ?? `runcd_${randomBytes(6).toString('hex')}`;
@@ -104,6 +110,16 @@ export async function createFromImage(
   };
   const labels =
     body.Labels && typeof body.Labels === 'object' ? (body.Labels as Record<string, string>) : undefined;
+  // As Docker does, a volume named by a create that does not exist yet is made now (and kept if the create fails).
+  for (const wanted of volumeRequests) {
+    const volume = await volumes!.create(wanted.name);
+    mounts.push({
+      destination: wanted.destination,
+      source: volume.path,
+      type: 'bind',
+      readonly: wanted.readonly,
+    });
+  }
   const request = {
     id,
     rootfsFrom: image.id,
