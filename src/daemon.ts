@@ -1,5 +1,5 @@
 import { mkdir } from 'node:fs/promises';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { buildApp } from './app.js';
@@ -13,6 +13,11 @@ import { NetworkService } from './network/network-service.js';
 import { Cni } from './runtime/cni.js';
 import { NetworkRepository } from './store/network-repository.js';
 import { BundleService } from './bundles/bundle-service.js';
+import { WritableLayers } from './bundles/writable-layer.js';
+import { DockerNameRepository } from './store/docker-name-repository.js';
+import { VolumeService } from './bundles/volume-service.js';
+import { VolumeRepository } from './store/volume-repository.js';
+import { OverlayMounts } from './runtime/overlay-mount.js';
 import { ContainerCreation } from './creation/container-creation.js';
 import { ContainerAttach } from './lifecycle/container-attach.js';
 import { ExecSessions } from './lifecycle/exec-sessions.js';
@@ -144,6 +149,8 @@ export async function openDaemon(config: DaemonConfig, logger: Logger): Promise<
     runner,
   });
   const initBinary = config.initBinary ?? DEFAULT_INIT_BINARY;
+  // Named volumes live in the state directory, which the bundle policy otherwise never lets a container mount.
+  const volumesDir = join(resolve(config.stateDir), 'volumes');
   const policy = new BundlePolicy(
     {
       ...config.policy,
@@ -157,7 +164,7 @@ export async function openDaemon(config: DaemonConfig, logger: Logger): Promise<
         ...(config.dockerSocket ? [config.dockerSocket] : []),
       ],
     },
-    { initBinary },
+    { initBinary, volumesDir },
   );
   const bundleRepository = new BundleRepository(db);
   const cni = new Cni({ runner, pluginDirs: config.network?.pluginDirs ?? [DEFAULT_CNI_PLUGIN_DIR] });
@@ -228,9 +235,15 @@ export async function openDaemon(config: DaemonConfig, logger: Logger): Promise<
     importRoots: config.importRoots ?? [],
     maxRootfsBytes: config.maxRootfsBytes ?? DEFAULT_MAX_ROOTFS_BYTES,
     initBinary,
+    layers: new WritableLayers(new OverlayMounts(runner)),
     logger: logger.child({ component: 'bundles' }),
   });
   const creation = new ContainerCreation(containers, managedBundles);
+  const volumes = new VolumeService({
+    repository: new VolumeRepository(db),
+    dir: volumesDir,
+    logger: logger.child({ component: 'volumes' }),
+  });
   const sessions = new ExecSessions(containers, conmon, logger.child({ component: 'sessions' }));
   const attach = new ContainerAttach(containers, conmon, sessions, logger.child({ component: 'attach' }));
   const resources = new ContainerResourceService(containers, managedBundles, runc, conmon);
@@ -242,6 +255,7 @@ export async function openDaemon(config: DaemonConfig, logger: Logger): Promise<
     await containers.init();
     networks.logHostChanges();
     await managedBundles.init();
+    await volumes.init();
     await creation.init();
     const runtimeSecurity = assessRuntime(await collectRuntimeFacts(runc, runner));
     const status = new SystemStatus({
@@ -343,6 +357,8 @@ export async function openDaemon(config: DaemonConfig, logger: Logger): Promise<
         imagePuller: images.puller,
         imagePusher: images.pusher,
         imageSaver: new ImageSaver({ bundles: managedBundles, tools: imageTools }),
+        dockerNames: new DockerNameRepository(db),
+        volumes,
         security: security('unix'),
         logger: logger.child({ component: 'docker-api' }),
         metrics,

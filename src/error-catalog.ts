@@ -174,6 +174,28 @@ export const ERROR_CATALOG = {
   image_layer_unsupported: entry('invalid_input', 'an image layer in a format runcd cannot unpack'),
   image_archive_too_large: entry('too_large', 'the image archive is over the size quota'),
   image_tools_missing: entry('runtime_failure', 'skopeo or umoci is not installed on the host'),
+  // Named volumes (docker volume, -v NAME:/path).
+  volume_not_found: entry('not_found', 'no named volume has this name'),
+  volume_in_use: entry('conflict', 'the volume is mounted by a container; remove the container first'),
+  invalid_volume_name: entry(
+    'invalid_input',
+    'a volume name outside [a-zA-Z0-9][a-zA-Z0-9_.-], 2 to 64 characters',
+  ),
+  // Copies into and out of containers (docker cp).
+  container_path_not_found: entry('not_found', "a copy's path does not exist in the container's rootfs"),
+  container_path_invalid: entry(
+    'invalid_input',
+    "a copy's path or archive entry climbs out of the rootfs, passes through a file, or is not a directory",
+  ),
+  container_path_on_mount: entry(
+    'invalid_input',
+    "a copy's path is on one of the container's mounts (a bind mount, a tmpfs, /proc), not its rootfs",
+  ),
+  container_rootfs_readonly: entry('conflict', 'a copy into a container whose rootfs is read-only'),
+  container_archive_too_large: entry(
+    'too_large',
+    'an archive copied into a container is over the size or entry bound',
+  ),
   image_tool_timeout: entry('timeout', 'skopeo or umoci did not finish in time'),
   // Registries (pull, push).
   image_reference_invalid: entry(

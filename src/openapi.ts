@@ -2,6 +2,8 @@ import type { FastifyInstance } from 'fastify';
 import pino from 'pino';
 import { buildApp } from './app.js';
 import { BundleService } from './bundles/bundle-service.js';
+import { WritableLayers } from './bundles/writable-layer.js';
+import { OverlayMounts } from './runtime/overlay-mount.js';
 import { ContainerCreation } from './creation/container-creation.js';
 import { ContainerAttach } from './lifecycle/container-attach.js';
 import { ExecSessions } from './lifecycle/exec-sessions.js';
@@ -87,6 +89,7 @@ export async function buildInspectionApp(options: { requireToken?: boolean } = {
     importRoots: [],
     maxRootfsBytes: DEFAULT_MAX_ROOTFS_BYTES,
     initBinary: DEFAULT_INIT_BINARY,
+    layers: new WritableLayers(new OverlayMounts(runner)),
     logger: pino({ level: 'silent' }),
   });
   const sessions = new ExecSessions(containers, conmon, pino({ level: 'silent' }));

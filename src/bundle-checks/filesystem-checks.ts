@@ -20,6 +20,8 @@ const KERNEL_AND_RUNTIME_TREES = ['/proc', '/sys', '/dev', '/run'];
 export interface RuncdProvided {
   /** Host path of the init binary (tini), which may be bind-mounted read-only into any container. */
   initBinary?: string | undefined;
+  /** Where runcd keeps named volumes (STATE_DIR/volumes): a volume's NAME/_data may be bind-mounted. */
+  volumesDir?: string | undefined;
 }
 
 /**
@@ -167,7 +169,7 @@ export class FilesystemChecks {
     if ((await stat(real).catch(() => undefined))?.isSocket()) {
       return { problem: `${shown} is a socket; sockets are never mounted into containers`, status: 403 };
     }
-    if (isInside(real, bundleDir)) return { real };
+    if (isInside(real, bundleDir) || this.isVolume(real)) return { real };
     const allowed = await this.allowedMountSources();
     if (allowed.some((dir) => real === dir || isInside(real, dir))) return { real };
     return {
@@ -183,6 +185,13 @@ export class FilesystemChecks {
     );
   }
 
+  /** Whether `path` is a named volume's data (VOLUMES/NAME/_data or below), which runcd made. */
+  private isVolume(path: string): boolean {
+    const dir = this.provided.volumesDir;
+    if (dir === undefined || !isInside(path, dir)) return false;
+    return relative(dir, path).split(sep)[1] === '_data';
+  }
+
   /** Why a host path may never be bind-mounted, whatever the allowlist says; undefined when it may be. */
   private forbiddenMountSource(path: string, bundleDir: string): string | undefined {
     if (path === '/') return "is the host's root directory";
@@ -192,7 +201,8 @@ export class FilesystemChecks {
     if (this.stateDir) {
       if (path === this.stateDir || isInside(this.stateDir, path)) return "contains runcd's state directory";
       // Bundles may live under the state dir (the default bundle root does); a bundle's own files are fine.
-      if (isInside(path, this.stateDir) && !isInside(path, bundleDir))
+      // So may named volumes, which runcd made there for containers.
+      if (isInside(path, this.stateDir) && !isInside(path, bundleDir) && !this.isVolume(path))
         return "is inside runcd's state directory";
     }
     for (const protectedPath of this.protectedPaths) {

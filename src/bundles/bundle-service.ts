@@ -23,6 +23,7 @@ import { importTree } from './rootfs-import.js';
 import { RootfsFilling } from './rootfs-filling.js';
 import { discardTree } from './rootfs-writer.js';
 import { extractTarball } from './tar-extractor.js';
+import type { WritableLayers } from './writable-layer.js';
 
 /** A bundle held for a container being created; `release` hands it back when the create fails. */
 export interface BundleReservation {
@@ -44,6 +45,8 @@ export interface BundleServiceDeps {
   maxRootfsBytes: number;
   /** tini's static build; `init: true` needs it. */
   initBinary: string;
+  /** The overlay layers of private bundles with a writable rootfs. */
+  layers: WritableLayers;
   logger: Logger;
 }
 
@@ -88,6 +91,28 @@ export class BundleService {
       if (name.startsWith(SCRATCH_PREFIX)) await discardTree(join(this.root, name));
     }
     for (const record of this.deps.repository.all()) await this.rootfs.discardLeftovers(record.path);
+    await this.remountLayers();
+  }
+
+  /**
+   * A runcd that was killed leaves its layers mounted (they live in its mount namespace, not its process); a
+   * reboot takes them down. Either way each layered private bundle is mounted again here, before any of its
+   * containers can be started; the bundles of containers that are gone are removed by forgetContainersExcept.
+   */
+  private async remountLayers(): Promise<void> {
+    for (const record of this.deps.repository.all()) {
+      if (record.privateTo === null || !(await this.deps.layers.has(record.path))) continue;
+      const owner = record.rootfsOrigin === null ? undefined : this.deps.repository.get(record.rootfsOrigin);
+      if (!owner) continue;
+      try {
+        await this.deps.layers.ensureMounted(record.path, join(owner.path, 'rootfs'));
+      } catch (error) {
+        this.deps.logger.error(
+          { bundleId: record.id, containerId: record.privateTo, err: error },
+          'remounting a writable layer failed',
+        );
+      }
+    }
   }
 
   /**
@@ -99,7 +124,13 @@ export class BundleService {
       if (!existing.has(link.containerId)) this.deps.repository.unlinkContainer(link.containerId);
     }
     for (const record of this.deps.repository.all()) {
-      if (record.privateTo !== null && !existing.has(record.privateTo)) await this.removeBundle(record);
+      if (record.privateTo === null || existing.has(record.privateTo)) continue;
+      try {
+        await this.removeBundle(record);
+      } catch (error) {
+        // Left for the next start; a layer that cannot be unmounted must not stop this one.
+        this.deps.logger.error({ bundleId: record.id, err: error }, 'removing a private bundle failed');
+      }
     }
   }
 
@@ -152,6 +183,11 @@ export class BundleService {
   /** What an archive for this bundle root may weigh: the rootfs quota, twice, plus tar headers. */
   get maxArchiveBytes(): number {
     return this.deps.maxRootfsBytes * ARCHIVE_OVERHEAD_FACTOR + ARCHIVE_SLACK_BYTES;
+  }
+
+  /** `--max-rootfs-bytes`: also what one copy into a container may write. */
+  get maxRootfsBytes(): number {
+    return this.deps.maxRootfsBytes;
   }
 
   /** Whether a bundle of this id exists (docker load picks a free id for a new image). */
@@ -380,12 +416,15 @@ export class BundleService {
     this.checkSpec(spec);
     const id = `private-${randomBytes(6).toString('hex')}`;
     const sharedRootfs = join(source.path, 'rootfs');
+    // A writable rootfs over a shared one is a layer of its own: the shared directory is never written.
+    const layered = spec.readonlyRootfs === false;
     return this.locks.run(id, async () => {
       const dir = await this.claimDirectory(id);
+      let record: BundleRecord | undefined;
       try {
         // The hostname of a private bundle is its container's.
-        const config = await this.configs.generate(containerId, spec, dir, sharedRootfs);
-        const record: BundleRecord = {
+        const config = await this.configs.generate(containerId, spec, dir, layered ? 'rootfs' : sharedRootfs);
+        record = {
           id,
           path: dir,
           created: new Date().toISOString(),
@@ -399,16 +438,21 @@ export class BundleService {
           fileCount: 0,
           privateTo: containerId,
         };
+        // Recorded before it is mounted: a runcd killed in between finds the record and removes what is there.
         this.deps.repository.insert(record);
+        if (layered) await this.deps.layers.create(dir, sharedRootfs);
         return record;
       } catch (error) {
-        await discardTree(dir);
+        if (record) await this.removeBundle(record);
+        else await discardTree(dir);
         throw error;
       }
     });
   }
 
   private async removeBundle(record: BundleRecord): Promise<void> {
+    // Never recurse through a mounted layer: unmounted first, or the removal stops here.
+    if (await this.deps.layers.has(record.path)) await this.deps.layers.unmount(record.path);
     await discardTree(record.path);
     this.deps.repository.remove(record.id);
     this.deps.logger.info({ bundleId: record.id }, 'bundle deleted');

@@ -20,6 +20,11 @@ import { RUNCD_VERSION } from '../version.js';
 import type { DockerContext } from './docker-context.js';
 import { DockerError, dockerErrorFor, notImplemented } from './docker-errors.js';
 import { ExecSessions } from './exec-sessions.js';
+import { registerArchiveRoutes } from './handlers/archive.js';
+import { DockerNames } from './docker-names.js';
+import { registerVolumeRoutes } from './handlers/volumes.js';
+import type { VolumeService } from '../bundles/volume-service.js';
+import type { DockerNameRepository } from '../store/docker-name-repository.js';
 import { registerContainerRoutes } from './handlers/containers.js';
 import { registerEventRoutes } from './handlers/events.js';
 import { registerExecRoutes } from './handlers/exec.js';
@@ -63,6 +68,10 @@ export interface DockerAppDeps {
   imagePusher?: ImagePusher | undefined;
   /** `docker save`; without it, GET /images/get answers 501. */
   imageSaver?: ImageSaver | undefined;
+  /** Named volumes (`docker volume`, `-v NAME:/path`); without them, those answer 501. */
+  volumes?: VolumeService | undefined;
+  /** Where Docker names that are not runc ids are kept (docker rename). */
+  dockerNames: DockerNameRepository;
   security: SecurityOptions;
   /** `docker update` (runc update); without it, the route answers 501. */
   resources?: ContainerResourceService | undefined;
@@ -77,6 +86,8 @@ export async function buildDockerApp(deps: DockerAppDeps): Promise<FastifyInstan
   const { containers } = deps;
   const logs = new LogService(containers);
   const execs = new ExecSessions();
+  const names = new DockerNames(deps.dockerNames, containers);
+  names.init();
   const app = Fastify({
     ...(deps.logger ? { loggerInstance: deps.logger } : { logger: false }),
     // As on runcd's own listener: one line per request (http-observability) carrying a sane caller request id.
@@ -145,17 +156,20 @@ export async function buildDockerApp(deps: DockerAppDeps): Promise<FastifyInstan
   await app.register(httpObservability, { metrics: deps.metrics, api: 'docker' });
   await app.register(securityPlugin, deps.security);
 
-  const context: DockerContext = { containers, logs, execs, closing: closing.signal, deps };
+  app.addHook('onClose', async () => names.close());
+  const context: DockerContext = { containers, logs, execs, names, closing: closing.signal, deps };
   registerSystemRoutes(app, context);
   await registerImageAndCreateRoutes(app, context);
   registerContainerRoutes(app, context);
   registerUpdateRoute(app, context);
   registerDiskUsageRoutes(app, context);
+  await registerArchiveRoutes(app, context);
   registerStreamRoutes(app, context);
   registerStatsRoutes(app, context);
   registerExecRoutes(app, context);
   registerEventRoutes(app, context);
   if (deps.networks) registerNetworkRoutes(app, context, deps.networks);
+  if (deps.volumes) registerVolumeRoutes(app, context, deps.volumes);
   return app;
 }
 

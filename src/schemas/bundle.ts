@@ -93,7 +93,12 @@ export const BundleSpec = z
       .regex(/^[A-Za-z0-9]([A-Za-z0-9.-]{0,62})$/, 'hostname must be 1-63 characters of A-Z a-z 0-9 . -')
       .optional()
       .describe('Default: the bundle id'),
-    readonlyRootfs: z.boolean().optional().describe("Default true, as runc spec's"),
+    readonlyRootfs: z
+      .boolean()
+      .optional()
+      .describe(
+        "Default true, as runc spec's. false on a private bundle (spec + rootfsFrom): the container gets its own writable overlay layer over the shared rootfs, which is never written; removed with the container",
+      ),
     resources: ResourceLimits.optional(),
     mounts: z.array(MountSpec).max(64).optional(),
     init: z

@@ -98,6 +98,18 @@ const MIGRATIONS: readonly string[] = [
    ) STRICT`,
   // issue 16, names on user networks: the names besides its id a container answers to there (aardvark-dns).
   `ALTER TABLE container_networks ADD COLUMN aliases TEXT NOT NULL DEFAULT '[]'`,
+  // issue 17: a container's Docker name where it is not its runc id (docker rename; a create whose name's id is
+  // still taken). A container without a row is named by its id.
+  `CREATE TABLE docker_names (
+     container_id TEXT PRIMARY KEY,
+     name         TEXT NOT NULL UNIQUE
+   ) STRICT`,
+  // issue 17: named volumes (docker volume create, -v NAME:/path): STATE_DIR/volumes/NAME/_data, owned by runcd.
+  `CREATE TABLE volumes (
+     name    TEXT PRIMARY KEY,
+     created TEXT NOT NULL,
+     labels  TEXT NOT NULL DEFAULT '{}'
+   ) STRICT`,
 ];
 
 /**

@@ -8,6 +8,7 @@ import type { Test } from 'tap';
 import { Agent, request } from 'undici';
 import { resolveBinary } from '../../src/config.js';
 import { openDaemon, type Daemon, type DaemonConfig } from '../../src/daemon.js';
+import { mountPointsOf } from '../../src/runtime/overlay-mount.js';
 
 /** The repository root, whether this file runs from test/ or dist/test/. */
 export const REPO_ROOT = resolve(
@@ -106,7 +107,22 @@ export function destroySandbox(sandbox: Sandbox): void {
     }
   }
   killMonitors(sandbox.dir);
+  unmountUnder(sandbox.dir);
   rmSync(sandbox.dir, { recursive: true, force: true });
+}
+
+/** Writable layers a failed test left mounted in the sandbox: rm must never recurse through a live mount. */
+function unmountUnder(dir: string): void {
+  const points = mountPointsOf(readFileSync('/proc/self/mountinfo', 'utf8'))
+    .filter((point) => point.startsWith(dir + '/'))
+    .reverse();
+  for (const point of points) {
+    try {
+      execFileSync('umount', ['--lazy', point], { stdio: 'ignore' });
+    } catch {
+      // unmounted meanwhile
+    }
+  }
 }
 
 /** conmon exits by itself once its container is gone; any monitor of this sandbox still alive is killed. */

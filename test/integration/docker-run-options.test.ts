@@ -191,9 +191,9 @@ t.test('run options that change a container work through the bundle policy or ar
   const refused: Array<[options: string[], message: RegExp]> = [
     [['-v', `${outside}:/tmp`], /outside the allowed mount sources.*--allow-mount-source/],
     [['--mount', `type=bind,src=${outside},dst=/tmp`], /outside the allowed mount sources/],
-    [['-v', 'data:/tmp'], /does not support -v data:\/tmp \(a named volume\)/],
+    [['-v', 'bad#name:/tmp'], /includes invalid characters for a local volume name/],
     [['-v', '/data'], /does not support -v \/data \(an anonymous volume\)/],
-    [['--mount', 'type=volume,dst=/data'], /does not support --mount type=volume/],
+    [['--mount', 'type=volume,dst=/data'], /does not support --mount type=volume without a source/],
     [['--privileged'], /does not support --privileged/],
     [['--cap-add', 'NET_ADMIN'], /does not support --cap-add/],
     [['--cap-drop', 'CHOWN'], /does not support --cap-drop/],
@@ -213,7 +213,7 @@ t.test('run options that change a container work through the bundle policy or ar
   t.equal((await run('ps', '-aq')).stdout.trim(), '', 'no refused create left a container');
 });
 
-t.test('stats --no-stream, container prune, and rename answering why not', async (t) => {
+t.test('stats --no-stream and container prune', async (t) => {
   const { run, sandbox } = await withImage(t, 'dstat');
   const busy = sandbox.id('busy');
   t.equal((await run('run', '-d', '--name', busy, '-m', '64m', 'bb', 'sleep', '1000')).code, 0);
@@ -227,10 +227,6 @@ t.test('stats --no-stream, container prune, and rename answering why not', async
   t.equal(all.code, 0, all.stderr);
   t.match(all.stdout, new RegExp(`^${busy} \\d+\\.\\d\\d%$`, 'm'), 'every running container, with a CPU %');
   t.notOk(all.stdout.includes(done), 'not the exited one');
-
-  const rename = await run('rename', busy, 'other');
-  t.not(rename.code, 0);
-  t.match(rename.stderr, /does not implement POST \/containers\/\{id\}\/rename.*its runc id/);
 
   const kept = await run('container', 'prune', '-f', '--filter', 'label=keep=yes');
   t.equal(kept.code, 0, kept.stderr);

@@ -488,3 +488,22 @@ t.test('--policy files are validated field by field', async (t) => {
   );
   await t.rejects(loadPolicyFile(join(dir, 'missing.json')), /cannot read it/);
 });
+
+t.test("a named volume's data may be mounted from the state dir; nothing else there may", async (t) => {
+  const world = makeWorld(t);
+  const volumesDir = join(world.stateDir, 'volumes');
+  mkdirSync(join(volumesDir, 'cache', '_data'), { recursive: true });
+  const policy = new BundlePolicy({}, { stateDir: world.stateDir }, { volumesDir });
+  const mounting = (source: string): OciSpec => {
+    const spec = runcSpec();
+    spec.mounts = [...(spec.mounts ?? []), { destination: '/v', type: 'bind', source, options: ['rbind'] }];
+    return spec;
+  };
+  t.equal((await refusal(policy, mounting(join(volumesDir, 'cache', '_data')), world.bundle)).status, 200);
+  t.match(await refusal(policy, mounting(volumesDir), world.bundle), {
+    status: 403,
+    detail: /inside runcd's state directory/,
+  });
+  t.match(await refusal(policy, mounting(join(volumesDir, 'cache')), world.bundle), { status: 403 });
+  t.match(await refusal(policy, mounting(join(world.stateDir, 'exits')), world.bundle), { status: 403 });
+});

@@ -1,6 +1,6 @@
 import t from 'tap';
 import { DockerError } from '../../src/docker/docker-errors.js';
-import { mountsOf } from '../../src/docker/translate/host-config.js';
+import { mountsOf, volumeRequestsOf } from '../../src/docker/translate/host-config.js';
 
 // What the docker CLI sends for a plain `docker run` (its zero values) must pass; every option that changes the
 // container becomes a mount or a refusal naming the flag.
@@ -80,10 +80,29 @@ t.test('what runcd cannot honour is refused, naming the flag', async (t) => {
   t.match(refusal({ GroupAdd: ['50'] }), /--group-add/);
   t.match(refusal({ SecurityOpt: ['seccomp=unconfined'] }), /--security-opt/);
   t.match(refusal({ LogConfig: { Type: 'syslog' } }), /--log-driver syslog/);
-  t.match(refusal({ Binds: ['cache:/cache'] }), /-v cache:\/cache \(a named volume\)/);
   t.match(refusal({}, { '/data': {} }), /-v \/data \(an anonymous volume\)/);
   t.match(refusal({ Binds: ['/srv:/srv:z'] }), /only ro and rw/);
   t.match(refusal({ Binds: ['/srv:relative'] }), /container path must be an absolute path/);
-  t.match(refusal({ Mounts: [{ Type: 'volume', Target: '/v' }] }), /--mount type=volume/);
+  t.match(refusal({ Mounts: [{ Type: 'volume', Target: '/v' }] }), /--mount type=volume without a source/);
+  t.match(refusal({ Binds: ['cache:/cache:nocopy'] }), /only ro and rw/);
   t.match(refusal({ Tmpfs: { '/run': 'size=1m;rm -rf' } }), /--tmpfs: invalid mount option/);
+});
+
+t.test('named volumes are requests for the volume service, not mounts', async (t) => {
+  const host = {
+    Binds: ['/srv/data:/data', 'cache:/cache:ro'],
+    Mounts: [{ Type: 'volume', Source: 'db', Target: '/var/lib/db' }],
+  };
+  t.same(mountsOf(host, undefined), [
+    { destination: '/data', source: '/srv/data', type: 'bind', readonly: false },
+  ]);
+  t.same(
+    mountsOf({ Binds: ['store:/store:rw'] }, { '/store': {} }),
+    [],
+    'Config.Volumes covered by a -v is no anonymous volume (compose sends both)',
+  );
+  t.same(volumeRequestsOf(host), [
+    { name: 'cache', destination: '/cache', readonly: true },
+    { name: 'db', destination: '/var/lib/db', readonly: false },
+  ]);
 });

@@ -52,6 +52,7 @@ const run = (overrides: Partial<RunView> = {}): RunView => ({
   memoryBytes: 67108864,
   cpus: 0.5,
   pidsLimit: 50,
+  readonlyRootfs: false,
   ...overrides,
 });
 const bb: ImageRef = { name: 'bb:latest', id: `sha256:${'a'.repeat(64)}` };
@@ -63,7 +64,7 @@ t.test('states: runcd stopped is Docker exited, creating reads created', async (
 });
 
 t.test('inspect: State, Name, Id and HostConfig as docker inspect reads them', async (t) => {
-  const inspected = inspectOf(container({ autoRemove: true }), run(), bb) as {
+  const inspected = inspectOf(container({ autoRemove: true }), run(), bb, 'web-1') as {
     Id: string;
     Name: string;
     Image: string;
@@ -87,11 +88,13 @@ t.test('inspect: State, Name, Id and HostConfig as docker inspect reads them', a
     Memory: 67108864,
     NanoCpus: 500000000,
     PidsLimit: 50,
+    ReadonlyRootfs: false,
   });
   const exited = inspectOf(
     container({ status: 'stopped', exitCode: 3, pid: 0 }),
-    run({ command: [], memoryBytes: null, cpus: null, pidsLimit: null }),
+    run({ command: [], memoryBytes: null, cpus: null, pidsLimit: null, readonlyRootfs: true }),
     bb,
+    'web-1',
   ) as {
     State: { Status: string; Running: boolean; ExitCode: number };
     HostConfig: Record<string, unknown>;
@@ -99,13 +102,13 @@ t.test('inspect: State, Name, Id and HostConfig as docker inspect reads them', a
   t.match(exited.State, { Status: 'exited', Running: false, ExitCode: 3 });
   t.match(
     exited.HostConfig,
-    { Memory: 0, NanoCpus: 0, PidsLimit: null },
-    'no limits read as Docker’s zeroes',
+    { Memory: 0, NanoCpus: 0, PidsLimit: null, ReadonlyRootfs: true },
+    'no limits read as Docker’s zeroes; --read-only as root.readonly says',
   );
 });
 
 t.test('summary: docker ps columns', async (t) => {
-  const summary = summaryOf(container(), run(), bb) as {
+  const summary = summaryOf(container(), run(), bb, 'web-1') as {
     Names: string[];
     ImageID: string;
     State: string;
@@ -114,6 +117,9 @@ t.test('summary: docker ps columns', async (t) => {
     Labels: Record<string, string>;
   };
   t.same(summary.Names, ['/web-1']);
+  const renamed = summaryOf(container(), run(), bb, 'front') as { Names: string[]; Id: string };
+  t.same(renamed.Names, ['/front'], 'a renamed container shows its Docker name');
+  t.equal(renamed.Id, dockerIdOf('web-1'), 'under the id of its runc id');
   t.equal(summary.State, 'running');
   t.match(summary.Status, /^Up /);
   t.equal(summary.Image, 'bb:latest');
@@ -130,6 +136,7 @@ t.test('filters: parsed from Docker JSON, matched on containers and events', asy
   const facts = {
     imageOf: () => 'bb:latest',
     createdOf: (reference: string) => (reference === 'older' ? '2026-12-02T09:00:00.000Z' : undefined),
+    nameOf: () => 'front',
   };
   const match = (value: object, overrides: Partial<Container> = {}) =>
     matchesContainerFilters(container(overrides), parseFilters(JSON.stringify(value)), facts);
@@ -140,6 +147,8 @@ t.test('filters: parsed from Docker JSON, matched on containers and events', asy
   t.notOk(match({ exited: ['0'] }), 'a running container has not exited');
   t.ok(match({ since: ['older'] }), 'created after the referenced container');
   t.notOk(match({ before: ['older'] }));
+  t.ok(match({ name: ['fro'] }), 'name: matched on the Docker name');
+  t.notOk(match({ name: ['web-1'] }), 'not on the runc id of a renamed container');
   t.throws(() => match({ since: ['nobody'] }), new DockerError(404, 'No such container: nobody'));
   t.throws(() => match({ exited: ['x'] }), DockerError, 'a non-numeric exit code is a 400');
   const event: ContainerEvent = {

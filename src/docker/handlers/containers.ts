@@ -24,7 +24,7 @@ import type { Container } from '../../schemas/container.js';
  * translate a refusal; none re-reads state to decide.
  */
 export async function registerContainerRoutes(app: FastifyInstance, context: DockerContext): Promise<void> {
-  const { containers, deps } = context;
+  const { containers, deps, names } = context;
   app.get('/containers/json', { config: { access: 'read' } }, async (request) => {
     const query = request.query as Query;
     const filters = parseFilters(query.filters);
@@ -32,9 +32,10 @@ export async function registerContainerRoutes(app: FastifyInstance, context: Doc
     if (!queryBool(query.all)) list = list.filter((container) => container.status !== 'stopped');
     const facts = {
       imageOf: (container: Container) => imageRefOf(deps.bundles, container.bundle).name,
+      nameOf: (container: Container) => names.nameOf(container.id),
       createdOf: (reference: string) => {
         try {
-          return containers.get(resolveContainer(containers, reference)).created;
+          return containers.get(resolveContainer(context, reference)).created;
         } catch {
           return undefined;
         }
@@ -50,23 +51,25 @@ export async function registerContainerRoutes(app: FastifyInstance, context: Doc
           container,
           await runViewOf(containers, container),
           imageRefOf(deps.bundles, container.bundle),
+          names.nameOf(container.id),
         ),
       ),
     );
   });
 
   app.get('/containers/:id/json', { config: { access: 'read' } }, async (request) => {
-    const id = resolveContainer(containers, idParam(request));
+    const id = resolveContainer(context, idParam(request));
     const container = containers.get(id);
     return inspectOf(
       container,
       await runViewOf(containers, container),
       imageRefOf(deps.bundles, container.bundle),
+      names.nameOf(id),
     );
   });
 
   app.post('/containers/:id/start', { config: { access: 'operate' } }, async (request, reply) => {
-    const id = resolveContainer(containers, idParam(request));
+    const id = resolveContainer(context, idParam(request));
     const started = await asDocker('start', id, async () => {
       try {
         await containers.start(id);
@@ -80,7 +83,7 @@ export async function registerContainerRoutes(app: FastifyInstance, context: Doc
   });
 
   app.post('/containers/:id/stop', { config: { access: 'operate' } }, async (request, reply) => {
-    const id = resolveContainer(containers, idParam(request));
+    const id = resolveContainer(context, idParam(request));
     const query = request.query as Query;
     const outcome = await asDocker('stop', id, () =>
       containers.stopReporting(id, {
@@ -93,7 +96,7 @@ export async function registerContainerRoutes(app: FastifyInstance, context: Doc
   });
 
   app.post('/containers/:id/restart', { config: { access: 'operate' } }, async (request, reply) => {
-    const id = resolveContainer(containers, idParam(request));
+    const id = resolveContainer(context, idParam(request));
     await asDocker('restart', id, () =>
       containers.restart(id, { timeoutSeconds: timeoutParam((request.query as Query).t) }),
     );
@@ -101,7 +104,7 @@ export async function registerContainerRoutes(app: FastifyInstance, context: Doc
   });
 
   app.post('/containers/:id/kill', { config: { access: 'operate' } }, async (request, reply) => {
-    const id = resolveContainer(containers, idParam(request));
+    const id = resolveContainer(context, idParam(request));
     const query = request.query as Query;
     const signal = query.signal === undefined ? signalParam('SIGKILL') : signalParam(query.signal);
     await asDocker('kill', id, () => containers.kill(id, signal));
@@ -109,19 +112,19 @@ export async function registerContainerRoutes(app: FastifyInstance, context: Doc
   });
 
   app.post('/containers/:id/pause', { config: { access: 'operate' } }, async (request, reply) => {
-    const id = resolveContainer(containers, idParam(request));
+    const id = resolveContainer(context, idParam(request));
     await asDocker('pause', id, () => containers.pause(id));
     return reply.code(204).send();
   });
 
   app.post('/containers/:id/unpause', { config: { access: 'operate' } }, async (request, reply) => {
-    const id = resolveContainer(containers, idParam(request));
+    const id = resolveContainer(context, idParam(request));
     await asDocker('unpause', id, () => containers.resume(id));
     return reply.code(204).send();
   });
 
   app.delete('/containers/:id', { config: { access: 'admin' } }, async (request, reply) => {
-    const id = resolveContainer(containers, idParam(request));
+    const id = resolveContainer(context, idParam(request));
     const force = queryBool((request.query as Query).force);
     await asDocker('remove', id, () => containers.delete(id, { force }));
     return reply.code(204).send();
@@ -152,7 +155,7 @@ export async function registerContainerRoutes(app: FastifyInstance, context: Doc
   });
 
   app.get('/containers/:id/top', { config: { access: 'read' } }, async (request) => {
-    const id = resolveContainer(containers, idParam(request));
+    const id = resolveContainer(context, idParam(request));
     const processes = await containers.processes(id);
     return {
       Titles: ['UID', 'PID', 'PPID', 'STAT', 'CMD'],
@@ -166,8 +169,17 @@ export async function registerContainerRoutes(app: FastifyInstance, context: Doc
     };
   });
 
+  // docker rename: the Docker name is a row apart from the runc id (docker-names.ts), which never changes.
+  app.post('/containers/:id/rename', { config: { access: 'admin' } }, async (request, reply) => {
+    const id = resolveContainer(context, idParam(request));
+    const name = first((request.query as Query).name);
+    if (name === undefined || name === '') throw new DockerError(400, 'name is required (?name=)');
+    names.rename(id, name);
+    return reply.code(204).send();
+  });
+
   // Answered 501 whatever the method; reading that needs what a read needs, anything else what a change needs.
-  for (const endpoint of ['resize', 'export', 'changes', 'rename', 'archive']) {
+  for (const endpoint of ['resize', 'export', 'changes']) {
     for (const [methods, access] of [
       [['GET', 'HEAD'], 'read'],
       [['POST', 'PUT', 'DELETE', 'PATCH'], 'admin'],
@@ -177,12 +189,7 @@ export async function registerContainerRoutes(app: FastifyInstance, context: Doc
         url: `/containers/:id/${endpoint}`,
         config: { access },
         handler: async (request) => {
-          throw notImplemented(
-            `${request.method} /containers/{id}/${endpoint}`,
-            endpoint === 'rename'
-              ? "a runcd container's name is its runc id, fixed while the container exists; create it again under the new name"
-              : undefined,
-          );
+          throw notImplemented(`${request.method} /containers/{id}/${endpoint}`, undefined);
         },
       });
     }

@@ -37,6 +37,7 @@ export function registerDiskUsageRoutes(app: FastifyInstance, context: DockerCon
               container,
               await runViewOf(containers, container),
               imageRefOf(deps.bundles, container.bundle),
+              context.names.nameOf(container.id),
             ),
             // A container writes to no layer of its own: its rootfs is the image's, read-only.
             SizeRw: 0,

@@ -14,18 +14,19 @@ export function registerEventRoutes(app: FastifyInstance, context: DockerContext
     const until = timeParam(query.until, 'until');
     const filters = parseFilters(query.filters);
     // A container's labels and image as they were last seen: a destroy event comes after the container is gone.
-    const seen = new Map<string, { labels: Record<string, string>; image: string }>();
+    const seen = new Map<string, { labels: Record<string, string>; image: string; name: string }>();
     const describe = (id: string) => {
       try {
         const container = containers.get(id);
         const facts = {
           labels: container.labels,
           image: imageRefOf(context.deps.bundles, container.bundle).name,
+          name: context.names.nameOf(id),
         };
         seen.set(id, facts);
         return facts;
       } catch {
-        return seen.get(id) ?? { labels: {}, image: '' };
+        return seen.get(id) ?? { labels: {}, image: '', name: id };
       }
     };
     for (const container of containers.list()) describe(container.id);
@@ -34,7 +35,7 @@ export function registerEventRoutes(app: FastifyInstance, context: DockerContext
       { since, until },
       (event) => {
         const facts = describe(event.id);
-        const docker = dockerEventOf(event, facts.labels, facts.image);
+        const docker = dockerEventOf(event, facts.labels, facts.image, facts.name);
         return matchesEventFilters(docker, event.id, filters) ? `${JSON.stringify(docker)}\n` : undefined;
       },
       context.closing,

@@ -14,7 +14,7 @@ import type { FastifyInstance } from 'fastify';
 export async function registerExecRoutes(app: FastifyInstance, context: DockerContext): Promise<void> {
   const { containers, execs } = context;
   app.post('/containers/:id/exec', { config: { access: 'admin' } }, async (request, reply) => {
-    const id = resolveContainer(containers, idParam(request));
+    const id = resolveContainer(context, idParam(request));
     const body = (request.body ?? {}) as Record<string, unknown>;
     if (body.Tty === true) {
       throw notImplemented('exec with a TTY (docker exec -t)', 'runcd execs without a terminal; drop -t');

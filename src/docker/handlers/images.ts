@@ -27,15 +27,24 @@ export async function registerImageAndCreateRoutes(
     });
     if (deps.imagePuller) registerRegistryLogin(app, deps.imagePuller);
     app.post('/containers/create', { config: { access: 'admin' } }, async (request, reply) => {
-      const name = first((request.query as Query).name);
-      const created = await createFromImage(
-        bundles,
-        creation,
-        name,
-        (request.body ?? {}) as never,
-        deps.networks?.settings.defaultNetwork.name,
-      );
-      return reply.code(201).send({ Id: dockerIdOf(created.id), Warnings: [] });
+      const name = first((request.query as Query).name)?.replace(/^\//, '');
+      // A name is claimed before anything is made: its runc id is the name unless a renamed container has it.
+      const claim = name ? context.names.claimForCreate(name) : undefined;
+      let made = false;
+      try {
+        const created = await createFromImage(
+          bundles,
+          creation,
+          claim?.id,
+          (request.body ?? {}) as never,
+          deps.networks?.settings.defaultNetwork.name,
+          deps.volumes,
+        );
+        made = true;
+        return reply.code(201).send({ Id: dockerIdOf(created.id), Warnings: [] });
+      } finally {
+        claim?.settle(made);
+      }
     });
   } else {
     for (const [method, url] of [
@@ -77,7 +86,7 @@ export async function registerImageAndCreateRoutes(
   for (const [url, kind] of [
     ...(bundles ? [] : ([['/images/:name/json', 'image']] as const)),
     ...(deps.networks ? [] : ([['/networks/:name', 'network']] as const)),
-    ['/volumes/:name', 'volume'],
+    ...(deps.volumes ? [] : ([['/volumes/:name', 'volume']] as const)),
     ['/plugins/:name/json', 'plugin'],
   ] as const) {
     app.get(url, { config: { access: 'read' } }, async (request) => {

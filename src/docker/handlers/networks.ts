@@ -48,6 +48,7 @@ export function registerNetworkRoutes(
           return [];
         }
       }),
+      (container) => context.names.nameOf(container.id),
     );
 
   app.get('/networks', { config: { access: 'read' } }, async () => networks.list().map(shape));
@@ -117,7 +118,7 @@ export function registerNetworkRoutes(
     };
     if (typeof body.Container !== 'string' || body.Container === '')
       throw new DockerError(400, 'Container is required');
-    const id = resolveContainer(containers, body.Container);
+    const id = resolveContainer(context, body.Container);
     const given = Array.isArray(body.EndpointConfig?.Aliases) ? body.EndpointConfig.Aliases.map(String) : [];
     // On a user network a container answers to its short id too, as with Docker.
     const aliases = network.default ? given : [...given, dockerIdOf(id).slice(0, 12)];
@@ -130,7 +131,7 @@ export function registerNetworkRoutes(
     const body = (request.body ?? {}) as { Container?: unknown };
     if (typeof body.Container !== 'string' || body.Container === '')
       throw new DockerError(400, 'Container is required');
-    const id = resolveContainer(containers, body.Container);
+    const id = resolveContainer(context, body.Container);
     await dockerAnswer(() => containers.disconnectNetwork(id, network.name));
     return reply.code(200).send();
   });

@@ -31,23 +31,25 @@ export function registerStatsRoutes(app: FastifyInstance, context: DockerContext
   };
 
   app.get('/containers/:id/stats', { config: { access: 'read' } }, async (request, reply) => {
-    const id = resolveContainer(containers, idParam(request));
+    const id = resolveContainer(context, idParam(request));
     const query = request.query as Query;
     const stream = first(query.stream) === undefined || queryBool(query.stream);
     if (!stream) {
       const before = await sample(id);
       // Docker fills precpu_stats with a sample an interval earlier (the CLI's CPU % needs both), unless one-shot.
       if (queryBool(query['one-shot']) || before === undefined) {
-        return dockerStatsOf(id, before, undefined, host());
+        return dockerStatsOf(id, before, undefined, host(), context.names.nameOf(id));
       }
       await new Promise((resolve) => setTimeout(resolve, 1000));
-      return dockerStatsOf(id, await sample(id), before, host());
+      return dockerStatsOf(id, await sample(id), before, host(), context.names.nameOf(id));
     }
     const firstSample = await sample(id);
     const body = new PassThrough();
     const peer = new PeerStream(body);
     if (firstSample === undefined) {
-      peer.end(`${JSON.stringify(dockerStatsOf(id, undefined, undefined, host()))}\n`);
+      peer.end(
+        `${JSON.stringify(dockerStatsOf(id, undefined, undefined, host(), context.names.nameOf(id)))}\n`,
+      );
     } else {
       let previous: StatsSample | undefined = firstSample;
       void containers
@@ -57,7 +59,10 @@ export function registerStatsRoutes(app: FastifyInstance, context: DockerContext
           (stats) => {
             const current = sampleOf(stats);
             // A reader that does not read gets no backlog: the sample is dropped, the next one comes.
-            if (!peer.behind) peer.write(`${JSON.stringify(dockerStatsOf(id, current, previous, host()))}\n`);
+            if (!peer.behind)
+              peer.write(
+                `${JSON.stringify(dockerStatsOf(id, current, previous, host(), context.names.nameOf(id)))}\n`,
+              );
             previous = current;
           },
           peer.orWhen(context.closing),

@@ -14,7 +14,7 @@ import { PassThrough } from 'node:stream';
 export async function registerStreamRoutes(app: FastifyInstance, context: DockerContext): Promise<void> {
   const { containers, logs } = context;
   app.post('/containers/:id/wait', { config: { access: 'read' } }, async (request, reply) => {
-    const id = resolveContainer(containers, idParam(request));
+    const id = resolveContainer(context, idParam(request));
     const condition = first((request.query as Query).condition) ?? 'not-running';
     if (!['not-running', 'next-exit', 'removed'].includes(condition)) {
       throw new DockerError(400, `invalid condition: "${condition}"; use not-running, next-exit or removed`);
@@ -36,7 +36,7 @@ export async function registerStreamRoutes(app: FastifyInstance, context: Docker
   });
 
   app.get('/containers/:id/logs', { config: { access: 'read' } }, async (request, reply) => {
-    const id = resolveContainer(containers, idParam(request));
+    const id = resolveContainer(context, idParam(request));
     const query = request.query as Query;
     const stdout = queryBool(query.stdout);
     const stderr = queryBool(query.stderr);
@@ -69,7 +69,7 @@ export async function registerStreamRoutes(app: FastifyInstance, context: Docker
   // Output only (no stdin): enough for a foreground `docker run` / `docker start -a` to print what the container
   // writes. The CLI attaches before it starts the container, so the stream waits for the start first.
   app.post('/containers/:id/attach', { config: { access: 'admin' } }, async (request, reply) => {
-    const id = resolveContainer(containers, idParam(request));
+    const id = resolveContainer(context, idParam(request));
     const query = request.query as Query;
     if (queryBool(query.stdin)) {
       throw notImplemented(

@@ -10,9 +10,9 @@ import { resourceLimitsOf, type DockerUpdateBody } from '../translate/resource-u
  * A stopped container answers 409 as the native route does: its limits are applied by runc to a running one.
  */
 export function registerUpdateRoute(app: FastifyInstance, context: DockerContext): void {
-  const { containers, deps } = context;
+  const { deps } = context;
   app.post('/containers/:id/update', { config: { access: 'admin' } }, async (request) => {
-    const id = resolveContainer(containers, idParam(request));
+    const id = resolveContainer(context, idParam(request));
     if (!deps.resources)
       throw notImplemented('docker update', 'this runcd has no resource updates configured');
     const limits = resourceLimitsOf((request.body ?? {}) as DockerUpdateBody);

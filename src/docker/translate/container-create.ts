@@ -2,7 +2,8 @@ import { findImage, imageDefaultsOf } from '../translate/images.js';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { resolveUserInRootfs } from '../../bundles/rootfs-users.js';
-import { mountsOf, type HostConfigInput } from './host-config.js';
+import { mountsOf, volumeRequestsOf, type HostConfigInput } from './host-config.js';
+import type { VolumeService } from '../../bundles/volume-service.js';
 import type { BundleService } from '../../bundles/bundle-service.js';
 import type { ContainerCreation } from '../../creation/container-creation.js';
 import { NotFoundError } from '../../errors.js';
@@ -36,6 +37,7 @@ export interface CreateBody {
     AutoRemove?: unknown;
     NetworkMode?: unknown;
     PortBindings?: unknown;
+    ReadonlyRootfs?: unknown;
   };
 }
 
@@ -46,13 +48,17 @@ export const nonEmpty = (value: unknown): string | undefined =>
 export const positive = (value: unknown): number | undefined =>
   typeof value === 'number' && value > 0 ? value : undefined;
 
-/** `POST /containers/create` → the native create with `spec` + `rootfsFrom`; answers the runcd id. */
+/**
+ * `POST /containers/create` → the native create with `spec` + `rootfsFrom`, as runc id `runcId` (the Docker
+ * name, or the id docker-names.ts chose for it; a random one for a container without a name); answers the id.
+ */
 export async function createFromImage(
   bundles: BundleService,
   creation: ContainerCreation,
-  nameParam: string | undefined,
+  runcId: string | undefined,
   body: CreateBody,
   defaultNetwork?: string,
+  volumes?: VolumeService,
 ): Promise<{ id: string }> {
   if (typeof body.Image !== 'string' || body.Image === '')
     throw new DockerError(400, 'config.Image is required');
@@ -77,9 +83,13 @@ export async function createFromImage(
   const host = body.HostConfig ?? {};
   // Before anything is made: an option runcd cannot honour refuses the create, never half of it.
   const mounts = mountsOf(host, body.Volumes);
+  const volumeRequests = volumeRequestsOf(host);
+  if (volumeRequests.length > 0 && !volumes) {
+    throw notImplemented('named volumes', 'this Docker listener was built without the volume service');
+  }
   const merged = mergeWithImage(image, body);
   const process = merged.user === undefined ? merged : { ...merged, user: await userOf(image, merged.user) };
-  const id = nameParam?.replace(/^\//, '') || `runcd_${randomBytes(6).toString('hex')}`;
+  const id = runcId ?? `runcd_${randomBytes(6).toString('hex')}`;
   const policy = nonEmpty(host.RestartPolicy?.Name);
   const restartPolicy =
     policy === undefined || policy === 'no'
@@ -102,11 +112,24 @@ export async function createFromImage(
   };
   const labels =
     body.Labels && typeof body.Labels === 'object' ? (body.Labels as Record<string, string>) : undefined;
+  // As Docker does, a volume named by a create that does not exist yet is made now (and kept if the create fails).
+  for (const wanted of volumeRequests) {
+    const volume = await volumes!.create(wanted.name);
+    mounts.push({
+      destination: wanted.destination,
+      source: volume.path,
+      type: 'bind',
+      readonly: wanted.readonly,
+    });
+  }
   const request = {
     id,
     rootfsFrom: image.id,
     spec: {
       process,
+      // Docker's container writes to a layer of its own over the image (the bundle service mounts it);
+      // `--read-only` runs it on the image's rootfs as it is.
+      readonlyRootfs: host.ReadonlyRootfs === true,
       ...(nonEmpty(body.Hostname) ? { hostname: body.Hostname } : {}),
       ...(Object.keys(resources).length > 0 ? { resources } : {}),
       ...(mounts.length > 0 ? { mounts } : {}),

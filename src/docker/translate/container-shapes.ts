@@ -17,6 +17,8 @@ export interface RunView {
   memoryBytes: number | null;
   cpus: number | null;
   pidsLimit: number | null;
+  /** root.readonly: `--read-only`, or a container without a writable layer of its own. */
+  readonlyRootfs: boolean;
 }
 
 const UNKNOWN_RUN: RunView = {
@@ -27,6 +29,7 @@ const UNKNOWN_RUN: RunView = {
   memoryBytes: null,
   cpus: null,
   pidsLimit: null,
+  readonlyRootfs: false,
 };
 
 /** The config runc runs (runcd's checked copy), not the caller's file, which may have changed. */
@@ -46,6 +49,7 @@ export async function runViewOf(containers: ContainerService, container: Contain
     env: process?.env ?? [],
     cwd: process?.cwd ?? '',
     user: uid === 0 && gid === 0 ? '' : gid === 0 ? String(uid) : `${uid}:${gid}`,
+    readonlyRootfs: config.root?.readonly === true,
     ...limitsOf(config),
   };
 }
@@ -93,10 +97,15 @@ export function statusText(container: Container): string {
   }
 }
 
-export function summaryOf(container: Container, run: RunView, image: ImageRef): Record<string, unknown> {
+export function summaryOf(
+  container: Container,
+  run: RunView,
+  image: ImageRef,
+  name: string,
+): Record<string, unknown> {
   return {
     Id: dockerIdOf(container.id),
-    Names: [`/${container.id}`],
+    Names: [`/${name}`],
     Image: image.name,
     ImageID: image.id,
     Command: run.command.join(' '),
@@ -113,7 +122,12 @@ export function summaryOf(container: Container, run: RunView, image: ImageRef): 
 
 export const ZERO_TIME = '0001-01-01T00:00:00Z';
 
-export function inspectOf(container: Container, run: RunView, image: ImageRef): Record<string, unknown> {
+export function inspectOf(
+  container: Container,
+  run: RunView,
+  image: ImageRef,
+  name: string,
+): Record<string, unknown> {
   const state = dockerState(container);
   const command = run.command;
   return {
@@ -139,7 +153,7 @@ export function inspectOf(container: Container, run: RunView, image: ImageRef): 
     HostnamePath: '',
     HostsPath: '',
     LogPath: '',
-    Name: `/${container.id}`,
+    Name: `/${name}`,
     RestartCount: container.restartCount,
     Driver: 'runcd-bundles',
     Platform: 'linux',
@@ -160,6 +174,7 @@ export function inspectOf(container: Container, run: RunView, image: ImageRef): 
       Memory: run.memoryBytes ?? 0,
       NanoCpus: run.cpus === null ? 0 : Math.round(run.cpus * 1e9),
       PidsLimit: run.pidsLimit,
+      ReadonlyRootfs: run.readonlyRootfs,
     },
     GraphDriver: { Name: 'runcd-bundles', Data: { RootFs: container.rootfs, Bundle: container.bundle } },
     Mounts: [],

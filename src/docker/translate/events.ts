@@ -26,14 +26,18 @@ export interface DockerEvent {
   timeNano: number;
 }
 
-/** `image`: the name of the container's image ('' for a container of the native API, made from a bundle path). */
+/**
+ * `image`: the name of the container's image ('' for a container of the native API, made from a bundle path);
+ * `name`: its Docker name (its runc id unless renamed).
+ */
 export function dockerEventOf(
   event: ContainerEvent,
   labels: Record<string, string>,
   image = '',
+  name = event.id,
 ): DockerEvent {
   const action = EVENT_ACTIONS[event.type] ?? event.type;
-  const attributes: Record<string, string> = { ...labels, ...(image ? { image } : {}), name: event.id };
+  const attributes: Record<string, string> = { ...labels, ...(image ? { image } : {}), name };
   for (const [key, value] of Object.entries(event.attributes)) {
     if (value !== null) attributes[key] = String(value);
   }

@@ -24,7 +24,7 @@ const REFUSED: ReadonlyArray<[field: string, flag: string, why: string]> = [
   ['DnsSearch', '--dns-search', 'runcd writes no /etc/resolv.conf for containers'],
   ['DnsOptions', '--dns-option', 'runcd writes no /etc/resolv.conf for containers'],
   ['GroupAdd', '--group-add', 'give the groups with --user UID:GID'],
-  ['VolumesFrom', '--volumes-from', 'runcd has no volumes'],
+  ['VolumesFrom', '--volumes-from', 'name the volumes instead (-v NAME:/path)'],
   ['Sysctls', '--sysctl', 'runcd sets no sysctls'],
   ['Ulimits', '--ulimit', 'rlimits are the bundle spec’s; use a native bundle'],
   ['CpusetCpus', '--cpuset-cpus', 'runcd limits CPU time only (--cpus)'],
@@ -71,16 +71,17 @@ function tmpfs(destination: string, options: string[]): Mount {
   return { destination, type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'nodev', 'noexec', ...options] };
 }
 
-/** `-v /host:/container[:ro|rw]`; a name instead of a host path is a named volume, which runcd does not have. */
-function bindOf(entry: string): Mount {
+/** A named volume a container mounts (`-v NAME:/path`, `--mount type=volume,src=NAME`): made if missing. */
+export interface VolumeRequest {
+  name: string;
+  destination: string;
+  readonly: boolean;
+}
+
+/** `-v /host:/container[:ro|rw]`, or `-v NAME:/container[:ro|rw]` (a named volume). */
+function bindOf(entry: string): Mount | VolumeRequest {
   const [source, destination, options, ...rest] = entry.split(':');
-  if (!source?.startsWith('/')) {
-    throw refuse(
-      `-v ${entry} (a named volume)`,
-      'runcd has no volumes; bind-mount a host directory (-v /host/dir:/path)',
-    );
-  }
-  if (destination === undefined || rest.length > 0) {
+  if (source === undefined || source === '' || destination === undefined || rest.length > 0) {
     throw new DockerError(400, `-v ${entry}: give HOST-PATH:CONTAINER-PATH[:ro]`);
   }
   absolute('-v', destination, 'container path');
@@ -90,6 +91,7 @@ function bindOf(entry: string): Mount {
       throw refuse(`-v ...:${flag}`, 'only ro and rw are supported as bind mount options');
     }
   }
+  if (!source.startsWith('/')) return { name: source, destination, readonly: flags.includes('ro') };
   return { destination, source, type: 'bind', readonly: flags.includes('ro') };
 }
 
@@ -103,9 +105,21 @@ interface DockerMount {
   VolumeOptions?: unknown;
 }
 
-/** `--mount type=bind|tmpfs,...`. */
-function mountOf(mount: DockerMount): Mount {
+/** `--mount type=bind|tmpfs|volume,...`. */
+function mountOf(mount: DockerMount): Mount | VolumeRequest {
   const destination = absolute('--mount', mount.Target, 'target');
+  if (mount.Type === 'volume') {
+    if (typeof mount.Source !== 'string' || mount.Source === '') {
+      throw refuse('--mount type=volume without a source (an anonymous volume)', 'name the volume: src=NAME');
+    }
+    if (isSet(mount.VolumeOptions)) {
+      throw refuse(
+        '--mount volume-driver, volume-label and other volume options',
+        'runcd volumes are local directories',
+      );
+    }
+    return { name: mount.Source, destination, readonly: mount.ReadOnly === true };
+  }
   if (mount.Type === 'bind') {
     if (isSet(mount.BindOptions))
       throw refuse(
@@ -128,7 +142,10 @@ function mountOf(mount: DockerMount): Mount {
       ...(mount.ReadOnly === true ? ['ro'] : []),
     ]);
   }
-  throw refuse(`--mount type=${String(mount.Type)}`, 'only type=bind and type=tmpfs are supported');
+  throw refuse(
+    `--mount type=${String(mount.Type)}`,
+    'only type=bind, type=volume and type=tmpfs are supported',
+  );
 }
 
 export interface HostConfigInput {
@@ -140,7 +157,12 @@ export interface HostConfigInput {
   [field: string]: unknown;
 }
 
-/** The native mounts for a Docker create body's HostConfig (and Config.Volumes); throws on what runcd lacks. */
+const isVolume = (mount: Mount | VolumeRequest): mount is VolumeRequest => 'name' in mount;
+
+/**
+ * The native mounts for a Docker create body's HostConfig (and Config.Volumes); throws on what runcd lacks.
+ * Named volumes are not among them: volumeRequestsOf lists them, for the volume service to resolve.
+ */
 export function mountsOf(host: HostConfigInput, volumes: unknown): Mount[] {
   for (const [field, flag, why] of REFUSED) {
     if (isSet(host[field])) throw refuse(flag, why);
@@ -152,15 +174,19 @@ export function mountsOf(host: HostConfigInput, volumes: unknown): Mount[] {
       'output is kept as a log runcd serves to docker logs (json-file)',
     );
   }
-  if (isSet(volumes)) {
+  // Config.Volumes names each mount point; one that no -v or --mount covers is an anonymous volume (compose sends
+  // both for its named volumes).
+  const covered = new Set(bindsAndMounts(host).map((each) => each.destination));
+  const anonymous =
+    volumes && typeof volumes === 'object' ? Object.keys(volumes).filter((path) => !covered.has(path)) : [];
+  if (anonymous.length > 0) {
     throw refuse(
-      `-v ${Object.keys(volumes as object).join(', ')} (an anonymous volume)`,
-      'runcd has no volumes; bind-mount a host directory (-v /host/dir:/path)',
+      `-v ${anonymous.join(', ')} (an anonymous volume)`,
+      'runcd has named volumes only; name it (-v NAME:/path) or bind-mount a host directory (-v /host/dir:/path)',
     );
   }
   const mounts: Mount[] = [];
-  if (Array.isArray(host.Binds)) for (const entry of host.Binds) mounts.push(bindOf(String(entry)));
-  if (Array.isArray(host.Mounts)) for (const mount of host.Mounts) mounts.push(mountOf(mount as DockerMount));
+  for (const each of bindsAndMounts(host)) if (!isVolume(each)) mounts.push(each);
   if (host.Tmpfs && typeof host.Tmpfs === 'object') {
     for (const [destination, options] of Object.entries(host.Tmpfs as Record<string, unknown>)) {
       mounts.push(
@@ -178,4 +204,16 @@ export function mountsOf(host: HostConfigInput, volumes: unknown): Mount[] {
     });
   }
   return mounts;
+}
+
+/** The named volumes of a create body, in the order given. */
+export function volumeRequestsOf(host: HostConfigInput): VolumeRequest[] {
+  return bindsAndMounts(host).filter(isVolume);
+}
+
+function bindsAndMounts(host: HostConfigInput): Array<Mount | VolumeRequest> {
+  return [
+    ...(Array.isArray(host.Binds) ? host.Binds.map((entry) => bindOf(String(entry))) : []),
+    ...(Array.isArray(host.Mounts) ? host.Mounts.map((mount) => mountOf(mount as DockerMount)) : []),
+  ];
 }

@@ -163,6 +163,16 @@ export function summaryOf(bundle: Bundle): Record<string, unknown> {
 }
 
 export function inspectOf(bundle: Bundle): Record<string, unknown> {
+  const defaults = imageDefaultsOf(bundle);
+  const config = {
+    Cmd: defaults.Cmd ?? null,
+    Entrypoint: defaults.Entrypoint ?? null,
+    Env: defaults.Env ?? [],
+    WorkingDir: defaults.WorkingDir ?? '',
+    User: defaults.User ?? '',
+    Labels: {},
+    Volumes: null,
+  };
   return {
     Id: imageIdOf(bundle),
     RepoTags: imageNamesOf(bundle),
@@ -170,17 +180,10 @@ export function inspectOf(bundle: Bundle): Record<string, unknown> {
     Parent: '',
     Comment: 'runcd managed bundle',
     Created: bundle.created,
-    Config: (() => {
-      const defaults = imageDefaultsOf(bundle);
-      return {
-        Cmd: defaults.Cmd ?? null,
-        Entrypoint: defaults.Entrypoint ?? null,
-        Env: defaults.Env ?? [],
-        WorkingDir: defaults.WorkingDir ?? '',
-        User: defaults.User ?? '',
-        Labels: {},
-      };
-    })(),
+    Config: config,
+    // Dropped from API 1.45, but docker-compose 1.29 reads ContainerConfig.Volumes when it re-creates a service
+    // (KeyError 'ContainerConfig' without it).
+    ContainerConfig: config,
     Architecture: process.arch === 'x64' ? 'amd64' : process.arch,
     Os: 'linux',
     Size: bundle.rootfs.sizeBytes,

@@ -11,7 +11,11 @@ export function dockerNetworkIdOf(name: string): string {
 }
 
 /** `docker network inspect` / `ls`: Docker's shape of a runcd network. */
-export function dockerNetworkOf(network: Network, members: Container[]): Record<string, unknown> {
+export function dockerNetworkOf(
+  network: Network,
+  members: Container[],
+  nameOf: (container: Container) => string = (container) => container.id,
+): Record<string, unknown> {
   return {
     Name: network.name,
     Id: dockerNetworkIdOf(network.name),
@@ -32,7 +36,7 @@ export function dockerNetworkOf(network: Network, members: Container[]): Record<
         return [
           dockerIdOf(container.id),
           {
-            Name: container.id,
+            Name: nameOf(container),
             EndpointID: '',
             MacAddress: endpoint?.macAddress ?? '',
             IPv4Address: endpoint?.ipAddress ? `${endpoint.ipAddress}/${endpoint.prefixLength}` : '',

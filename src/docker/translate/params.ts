@@ -58,9 +58,15 @@ export interface FilterFacts {
   imageOf: (container: Container) => string;
   /** since/before name a container (name or id); undefined when there is no such one. */
   createdOf: (reference: string) => string | undefined;
+  /** The Docker name (the runc id unless renamed). */
+  nameOf: (container: Container) => string;
 }
 
-const NO_FACTS: FilterFacts = { imageOf: () => '', createdOf: () => undefined };
+const NO_FACTS: FilterFacts = {
+  imageOf: () => '',
+  createdOf: () => undefined,
+  nameOf: (container) => container.id,
+};
 
 export function matchesContainerFilters(
   container: Container,
@@ -75,7 +81,8 @@ export function matchesContainerFilters(
   const ids = filters.get('id');
   if (ids?.length && !ids.some((id) => dockerIdOf(container.id).startsWith(id))) return false;
   const names = filters.get('name');
-  if (names?.length && !names.some((name) => container.id.includes(name.replace(/^\//, '')))) return false;
+  if (names?.length && !names.some((name) => facts.nameOf(container).includes(name.replace(/^\//, ''))))
+    return false;
   const ancestors = filters.get('ancestor');
   if (ancestors?.length && !ancestors.some((wanted) => sameImage(wanted, facts.imageOf(container))))
     return false;

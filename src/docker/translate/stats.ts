@@ -31,9 +31,10 @@ export function dockerStatsOf(
   current: StatsSample | undefined,
   previous: StatsSample | undefined,
   host: { onlineCpus: number; memoryBytes: number },
+  name = id,
 ): Record<string, unknown> {
   return {
-    name: `/${id}`,
+    name: `/${name}`,
     id: dockerIdOf(id),
     read: current?.stats.time ?? ZERO_TIME,
     preread: previous?.stats.time ?? ZERO_TIME,
