@@ -4,6 +4,7 @@ import type { ContainerCreation } from '../creation/container-creation.js';
 import type { ImageLoader } from '../bundles/image-loader.js';
 import type { ImagePuller } from '../bundles/image-puller.js';
 import type { ContainerService } from '../lifecycle/container-service.js';
+import type { ExecSessions as InteractiveSessions } from '../lifecycle/exec-sessions.js';
 import { LogService } from '../lifecycle/log-service.js';
 import { DEFAULT_BODY_LIMIT } from '../security/limits.js';
 import securityPlugin, { type SecurityOptions } from '../security/security-plugin.js';
@@ -47,6 +48,8 @@ export interface DockerAppDeps {
   networks?: NetworkService | undefined;
   /** `docker pull` (skopeo + umoci); without it, POST /images/create?fromImage answers 501. */
   imagePuller?: ImagePuller | undefined;
+  /** Interactive exec sessions (`docker exec -it`, `-i`); without them, those answer 501. */
+  sessions?: InteractiveSessions | undefined;
   security: SecurityOptions;
 }
 
@@ -116,7 +119,14 @@ export async function buildDockerApp(deps: DockerAppDeps): Promise<FastifyInstan
   });
   await app.register(securityPlugin, deps.security);
 
-  const context: DockerContext = { containers, logs, execs, closing: closing.signal, deps };
+  const context: DockerContext = {
+    containers,
+    logs,
+    execs,
+    sessions: deps.sessions,
+    closing: closing.signal,
+    deps,
+  };
   registerSystemRoutes(app, context);
   await registerImageAndCreateRoutes(app, context);
   registerContainerRoutes(app, context);

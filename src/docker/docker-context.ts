@@ -1,4 +1,5 @@
 import type { ContainerService } from '../lifecycle/container-service.js';
+import type { ExecSessions as InteractiveSessions } from '../lifecycle/exec-sessions.js';
 import type { LogService } from '../lifecycle/log-service.js';
 import type { DockerAppDeps } from './docker-app.js';
 import type { ExecSessions } from './exec-sessions.js';
@@ -8,6 +9,8 @@ export interface DockerContext {
   containers: ContainerService;
   logs: LogService;
   execs: ExecSessions;
+  /** Interactive processes (exec -t / -i) through conmon; without them those answer 501. */
+  sessions: InteractiveSessions | undefined;
   /** Aborted when the listener starts closing: long-lived streams end so shutdown can finish. */
   closing: AbortSignal;
   deps: DockerAppDeps;
