@@ -253,6 +253,7 @@ export async function benchInteractive(
   await daemon.expect('POST', '/containers', 201, { id: containerId, bundle, start: true });
   const keystrokes = new Map<string, number[]>();
   const output = new Map<string, number[]>();
+  const cutOff: string[] = [];
   const add = (map: Map<string, number[]>, name: string, values: number[]) =>
     map.set(name, [...(map.get(name) ?? []), ...values]);
   try {
@@ -280,8 +281,15 @@ export async function benchInteractive(
       ],
     ];
     for (let round = 0; round < options.throughputRounds; round++) {
-      for (const [name, run] of round % 2 === 0 ? outputs : [...outputs].reverse())
-        add(output, name, [await run()]);
+      for (const [name, run] of round % 2 === 0 ? outputs : [...outputs].reverse()) {
+        // A session cuts off a client with more than 8 MiB unread (conmon cannot be slowed down): a finding of
+        // the run, reported in its notes, not a reason to lose the other figures.
+        try {
+          add(output, name, [await run()]);
+        } catch (error) {
+          cutOff.push(`${name}, run ${round + 1}: ${(error as Error).message}`);
+        }
+      }
     }
   } finally {
     await daemon.call('DELETE', `/containers/${containerId}?force=true`);
@@ -330,6 +338,7 @@ export async function benchInteractive(
       });
     }
   }
+  for (const entry of cutOff) result.notes.push(`output run lost: ${entry}`);
   result.notes.push(
     'A keystroke is one byte typed into `cat` under a terminal and its echo by the container pty; runc exec -t runs in a pty of util-linux `script`, as a person would type into it.',
     'Output is `head -c SIZE /dev/zero` without a terminal; the Docker figure counts the 8-byte frame headers as well.',
