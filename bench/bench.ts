@@ -8,11 +8,12 @@
  * anything runcd logged at error level), never because of a timing.
  */
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { BUNDLE_ARGS, type BundleKind, type LifecycleDriver } from './drivers.js';
+import { benchInteractive } from './interactive.js';
 import { benchLifecycle } from './lifecycle.js';
 import { PodmanDriver, PodmanService } from './podman-driver.js';
 import { renderMarkdown, type Section } from './report.js';
@@ -24,7 +25,7 @@ import { CONMON, listRuncIds, REPO_ROOT, RUNC, which, Workspace } from './worksp
 
 const USAGE = `usage: npm run bench -- [flags]
   --smoke              a few iterations of everything (what CI runs); fails only on errors and leftovers
-  --only LIST          comma-separated subset of B1,B2,B3,B4,B5,B6 (B1+B2, and B3+B5+B6, run together)
+  --only LIST          comma-separated subset of B1,B2,B3,B4,B5,B6,B7 (B1+B2, and B3+B5+B6, run together)
   --iterations N       B1/B2 lifecycles per front end (default 40)
   --containers LIST    B3/B5 container counts (default 10,100,1000)
   --clients N          B4 concurrent clients (default 50)
@@ -32,6 +33,8 @@ const USAGE = `usage: npm run bench -- [flags]
   --rounds N           B4 rounds per front end (default 3)
   --kills N            B3/B6 host kills of each kind (default 20)
   --idle-seconds N     B5 idle CPU window (default 10)
+  --keystrokes N       B7 keystrokes per front end and round (default 100, 4 rounds)
+  --output-mib N       B7 output per run in MiB (default 200, 3 runs per front end)
   --no-podman          skip Podman even when it is installed
   --cpu-prof           run each runcd under node --cpu-prof (profiles next to the results)
   --baseline DIR       B1/B2 also drive a second runcd built in checkout DIR (its bin/runcd.js), interleaved,
@@ -51,6 +54,8 @@ interface Options {
   rounds: number;
   kills: number;
   idleSeconds: number;
+  keystrokes: number;
+  outputMiB: number;
   podman: boolean;
   cpuProf: boolean;
   baseline: string | undefined;
@@ -71,6 +76,8 @@ function parseOptions(argv: string[]): Options {
       rounds: { type: 'string' },
       kills: { type: 'string' },
       'idle-seconds': { type: 'string' },
+      keystrokes: { type: 'string' },
+      'output-mib': { type: 'string' },
       'no-podman': { type: 'boolean', default: false },
       'cpu-prof': { type: 'boolean', default: false },
       baseline: { type: 'string' },
@@ -95,7 +102,7 @@ function parseOptions(argv: string[]): Options {
     .map((level) => number(level, 0, 0));
   return {
     smoke,
-    only: new Set((values.only ?? 'B1,B2,B3,B4,B5,B6').toUpperCase().split(',')),
+    only: new Set((values.only ?? 'B1,B2,B3,B4,B5,B6,B7').toUpperCase().split(',')),
     iterations: number(values.iterations, 40, 3),
     warmup: smoke ? 1 : 3,
     levels,
@@ -106,6 +113,8 @@ function parseOptions(argv: string[]): Options {
     rounds: number(values.rounds, 3, 1),
     kills: number(values.kills, 20, 2),
     idleSeconds: number(values['idle-seconds'], 10, 1),
+    keystrokes: number(values.keystrokes, 100, 10),
+    outputMiB: number(values['output-mib'], 200, 20),
     // Podman takes a while to set up and CI does not install it: the smoke run leaves it out.
     podman: !values['no-podman'] && !smoke && which('podman') !== undefined,
     cpuProf: values['cpu-prof'],
@@ -268,6 +277,34 @@ async function main(): Promise<number> {
       });
     }
 
+    if (wants(options, 'B7')) {
+      await phase('B7', async () => {
+        const dockerSocket = join(workspace.path('b7'), 'docker.sock');
+        const daemon = await startDaemon('interactive', undefined, undefined, [
+          '--docker-socket',
+          dockerSocket,
+        ]);
+        sections.push(
+          await benchInteractive(daemon, dockerSocket, bundles.sleep, {
+            keystrokes: options.keystrokes,
+            rounds: options.smoke ? 2 : 4,
+            throughputBytes: options.outputMiB * 1024 * 1024,
+            throughputRounds: options.smoke ? 1 : 3,
+          }),
+        );
+        leftovers.push(...(await runcdLeftovers(daemon)));
+        // A session whose client left ends at its SIGHUP: give the last one a moment to be gone.
+        const sessions = join(daemon.stateDir, 'sessions');
+        const present = () => (existsSync(sessions) ? readdirSync(sessions) : []);
+        for (let waited = 0; present().length > 0 && waited < 10_000; waited += 100) {
+          await new Promise((resolve) => setTimeout(resolve, 100));
+        }
+        for (const entry of present()) {
+          leftovers.push(`B7 session directory left: ${entry}`);
+        }
+      });
+    }
+
     for (const daemon of daemons) {
       await daemon.stop();
       for (const line of daemon.logOutput().split('\n')) {
@@ -348,7 +385,7 @@ async function main(): Promise<number> {
  */
 function missingFigures(options: Options, sections: readonly Section[]): string[] {
   const problems: string[] = [];
-  for (const id of ['B1', 'B2', 'B3', 'B4', 'B5', 'B6'].filter((entry) => options.only.has(entry))) {
+  for (const id of ['B1', 'B2', 'B3', 'B4', 'B5', 'B6', 'B7'].filter((entry) => options.only.has(entry))) {
     const found = sections.find((entry) => entry.id === id);
     if (!found || found.rows.length === 0) problems.push(`${id} produced no figures`);
   }

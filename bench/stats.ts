@@ -20,6 +20,15 @@ export function summarize(samples: readonly number[]): Summary {
   };
 }
 
+/** The q-quantile (0.5 the median, 0.99 the p99) of unsorted samples; NaN for none. */
+export function quantile(samples: readonly number[], q: number): number {
+  if (samples.length === 0) return NaN;
+  return percentile(
+    [...samples].sort((a, b) => a - b),
+    q,
+  );
+}
+
 /** Linear interpolation between the closest ranks (the same definition numpy uses by default). */
 function percentile(sorted: readonly number[], q: number): number {
   const rank = (sorted.length - 1) * q;

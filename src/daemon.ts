@@ -349,6 +349,7 @@ export async function openDaemon(config: DaemonConfig, logger: Logger): Promise<
         bundles: managedBundles,
         creation,
         networks,
+        sessions,
         imageLoader: new ImageLoader({
           bundles: managedBundles,
           tools: imageTools,

@@ -63,6 +63,11 @@ export class PeerStream {
     return combined.signal;
   }
 
+  /** Bytes written but not yet taken by the peer: what a source that cannot pause must bound. */
+  get queued(): number {
+    return this.target.writableLength;
+  }
+
   /** False when the source should pause until drained() (always false once the peer is gone). */
   write(chunk: Buffer | string): boolean {
     if (this.closed || this.target.writableEnded) return false;

@@ -11,6 +11,7 @@ import type { ImagePuller } from '../bundles/image-puller.js';
 import type { ImagePusher } from '../bundles/image-pusher.js';
 import type { ImageSaver } from '../bundles/image-saver.js';
 import type { ContainerService } from '../lifecycle/container-service.js';
+import type { ExecSessions as InteractiveSessions } from '../lifecycle/exec-sessions.js';
 import { LogService } from '../lifecycle/log-service.js';
 import { DEFAULT_BODY_LIMIT } from '../security/limits.js';
 import httpObservability, { requestIdFor } from '../observability/http-observability.js';
@@ -72,6 +73,8 @@ export interface DockerAppDeps {
   volumes?: VolumeService | undefined;
   /** Where Docker names that are not runc ids are kept (docker rename). */
   dockerNames: DockerNameRepository;
+  /** Interactive exec sessions (`docker exec -it`, `-i`); without them, those answer 501. */
+  sessions?: InteractiveSessions | undefined;
   security: SecurityOptions;
   /** `docker update` (runc update); without it, the route answers 501. */
   resources?: ContainerResourceService | undefined;
@@ -157,7 +160,15 @@ export async function buildDockerApp(deps: DockerAppDeps): Promise<FastifyInstan
   await app.register(securityPlugin, deps.security);
 
   app.addHook('onClose', async () => names.close());
-  const context: DockerContext = { containers, logs, execs, names, closing: closing.signal, deps };
+  const context: DockerContext = {
+    containers,
+    logs,
+    execs,
+    names,
+    sessions: deps.sessions,
+    closing: closing.signal,
+    deps,
+  };
   registerSystemRoutes(app, context);
   await registerImageAndCreateRoutes(app, context);
   registerContainerRoutes(app, context);

@@ -1,4 +1,5 @@
 import type { ContainerService } from '../lifecycle/container-service.js';
+import type { ExecSessions as InteractiveSessions } from '../lifecycle/exec-sessions.js';
 import type { LogService } from '../lifecycle/log-service.js';
 import type { DockerAppDeps } from './docker-app.js';
 import type { DockerNames } from './docker-names.js';
@@ -11,6 +12,8 @@ export interface DockerContext {
   execs: ExecSessions;
   /** Docker names apart from runc ids (docker rename). */
   names: DockerNames;
+  /** Interactive processes (exec -t / -i) through conmon; without them those answer 501. */
+  sessions: InteractiveSessions | undefined;
   /** Aborted when the listener starts closing: long-lived streams end so shutdown can finish. */
   closing: AbortSignal;
   deps: DockerAppDeps;

@@ -4,6 +4,63 @@ import type { Duplex } from 'node:stream';
 
 /** Largest body an upgrade request may carry (exec start bodies are a few dozen bytes). */
 const MAX_UPGRADE_BODY = 64 * 1024;
+/** Client bytes held past the body (a hijacked stream's stdin sent early) before the socket stops being read. */
+const MAX_HELD_INPUT = 256 * 1024;
+
+/** What the client sent after its request's body, until the route took the connection over. */
+export interface UpgradeInput {
+  early: Buffer[];
+  /** The client half-closed already (e.g. `echo x | docker exec -i` with a short input). */
+  ended: boolean;
+}
+
+const heldInput = new WeakMap<object, { input: UpgradeInput; release: () => void }>();
+
+/**
+ * Takes over what an upgraded client sends from now on (a hijacked stream's stdin): the bytes held since the
+ * request was dispatched, and whether it has half-closed already. The socket is left paused: the caller adds its
+ * own 'data' and 'end' listeners and resumes it. Undefined for a request that did not come as an upgrade (its
+ * socket still belongs to the HTTP parser, so nothing after the body is input).
+ */
+export function takeUpgradeInput(socket: object): UpgradeInput | undefined {
+  const held = heldInput.get(socket);
+  if (!held) return undefined;
+  heldInput.delete(socket);
+  held.release();
+  return held.input;
+}
+
+/**
+ * From the dispatch on, a client may already type (the docker CLI sends stdin as soon as it sent the start
+ * request): its bytes are held, not dropped, while the route is routed, authenticated and started. The replayed
+ * request has its body already, so nothing else reads the socket. Bounded: past MAX_HELD_INPUT the socket is
+ * paused and the kernel holds the rest (the client's writes then block, as with a process that reads slowly).
+ */
+function holdInput(socket: Duplex, first: Buffer): void {
+  // A client that half-closed right after its request may have had its end read (and emitted) already.
+  const input: UpgradeInput = {
+    early: first.length > 0 ? [first] : [],
+    ended: (socket as Socket).readableEnded === true,
+  };
+  let bytes = first.length;
+  const onData = (chunk: Buffer) => {
+    input.early.push(chunk);
+    bytes += chunk.length;
+    if (bytes > MAX_HELD_INPUT) socket.pause();
+  };
+  const onEnd = () => (input.ended = true);
+  socket.on('data', onData);
+  socket.once('end', onEnd);
+  if (bytes > MAX_HELD_INPUT) socket.pause();
+  heldInput.set(socket, {
+    input,
+    release: () => {
+      socket.pause();
+      socket.off('data', onData);
+      socket.off('end', onEnd);
+    },
+  });
+}
 
 /**
  * Docker clients ask for `Connection: Upgrade, Upgrade: tcp` on exec start and attach. Node hands such requests
@@ -30,8 +87,7 @@ export function routeUpgradeRequestsAsRequests(server: Server): void {
       socket.off('end', onEnd);
       const all = Buffer.concat(chunks);
       const body = all.subarray(0, length);
-      const rest = all.subarray(length);
-      if (rest.length > 0) socket.unshift(rest);
+      holdInput(socket, all.subarray(length));
       const replay = new IncomingMessage(socket as Socket);
       Object.assign(replay, {
         method: request.method,

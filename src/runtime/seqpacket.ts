@@ -53,7 +53,9 @@ export class SeqpacketClient extends EventEmitter {
     const events = new EventEmitter();
     // The binding calls emit unbound.
     events.emit = events.emit.bind(events);
-    events.on('_data', (packet: Buffer) => this.emit('data', packet));
+    events.on('_data', (packet: Buffer) => {
+      if (!this.destroyed) this.emit('data', packet);
+    });
     events.on('end', () => {
       this.emit('end');
       this.destroy();
@@ -91,7 +93,11 @@ export class SeqpacketClient extends EventEmitter {
   destroy(): void {
     if (this.destroyed) return;
     this.destroyed = true;
-    this.native.close();
+    // Not closed here: destroy() is often called from a 'data' listener (a consumer that falls behind hangs its
+    // session up), i.e. inside the binding's receive loop, which goes on emitting the packets it has read and
+    // panics (an abort of the whole process: "emitter already unreferenced") if the socket was closed under it.
+    // Packets emitted meanwhile are dropped above.
+    setImmediate(() => this.native.close());
     this.emit('close');
   }
 }

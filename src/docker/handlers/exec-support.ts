@@ -21,8 +21,13 @@ export async function runExec(
     // the command cannot be run (127 when it does not exist, 126 otherwise).
     const message = dockerErrorFor(error).message;
     output.write('stderr', Buffer.from(`runcd: exec failed: ${message}\n`));
-    execs.finished(session, /not found|no such file/i.test(message) ? 127 : 126);
+    execs.finished(session, exitCodeOfFailedExec(message));
   }
+}
+
+/** The exit code Docker gives an exec that could not run: 127 when the command does not exist, 126 otherwise. */
+export function exitCodeOfFailedExec(message: string): number {
+  return /not found|no such file/i.test(message) ? 127 : 126;
 }
 
 /** `docker exec -d`: nobody reads the output, so it is taken and dropped (the process never blocks on it). */
@@ -53,18 +58,18 @@ export function execInspectOf(session: ExecSession): Record<string, unknown> {
     Running: session.running,
     ExitCode: session.exitCode,
     ProcessConfig: {
-      tty: false,
+      tty: session.attachment.tty,
       entrypoint: session.request.args[0],
       arguments: session.request.args.slice(1),
       privileged: false,
       user: session.request.user ?? '',
     },
-    OpenStdin: false,
-    OpenStderr: true,
-    OpenStdout: true,
+    OpenStdin: session.attachment.stdin,
+    OpenStderr: session.attachment.stderr,
+    OpenStdout: session.attachment.stdout,
     CanRemove: false,
     ContainerID: dockerIdOf(session.containerId),
-    DetachKeys: '',
-    Pid: 0,
+    DetachKeys: session.attachment.detachKeys,
+    Pid: session.pid,
   };
 }
