@@ -25,6 +25,8 @@ export const SYSTEM_CLOCK: RestartClock = {
  */
 export class RestartScheduler {
   private readonly timers = new Map<string, unknown>();
+  /** Restarts whose delay ended and that have not finished yet. */
+  private readonly restarting = new Set<string>();
   private readonly consecutive = new Map<string, number>();
 
   static readonly INITIAL_DELAY_MS = 100;
@@ -43,15 +45,19 @@ export class RestartScheduler {
     const delay = Math.min(RestartScheduler.INITIAL_DELAY_MS * 2 ** step, RestartScheduler.MAX_DELAY_MS);
     const timer = this.clock.setTimeout(() => {
       this.timers.delete(id);
-      void this.restart(id);
+      this.restarting.add(id);
+      void this.restart(id).finally(() => this.restarting.delete(id));
     }, delay);
     this.timers.set(id, timer);
     return delay;
   }
 
-  /** A restart is waiting for its delay. */
+  /**
+   * A restart is waiting for its delay, or its delay ended and the restart has not finished (it may be waiting
+   * for the container's lock): a caller's stop then still stops something (Docker's 204, not 304).
+   */
   pending(id: string): boolean {
-    return this.timers.has(id);
+    return this.timers.has(id) || this.restarting.has(id);
   }
 
   cancel(id: string): void {

@@ -245,11 +245,18 @@ export type SessionControl = z.infer<typeof SessionControl>;
  * GET /containers/ID/attach/session (a WebSocket): the detach keys in Docker's syntax, and optionally the
  * terminal's size to set on attaching (as the docker CLI resizes right after it attached).
  */
+/** One key: a character other than the comma, or ctrl-X; comma-separated (detach-keys.ts reads them). */
+const DETACH_KEY = '(?:[\\x00-+\\--\\x7f]|[cC][tT][rR][lL]-[a-zA-Z@\\[\\\\\\]^_])';
+const DETACH_KEYS_PATTERN = new RegExp(`^(?:${DETACH_KEY}(?:,${DETACH_KEY})*)?$`);
+
 export const AttachSessionQuery = z
   .object({
     detachKeys: z
       .string()
       .max(64)
+      // The syntax as a pattern, so the OpenAPI document states it (generated clients never send what gets a
+      // 400); parseDetachKeys accepts exactly these, and the refinement stays as its guard.
+      .regex(DETACH_KEYS_PATTERN, `Docker's detach-key syntax, e.g. ${DEFAULT_DETACH_KEYS}`)
       .superRefine((value, context) => {
         try {
           parseDetachKeys(value);

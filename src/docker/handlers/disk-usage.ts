@@ -39,7 +39,7 @@ export function registerDiskUsageRoutes(app: FastifyInstance, context: DockerCon
               imageRefOf(deps.bundles, container.bundle),
               context.names.nameOf(container.id),
             ),
-            // A container writes to no layer of its own: its rootfs is the image's, read-only.
+            // Not measured: walking a writable layer on every df would cost time without bound.
             SizeRw: 0,
             SizeRootFs: image?.rootfs.sizeBytes ?? 0,
           };
