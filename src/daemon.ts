@@ -364,6 +364,7 @@ export async function openDaemon(config: DaemonConfig, logger: Logger): Promise<
         logger: logger.child({ component: 'docker-api' }),
         metrics,
         resources,
+        attach,
       });
       apps.push(dockerApp);
     }

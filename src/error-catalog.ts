@@ -98,6 +98,10 @@ export const ERROR_CATALOG = {
     'the operation needs a created container (e.g. start while creating)',
   ),
   container_not_running: entry('conflict', 'the operation needs a running container'),
+  container_no_terminal: entry(
+    'conflict',
+    'resize of a container that has no terminal (docker resize without -t)',
+  ),
   container_not_stopped: entry('conflict', 'delete of a running or paused container without force'),
   container_not_paused: entry('conflict', 'resume of a container that is not paused'),
   container_paused: entry('conflict', 'the operation is refused while the container is paused'),

@@ -38,6 +38,8 @@ import { registerSystemRoutes } from './handlers/system.js';
 import { registerUpdateRoute } from './handlers/update.js';
 import { registerDiskUsageRoutes } from './handlers/disk-usage.js';
 import type { ContainerResourceService } from '../lifecycle/container-resources.js';
+import type { ContainerAttach } from '../lifecycle/container-attach.js';
+import { registerTerminalRoutes } from './handlers/container-terminal.js';
 import { routeUpgradeRequestsAsRequests } from './upgrade-requests.js';
 
 /**
@@ -76,6 +78,8 @@ export interface DockerAppDeps {
   /** Interactive exec sessions (`docker exec -it`, `-i`); without them, those answer 501. */
   sessions?: InteractiveSessions | undefined;
   security: SecurityOptions;
+  /** `docker run -it`, `docker attach`, `docker start -ai` and resize; without it, they answer 501. */
+  attach?: ContainerAttach | undefined;
   /** `docker update` (runc update); without it, the route answers 501. */
   resources?: ContainerResourceService | undefined;
   /** Where its request lines and failures go; absent in tests that need no log. */
@@ -175,6 +179,7 @@ export async function buildDockerApp(deps: DockerAppDeps): Promise<FastifyInstan
   registerUpdateRoute(app, context);
   registerDiskUsageRoutes(app, context);
   await registerArchiveRoutes(app, context);
+  registerTerminalRoutes(app, context);
   registerStreamRoutes(app, context);
   registerStatsRoutes(app, context);
   registerExecRoutes(app, context);

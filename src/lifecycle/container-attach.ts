@@ -150,6 +150,54 @@ export class ContainerAttach {
     };
   }
 
+  /** Whether the container runs on a terminal (its config asks for one), whatever its state. */
+  hasTerminal(id: string): boolean {
+    this.containers.get(id);
+    try {
+      return this.conmon.stdioOf(id).terminal;
+    } catch {
+      return false;
+    }
+  }
+
+  /**
+   * Resolves at the container's next start (true), or false when `signal` aborts or the container is deleted
+   * first: `docker start -ai` attaches to a stopped container, then starts it.
+   */
+  nextStart(id: string, signal: AbortSignal): Promise<boolean> {
+    return new Promise((resolve) => {
+      const done = (started: boolean) => {
+        unsubscribe();
+        signal.removeEventListener('abort', aborted);
+        resolve(started);
+      };
+      const aborted = () => done(false);
+      const unsubscribe = this.containers.events.subscribe((event) => {
+        if (event.id !== id) return;
+        if (event.type === 'start') done(true);
+        else if (event.type === 'delete') done(false);
+      });
+      if (signal.aborted) done(false);
+      else signal.addEventListener('abort', aborted, { once: true });
+    });
+  }
+
+  /**
+   * A new size for a terminal container's pty without an attachment (Docker's POST /containers/ID/resize, sent
+   * by the CLI after its start). Refused for a container without a terminal or one whose process ended.
+   */
+  resize(id: string, rows: number, cols: number): void {
+    this.containers.checkAttach(id);
+    if (!this.conmon.stdioOf(id).terminal) {
+      throw new ConflictError(
+        'container_no_terminal',
+        `container "${id}" has no terminal to resize (created without process.terminal / docker -t)`,
+        id,
+      );
+    }
+    this.conmon.resizeTerminal(id, rows, cols);
+  }
+
   /** The exit code of a container whose attach socket closed: conmon reports it a moment after. */
   private async exitCodeOf(id: string): Promise<number | null> {
     let waiter: ReturnType<ContainerService['waitFor']> | undefined;

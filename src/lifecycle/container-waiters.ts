@@ -3,7 +3,8 @@ import type { WaitResult } from '../schemas/container.js';
 import type { ContainerRecord } from '../store/container-repository.js';
 import type { TombstoneRepository } from '../store/tombstone-repository.js';
 
-export type WaitCondition = 'stopped' | 'removed';
+/** `next-exit`: the container's next stop, even when it is stopped now (Docker's, for `docker start -a`). */
+export type WaitCondition = 'stopped' | 'removed' | 'next-exit';
 
 type Waiter = (condition: WaitCondition, result: WaitResult) => void;
 
@@ -60,11 +61,14 @@ export class ContainerWaiters {
         cancel: () => undefined,
       };
     }
-    const waiter = this.register(id, condition);
+    const waiter = this.register(id, condition === 'next-exit' ? 'stopped' : condition);
     return { result: waiter.promise, cancel: waiter.cancel };
   }
 
-  register(id: string, condition: WaitCondition): { promise: Promise<WaitResult>; cancel: () => void } {
+  register(
+    id: string,
+    condition: 'stopped' | 'removed',
+  ): { promise: Promise<WaitResult>; cancel: () => void } {
     let waiter!: Waiter;
     const promise = new Promise<WaitResult>((resolve) => {
       waiter = (happened, result) => {
@@ -84,7 +88,7 @@ export class ContainerWaiters {
     };
   }
 
-  notify(record: ContainerRecord, condition: WaitCondition): void {
+  notify(record: ContainerRecord, condition: 'stopped' | 'removed'): void {
     const result = { ...waitResultOf(record), timedOut: false };
     for (const waiter of [...(this.waiters.get(record.id) ?? [])]) waiter(condition, result);
   }

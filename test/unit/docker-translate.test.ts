@@ -53,6 +53,7 @@ const run = (overrides: Partial<RunView> = {}): RunView => ({
   cpus: 0.5,
   pidsLimit: 50,
   readonlyRootfs: false,
+  tty: false,
   ...overrides,
 });
 const bb: ImageRef = { name: 'bb:latest', id: `sha256:${'a'.repeat(64)}` };

@@ -179,7 +179,7 @@ export async function registerContainerRoutes(app: FastifyInstance, context: Doc
   });
 
   // Answered 501 whatever the method; reading that needs what a read needs, anything else what a change needs.
-  for (const endpoint of ['resize', 'export', 'changes']) {
+  for (const endpoint of ['export', 'changes']) {
     for (const [methods, access] of [
       [['GET', 'HEAD'], 'read'],
       [['POST', 'PUT', 'DELETE', 'PATCH'], 'admin'],

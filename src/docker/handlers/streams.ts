@@ -7,6 +7,7 @@ import { resolveContainer } from '../docker-ids.js';
 import { openRawStream } from '../docker-stream.js';
 import { first, queryBool, idParam, timeParam } from '../translate/params.js';
 import { logFrames, endRawStream } from './exec-support.js';
+import { attachTerminal } from './container-terminal.js';
 import type { FastifyInstance } from 'fastify';
 import { PassThrough } from 'node:stream';
 
@@ -19,7 +20,11 @@ export async function registerStreamRoutes(app: FastifyInstance, context: Docker
     if (!['not-running', 'next-exit', 'removed'].includes(condition)) {
       throw new DockerError(400, `invalid condition: "${condition}"; use not-running, next-exit or removed`);
     }
-    const waiter = containers.waitFor(id, condition === 'removed' ? 'removed' : 'stopped');
+    // next-exit waits for the next stop even of a stopped container: `docker start -a` asks for it before starting.
+    const waiter = containers.waitFor(
+      id,
+      condition === 'removed' ? 'removed' : condition === 'next-exit' ? 'next-exit' : 'stopped',
+    );
     // Headers go out at once, as Docker sends them: clients start waiting on the body before the exit.
     reply.hijack();
     const raw = reply.raw;
@@ -66,15 +71,20 @@ export async function registerStreamRoutes(app: FastifyInstance, context: Docker
     return reply.type('application/vnd.docker.multiplexed-stream').send(body);
   });
 
-  // Output only (no stdin): enough for a foreground `docker run` / `docker start -a` to print what the container
-  // writes. The CLI attaches before it starts the container, so the stream waits for the start first.
+  // A terminal container (docker run -t) is attached to through conmon's attach socket, stdin included
+  // (container-terminal.ts). Without a terminal: output only, enough for a foreground `docker run` / `docker start
+  // -a` to print what the container writes; the CLI attaches before it starts the container, so the stream waits
+  // for the start first.
   app.post('/containers/:id/attach', { config: { access: 'admin' } }, async (request, reply) => {
     const id = resolveContainer(context, idParam(request));
     const query = request.query as Query;
+    if (context.deps.attach?.hasTerminal(id)) {
+      return attachTerminal(request, reply, context, id);
+    }
     if (queryBool(query.stdin)) {
       throw notImplemented(
-        'attaching stdin (docker run -i, docker attach)',
-        'runcd containers have no stdin',
+        'attaching stdin to a container without a TTY (docker run -i without -t, docker attach)',
+        'runcd gives stdin to terminal containers: add -t',
       );
     }
     const stdout = queryBool(query.stdout);

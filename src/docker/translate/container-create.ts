@@ -62,10 +62,11 @@ export async function createFromImage(
 ): Promise<{ id: string }> {
   if (typeof body.Image !== 'string' || body.Image === '')
     throw new DockerError(400, 'config.Image is required');
-  if (body.Tty === true || body.OpenStdin === true) {
+  // -t: runc's own pty, held by conmon (attach, resize); -i needs it, since only a terminal container has a stdin.
+  if (body.OpenStdin === true && body.Tty !== true) {
     throw notImplemented(
-      'containers with a TTY or stdin (docker run -t/-i)',
-      'runcd keeps output as logs; drop -t and -i',
+      'stdin for a container without a TTY (docker run -i without -t)',
+      'runcd gives stdin to terminal containers: add -t, or pipe the input through docker exec -i',
     );
   }
   let image: Bundle;
@@ -88,7 +89,8 @@ export async function createFromImage(
     throw notImplemented('named volumes', 'this Docker listener was built without the volume service');
   }
   const merged = mergeWithImage(image, body);
-  const process = merged.user === undefined ? merged : { ...merged, user: await userOf(image, merged.user) };
+  const withUser = merged.user === undefined ? merged : { ...merged, user: await userOf(image, merged.user) };
+  const process = body.Tty === true ? { ...withUser, terminal: true } : withUser;
   const id = runcId ?? `runcd_${randomBytes(6).toString('hex')}`;
   const policy = nonEmpty(host.RestartPolicy?.Name);
   const restartPolicy =

@@ -19,6 +19,8 @@ export interface RunView {
   pidsLimit: number | null;
   /** root.readonly: `--read-only`, or a container without a writable layer of its own. */
   readonlyRootfs: boolean;
+  /** process.terminal: `docker run -t` (conmon keeps its stdin open for attaches). */
+  tty: boolean;
 }
 
 const UNKNOWN_RUN: RunView = {
@@ -30,6 +32,7 @@ const UNKNOWN_RUN: RunView = {
   cpus: null,
   pidsLimit: null,
   readonlyRootfs: false,
+  tty: false,
 };
 
 /** The config runc runs (runcd's checked copy), not the caller's file, which may have changed. */
@@ -50,6 +53,7 @@ export async function runViewOf(containers: ContainerService, container: Contain
     cwd: process?.cwd ?? '',
     user: uid === 0 && gid === 0 ? '' : gid === 0 ? String(uid) : `${uid}:${gid}`,
     readonlyRootfs: config.root?.readonly === true,
+    tty: process?.terminal === true,
     ...limitsOf(config),
   };
 }
@@ -184,8 +188,8 @@ export function inspectOf(
       AttachStdin: false,
       AttachStdout: false,
       AttachStderr: false,
-      Tty: false,
-      OpenStdin: false,
+      Tty: run.tty,
+      OpenStdin: run.tty,
       StdinOnce: false,
       Env: run.env,
       Cmd: command,
