@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import t from 'tap';
 import { makeBusyboxRootfs, tarball } from '../helpers/rootfs.js';
 import { dockerCli, startWithDockerSocket } from '../helpers/docker-cli.js';
+import { withBusyboxImage } from '../helpers/docker-image.js';
 import { makeSandbox } from '../helpers/sandbox.js';
 
 // `docker update`, `system df` and `image prune` as a user types them. docker update: the limits reach the container's cgroups, inspect shows them, a restart
@@ -18,16 +19,7 @@ function cgroupFile(pid: number, controller: string, file: string): string {
 }
 
 t.test('docker update changes memory, CPUs and pids of a running container', async (t) => {
-  const sandbox = makeSandbox(t, 'dupd');
-  const { dockerSocket } = await startWithDockerSocket(t, sandbox);
-  const run = (...args: string[]) => dockerCli(dockerSocket, ...args);
-  t.teardown(async () => {
-    const ids = (await run('ps', '-aq')).stdout.split('\n').filter(Boolean);
-    if (ids.length > 0) await run('rm', '-f', ...ids);
-  });
-  const archive = join(sandbox.dir, 'bb.tar');
-  writeFileSync(archive, tarball(makeBusyboxRootfs(sandbox.dir)));
-  t.equal((await run('import', archive, 'bb')).code, 0);
+  const { sandbox, run } = await withBusyboxImage(t, 'dupd');
   const name = sandbox.id('upd');
   const started = await run('run', '-d', '--name', name, '--init', 'bb', 'sleep', '1000');
   t.equal(started.code, 0, started.stderr);

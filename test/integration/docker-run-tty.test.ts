@@ -1,10 +1,7 @@
 import { spawn } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
-import { join } from 'node:path';
 import t, { type Test } from 'tap';
-import { makeBusyboxRootfs, tarball } from '../helpers/rootfs.js';
-import { dockerCli, startWithDockerSocket } from '../helpers/docker-cli.js';
-import { eventually, makeSandbox } from '../helpers/sandbox.js';
+import { withBusyboxImage } from '../helpers/docker-image.js';
+import { eventually } from '../helpers/sandbox.js';
 
 // docker run -it, docker attach (with detach keys), docker start -ai and resize, through the real docker CLI in a
 // pseudo-terminal (util-linux `script`), as a user types them.
@@ -31,17 +28,8 @@ function inTerminal(t: Test, env: NodeJS.ProcessEnv, args: string) {
 }
 
 t.test('docker run -it, attach, detach and start -ai on a terminal container', async (t) => {
-  const sandbox = makeSandbox(t, 'dtty');
-  const { dockerSocket } = await startWithDockerSocket(t, sandbox);
+  const { sandbox, run, dockerSocket } = await withBusyboxImage(t, 'dtty');
   const env = { ...process.env, DOCKER_HOST: `unix://${dockerSocket}` };
-  const run = (...args: string[]) => dockerCli(dockerSocket, ...args);
-  t.teardown(async () => {
-    const ids = (await run('ps', '-aq')).stdout.split('\n').filter(Boolean);
-    if (ids.length > 0) await run('rm', '-f', ...ids);
-  });
-  const archive = join(sandbox.dir, 'bb.tar');
-  writeFileSync(archive, tarball(makeBusyboxRootfs(sandbox.dir)));
-  t.equal((await run('import', archive, 'bb')).code, 0);
 
   await t.test('docker run -it --rm: a shell on a terminal, its size, its exit code', async (t) => {
     const shell = inTerminal(t, env, 'run -it --rm bb /bin/sh');
