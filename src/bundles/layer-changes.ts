@@ -1,5 +1,6 @@
-import { constants, type Stats } from 'node:fs';
-import { lstat, open, readdir, type FileHandle } from 'node:fs/promises';
+import type { Stats } from 'node:fs';
+import { lstat, readdir, type FileHandle } from 'node:fs/promises';
+import { at, MAX_DEPTH, openDirNoFollow } from './container-files.js';
 
 /**
  * `docker diff`: what a container changed in its writable layer, read from the layer's overlayfs upper
@@ -20,9 +21,6 @@ import { lstat, open, readdir, type FileHandle } from 'node:fs/promises';
  * read without a native module).
  */
 
-const { O_RDONLY, O_DIRECTORY, O_NOFOLLOW } = constants;
-const MAX_DEPTH = 512;
-
 /** Docker's ChangeType: 0 modified, 1 added, 2 deleted. */
 export type ChangeKind = 0 | 1 | 2;
 
@@ -31,15 +29,12 @@ export interface LayerChange {
   Kind: ChangeKind;
 }
 
-const at = (dir: FileHandle, name: string): string => `/proc/self/fd/${dir.fd}/${name}`;
 const isWhiteout = (stats: Stats): boolean => stats.isCharacterDevice() && stats.rdev === 0;
-
-const openDir = (path: string) => open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
 
 /** The changes of the layer whose upper directory is `upper` over the image rootfs `lower`, sorted by path. */
 export async function* layerChanges(upper: string, lower: string): AsyncGenerator<LayerChange> {
-  const upperRoot = await openDir(upper);
-  const lowerRoot = await openDir(lower).catch(() => undefined);
+  const upperRoot = await openDirNoFollow(upper);
+  const lowerRoot = await openDirNoFollow(lower).catch(() => undefined);
   try {
     yield* walk(upperRoot, lowerRoot, '', 0);
   } finally {
@@ -67,10 +62,12 @@ async function* walk(
     const below = lowerDir && (await lstat(at(lowerDir, name)).catch(() => undefined));
     yield { Path: path, Kind: below ? 0 : 1 };
     if (!stats.isDirectory()) continue;
-    const childUpper = await openDir(at(upperDir, name)).catch(() => undefined);
+    const childUpper = await openDirNoFollow(at(upperDir, name)).catch(() => undefined);
     if (!childUpper) continue; // swapped for something else meanwhile
     const childLower =
-      lowerDir && below?.isDirectory() ? await openDir(at(lowerDir, name)).catch(() => undefined) : undefined;
+      lowerDir && below?.isDirectory()
+        ? await openDirNoFollow(at(lowerDir, name)).catch(() => undefined)
+        : undefined;
     try {
       yield* walk(childUpper, childLower, path, depth + 1);
     } finally {
