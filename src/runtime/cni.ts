@@ -232,7 +232,12 @@ export class Cni {
     });
     if (result.exitCode !== 0) {
       await rm(path, { force: true });
-      throw new CniError('mount', 'pin', undefined, `mount --bind of ${source} failed: ${result.stderr.trim()}`);
+      throw new CniError(
+        'mount',
+        'pin',
+        undefined,
+        `mount --bind of ${source} failed: ${result.stderr.trim()}`,
+      );
     }
   }
 
