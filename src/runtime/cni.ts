@@ -142,8 +142,9 @@ export class Cni {
       ...(prevResult ? { prevResult } : {}),
     });
     const binary = await this.findPlugin(plugin.type, command);
-    // Through the runner's run(), so the spawn helper forks the plugin: a plugin forked by runcd itself (execa from
-    // a 90+ MiB process) cost ~9 ms more per plugin here, three to four plugins per container (bench/network.ts).
+    // Through the runner's run(), so the spawn helper forks the plugin rather than runcd's own large process:
+    // bench/RESULTS.md measured the three plugins at 141.8 ms summed when runcd forked them against 114.5 ms from
+    // the bench's own process (s3-net); this change is not yet re-measured on a quiet machine.
     let result;
     try {
       result = await this.options.runner.run(binary, [], {
