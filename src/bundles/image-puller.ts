@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
@@ -14,18 +13,20 @@ import {
   RegistryPullError,
   registryError,
 } from './registry-access.js';
+import { RegistryClient } from './registry-client.js';
 import { discardTree } from './rootfs-writer.js';
 
 export { RegistryPullError, type PullCredentials } from './registry-access.js';
 
 /**
- * Pulling `HOST[:PORT]/NAME[:TAG|@DIGEST]` from a registry: skopeo asks the registry for the manifest first (one
- * small request: does the image exist, what is its digest, which layers of what size), so an image runcd already
- * has under that digest costs no download at all, an index without this host's platform and a layer over the
- * quota are refused before any layer moves; otherwise skopeo copies the image into an OCI layout in a private
- * scratch directory (blob digests verified), its layers are checked against the rootfs quota once decompressed,
- * and umoci unpacks it. The caller commits the unpacked tree into a bundle; the scratch directory goes whatever
- * happens, and an aborted signal (the client went away) kills skopeo or umoci.
+ * Pulling `HOST[:PORT]/NAME[:TAG|@DIGEST]` from a registry: runcd asks the registry for the manifest's digest
+ * itself first (one HEAD from Node, RegistryClient, no process), so an image runcd already has under that digest
+ * costs one request and no download at all. Otherwise the manifest is fetched by that digest (an index without
+ * this host's platform and a layer over the quota are refused before any layer moves), skopeo copies the image
+ * by digest into an OCI layout in a private scratch directory (blob digests verified), its layers are checked
+ * against the rootfs quota once decompressed, and umoci unpacks it. The caller commits the unpacked tree into a
+ * bundle; the scratch directory goes whatever happens, and an aborted signal (the client went away) cancels the
+ * request or kills skopeo or umoci.
  *
  * Pulls of one manifest digest are single-flight: while one copies and commits, the others wait for it and then
  * find the image present, so two clients pulling the same image (or two tags of one digest) download it once
@@ -112,6 +113,7 @@ export const HOST_ARCHITECTURE = ARCHITECTURES[process.arch] ?? process.arch;
 
 export class ImagePuller {
   private readonly registries: RegistryAccessProvider;
+  private readonly client = new RegistryClient();
   /** Manifest digest → the pull copying it now. */
   private readonly inFlight = new Map<string, Promise<void>>();
 
@@ -120,46 +122,37 @@ export class ImagePuller {
   }
 
   /**
-   * Asks the registry for the manifest, then: `resolved(image)` says whether runcd already has it (then nothing
-   * is copied and its answer is the pull's); otherwise the image is copied and unpacked and `commit` makes it a
-   * bundle. Another pull of the same digest waits for this one, then sees the image present.
+   * Asks the registry for the manifest's digest (a HEAD from Node), then: `present(digest)` says whether runcd
+   * already has it (then nothing else is asked or copied and its answer is the pull's); otherwise the manifest is
+   * fetched by that digest and checked (platform, declared sizes), `starting` hears of its layers, the image is
+   * copied and unpacked, and `commit` makes it a bundle. Another pull of the same digest waits for this one, then
+   * sees the image present.
    */
   async pull<T>(
     ref: PullReference,
     controls: PullControls,
     steps: {
-      resolved(image: ResolvedImage): Promise<T | undefined>;
+      present(digest: string): Promise<T | undefined>;
+      starting(image: ResolvedImage): void;
       commit(image: UnpackedImage, resolved: ResolvedImage): Promise<T>;
     },
   ): Promise<T> {
     const reference = referenceString(ref);
-    const scratchDir = await this.deps.bundles.scratchDirectory('pull');
     try {
-      const access = await this.registries.access(ref.registry, scratchDir, controls.credentials);
-      const inspect = (what: string) =>
-        this.deps.tools.inspectRemote(what, access, scratchDir, controls.signal);
-      const raw = await inspect(reference);
-      const digest = `sha256:${createHash('sha256').update(raw).digest('hex')}`;
+      const endpoint = await this.registries.endpoint(ref.registry, controls.credentials);
+      const name = ref.repository.slice(ref.registry.length + 1);
+      const fetch = (what: string) => this.client.manifest(endpoint, name, what, reference, controls.signal);
+      const asked = ref.digest ?? ref.tag ?? 'latest';
+      const head = await this.client.manifestDigest(endpoint, name, asked, reference, controls.signal);
+      // A registry that names no digest in its answer: the manifest's own bytes say it.
+      let manifestBytes = head === undefined ? await fetch(asked) : undefined;
+      const digest = head ?? manifestBytes!.digest;
       if (ref.digest && ref.digest !== digest) {
         throw new RegistryPullError(
           502,
           `pulling ${reference}: the registry served a manifest of digest ${digest}`,
         );
       }
-      const manifest = parseManifest(raw);
-      // An index: this host's platform's manifest is what is copied (by digest, so it cannot change between).
-      let source = reference;
-      let layers = manifest.layers ?? [];
-      if (manifest.manifests) {
-        const chosen = pickPlatform(manifest.manifests, reference);
-        source = `${ref.repository}@${chosen.digest}`;
-        layers = parseManifest(await inspect(source)).layers ?? [];
-      }
-      this.checkDeclaredSizes(layers, reference);
-      const resolved: ResolvedImage = {
-        digest,
-        layers: layers.map((layer) => ({ digest: layer.digest, size: layer.size })),
-      };
       for (;;) {
         const running = this.inFlight.get(digest);
         if (!running) break;
@@ -168,19 +161,53 @@ export class ImagePuller {
       let finished!: () => void;
       this.inFlight.set(digest, new Promise<void>((resolve) => (finished = resolve)));
       try {
-        const present = await steps.resolved(resolved);
+        const present = await steps.present(digest);
         if (present !== undefined) return present;
-        const image = await this.copyAndUnpack(source, reference, access, scratchDir, resolved, controls);
-        this.deps.logger.info({ image: reference, digest }, 'image pulled');
-        return await steps.commit(image, resolved);
+        // By digest from here on: what is checked is what skopeo copies, even if the tag moves meanwhile.
+        manifestBytes ??= await fetch(digest);
+        if (manifestBytes.digest !== digest) {
+          throw new RegistryPullError(
+            502,
+            `pulling ${reference}: the registry named digest ${digest} and served a manifest of digest ${manifestBytes.digest}`,
+          );
+        }
+        const manifest = parseManifest(manifestBytes.raw.toString('utf8'));
+        // An index: this host's platform's manifest is what is copied.
+        let source = `${ref.repository}@${digest}`;
+        let layers = manifest.layers ?? [];
+        if (manifest.manifests) {
+          const chosen = pickPlatform(manifest.manifests, reference);
+          const child = await fetch(chosen.digest);
+          if (child.digest !== chosen.digest) {
+            throw new RegistryPullError(
+              502,
+              `pulling ${reference}: the registry served a manifest of digest ${child.digest} for ${chosen.digest}`,
+            );
+          }
+          source = `${ref.repository}@${chosen.digest}`;
+          layers = parseManifest(child.raw.toString('utf8')).layers ?? [];
+        }
+        this.checkDeclaredSizes(layers, reference);
+        const resolved: ResolvedImage = {
+          digest,
+          layers: layers.map((layer) => ({ digest: layer.digest, size: layer.size })),
+        };
+        steps.starting(resolved);
+        const scratchDir = await this.deps.bundles.scratchDirectory('pull');
+        try {
+          const access = await this.registries.access(ref.registry, scratchDir, controls.credentials);
+          const image = await this.copyAndUnpack(source, reference, access, scratchDir, resolved, controls);
+          this.deps.logger.info({ image: reference, digest }, 'image pulled');
+          return await steps.commit(image, resolved);
+        } finally {
+          await discardTree(scratchDir);
+        }
       } finally {
         this.inFlight.delete(digest);
         finished();
       }
     } catch (error) {
       throw registryError(error, reference);
-    } finally {
-      await discardTree(scratchDir);
     }
   }
 

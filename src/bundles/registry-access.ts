@@ -1,8 +1,10 @@
-import { chmod, mkdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { rootCertificates } from 'node:tls';
 import { DomainError } from '../errors.js';
 import { ImageToolError, type RegistryAccess } from '../runtime/image-tools.js';
 import { ImageArchiveError } from './image-archive.js';
+import type { RegistryEndpoint } from './registry-client.js';
 import { RootfsQuotaError } from './rootfs-writer.js';
 
 /**
@@ -89,6 +91,35 @@ export class RegistryAccessProvider {
     const authFile = join(authDir, 'auth.json');
     await writeFile(authFile, JSON.stringify({ auths: { [registry]: { auth } } }), { mode: 0o600 });
     return { ...access, authFile };
+  }
+
+  /**
+   * The same registry settings for runcd's own manifest requests: the certs.d CAs (`*.crt`) added to the system
+   * ones and a client certificate (`*.cert` with its `*.key`), as containers/image reads a cert-dir; the
+   * credentials in memory only.
+   */
+  async endpoint(registry: string, credentials: PullCredentials | undefined): Promise<RegistryEndpoint> {
+    const insecure = this.options.insecureRegistries.includes(registry.toLowerCase());
+    const auth = credentials ? basicAuth(credentials) : (await this.storedAuths())[registry]?.auth;
+    const tls: RegistryEndpoint['tls'] = {};
+    if (this.options.certsDir) {
+      const certDir = join(this.options.certsDir, registry);
+      const names = (await readdir(certDir).catch(() => [] as string[])).sort();
+      const cas = names.filter((name) => name.endsWith('.crt'));
+      if (cas.length > 0) {
+        tls.ca = [
+          ...rootCertificates,
+          ...(await Promise.all(cas.map((name) => readFile(join(certDir, name))))),
+        ];
+      }
+      const cert = names.find((name) => name.endsWith('.cert'));
+      const key = cert && names.find((name) => name === `${cert.slice(0, -'.cert'.length)}.key`);
+      if (cert && key) {
+        tls.cert = await readFile(join(certDir, cert));
+        tls.key = await readFile(join(certDir, key));
+      }
+    }
+    return { registry, insecure, tls, ...(auth ? { auth } : {}) };
   }
 
   /** Keeps credentials that were checked against the registry, replacing the file whole (mode 0600). */

@@ -162,17 +162,18 @@ export async function runPull(
       },
     },
     {
-      resolved: async (resolved): Promise<PullOutcome | undefined> => {
-        const present = bundles.list().find((bundle) => imageDigestsOf(bundle).includes(resolved.digest));
-        if (present) {
-          const names = imageNamesOf(present);
-          const upToDate = names.includes(name);
-          if (!upToDate) {
-            await takeNameAway(bundles, name, present.id);
-            await bundles.relabel(present.id, labelsWithNames(present, [...names, name]));
-          }
-          return { name, bundleId: present.id, digest: resolved.digest, present: true, upToDate };
+      present: async (digest): Promise<PullOutcome | undefined> => {
+        const present = bundles.list().find((bundle) => imageDigestsOf(bundle).includes(digest));
+        if (!present) return undefined;
+        const names = imageNamesOf(present);
+        const upToDate = names.includes(name);
+        if (!upToDate) {
+          await takeNameAway(bundles, name, present.id);
+          await bundles.relabel(present.id, labelsWithNames(present, [...names, name]));
         }
+        return { name, bundleId: present.id, digest, present: true, upToDate };
+      },
+      starting: (resolved) => {
         send({
           status: `Pulling from ${ref.repository.slice(ref.registry.length + 1)}`,
           id: ref.tag ?? ref.digest,
@@ -180,7 +181,6 @@ export async function runPull(
         layers = resolved.layers.map((layer) => layer.digest);
         for (const layer of layers)
           send({ status: 'Pulling fs layer', progressDetail: {}, id: shortId(layer) });
-        return undefined;
       },
       commit: async (image, resolved) => {
         await takeNameAway(bundles, name);
