@@ -40,7 +40,11 @@ function sessionMonitors(): string[] {
 }
 
 /** A plain request on the Docker socket: the status and the body text. */
-function dockerRequest(socketPath: string, method: string, path: string): Promise<{ status: number; text: string }> {
+function dockerRequest(
+  socketPath: string,
+  method: string,
+  path: string,
+): Promise<{ status: number; text: string }> {
   return new Promise((resolve, reject) => {
     const socket = connect(socketPath);
     let text = '';
@@ -50,7 +54,9 @@ function dockerRequest(socketPath: string, method: string, path: string): Promis
       const status = Number(/^HTTP\/1\.1 (\d{3})/.exec(text)?.[1]);
       resolve({ status, text: text.slice(text.indexOf('\r\n\r\n') + 4) });
     });
-    socket.write(`${method} ${path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
+    socket.write(
+      `${method} ${path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`,
+    );
   });
 }
 
@@ -68,7 +74,11 @@ async function leftNothing(t: Test): Promise<void> {
 
 t.test('detach keys leave an exec running; its exit code is recorded at its end', async (t) => {
   const { daemon, dockerSocket } = await startWithDockerSocket(t, sandbox);
-  const created = await daemon.request('POST', '/containers', { id, bundle: sandbox.bundle('c'), start: true });
+  const created = await daemon.request('POST', '/containers', {
+    id,
+    bundle: sandbox.bundle('c'),
+    start: true,
+  });
   t.equal(created.status, 201);
   const env = { ...process.env, DOCKER_HOST: `unix://${dockerSocket}` };
   const execsRunning = async () => {
@@ -85,7 +95,10 @@ t.test('detach keys leave an exec running; its exit code is recorded at its end'
   /** `docker exec -it` in a terminal; types `keys` once the process printed it is ready. */
   const detachWithCli = async (t: Test, name: string, options: string[], keys: string) => {
     const command = `exec docker exec -it ${options.join(' ')} ${id} sh -c '${waiter(name)}'`;
-    const terminal = spawn('script', ['-qec', command, '/dev/null'], { stdio: ['pipe', 'pipe', 'pipe'], env });
+    const terminal = spawn('script', ['-qec', command, '/dev/null'], {
+      stdio: ['pipe', 'pipe', 'pipe'],
+      env,
+    });
     let screen = '';
     terminal.stdout.on('data', (chunk: Buffer) => (screen += chunk.toString()));
     const exited = new Promise<number | null>((resolve) => terminal.on('exit', (code) => resolve(code)));
@@ -111,114 +124,127 @@ t.test('detach keys leave an exec running; its exit code is recorded at its end'
     t.match(ps.stdout, /go-default/, 'docker exec ps shows it in the container');
     t.equal((await dockerCli(dockerSocket, 'exec', id, 'touch', '/dev/shm/go-default')).code, 0);
     await eventually(async () => ((await inspectExec(execId!)).Running ? undefined : true), 15_000);
-    t.match(await inspectExec(execId!), { Running: false, ExitCode: 7 }, 'its exit code is recorded at its end');
+    t.match(
+      await inspectExec(execId!),
+      { Running: false, ExitCode: 7 },
+      'its exit code is recorded at its end',
+    );
     t.equal(await execsRunning(), null, 'and it is no longer listed');
     await leftNothing(t);
   });
 
-  await t.test('docker exec -it --detach-keys ctrl-a,d: those keys detach, the default ones do not', async (t) => {
-    const cli = await detachWithCli(t, 'go-custom', ['--detach-keys', 'ctrl-a,d'], '\x10\x11');
-    const stillAttached = await Promise.race([
-      cli.exited.then(() => false),
-      new Promise<boolean>((resolve) => setTimeout(() => resolve(true), 1_000)),
-    ]);
-    t.ok(stillAttached, 'ctrl-p ctrl-q went to the process: the CLI is still attached');
-    cli.type('\x01d');
-    t.equal(await cli.exited, 0, 'ctrl-a d detached');
-    const [execId] = (await execsRunning()) ?? [];
-    t.ok(execId, 'the exec runs on');
-    t.equal((await dockerCli(dockerSocket, 'exec', id, 'touch', '/dev/shm/go-custom')).code, 0);
-    await eventually(async () => ((await inspectExec(execId!)).Running ? undefined : true), 15_000);
-    t.match(await inspectExec(execId!), { Running: false, ExitCode: 7 }, 'and its exit code is recorded');
-    const bad = await dockerCli(dockerSocket, 'exec', '-i', '--detach-keys', 'ctrl-9', id, 'true');
-    t.not(bad.code, 0, 'unknown detach keys are refused');
-    t.match(bad.stderr, /detach key/i, 'by name');
-  });
+  await t.test(
+    'docker exec -it --detach-keys ctrl-a,d: those keys detach, the default ones do not',
+    async (t) => {
+      const cli = await detachWithCli(t, 'go-custom', ['--detach-keys', 'ctrl-a,d'], '\x10\x11');
+      const stillAttached = await Promise.race([
+        cli.exited.then(() => false),
+        new Promise<boolean>((resolve) => setTimeout(() => resolve(true), 1_000)),
+      ]);
+      t.ok(stillAttached, 'ctrl-p ctrl-q went to the process: the CLI is still attached');
+      cli.type('\x01d');
+      t.equal(await cli.exited, 0, 'ctrl-a d detached');
+      const [execId] = (await execsRunning()) ?? [];
+      t.ok(execId, 'the exec runs on');
+      t.equal((await dockerCli(dockerSocket, 'exec', id, 'touch', '/dev/shm/go-custom')).code, 0);
+      await eventually(async () => ((await inspectExec(execId!)).Running ? undefined : true), 15_000);
+      t.match(await inspectExec(execId!), { Running: false, ExitCode: 7 }, 'and its exit code is recorded');
+      const bad = await dockerCli(dockerSocket, 'exec', '-i', '--detach-keys', 'ctrl-9', id, 'true');
+      t.not(bad.code, 0, 'unknown detach keys are refused');
+      t.match(bad.stderr, /detach key/i, 'by name');
+    },
+  );
 
-  await t.test('runcd WebSocket session: the detach keys leave it running, a plain close ends it', async (t) => {
-    const open = (query: string) => {
-      const ws = new WebSocket(`ws+unix://${sandbox.socket}:/containers/${id}/exec/session?${query}`);
-      const controls: Array<Record<string, unknown>> = [];
-      let output = '';
-      ws.on('message', (data: Buffer, binary: boolean) => {
-        if (binary) output += data.subarray(1).toString();
-        else controls.push(JSON.parse(data.toString()) as Record<string, unknown>);
+  await t.test(
+    'runcd WebSocket session: the detach keys leave it running, a plain close ends it',
+    async (t) => {
+      const open = (query: string) => {
+        const ws = new WebSocket(`ws+unix://${sandbox.socket}:/containers/${id}/exec/session?${query}`);
+        const controls: Array<Record<string, unknown>> = [];
+        let output = '';
+        ws.on('message', (data: Buffer, binary: boolean) => {
+          if (binary) output += data.subarray(1).toString();
+          else controls.push(JSON.parse(data.toString()) as Record<string, unknown>);
+        });
+        ws.on('error', () => undefined);
+        const closed = new Promise<{ code: number; reason: string }>((resolve) =>
+          ws.on('close', (code, reason) => resolve({ code, reason: reason.toString() })),
+        );
+        const started = eventually(
+          async () => controls.find((control) => control.type === 'started') as { pid: number } | undefined,
+          15_000,
+        );
+        return { ws, controls, closed, started, output: () => output };
+      };
+      const since = new Date().toISOString();
+      const args = (name: string) => `tty=true&args=sh&args=-c&args=${encodeURIComponent(waiter(name))}`;
+
+      const detaching = open(args('go-ws'));
+      const { pid } = await detaching.started;
+      await eventually(async () => (detaching.output().includes('ready-go-ws') ? true : undefined), 10_000);
+      detaching.ws.send(Buffer.from([0x10, 0x11]), { binary: true });
+      const closed = await detaching.closed;
+      t.same(detaching.controls.at(-1), { type: 'detached' }, 'a detached frame');
+      t.same(closed, { code: 1000, reason: 'detached' }, 'then a normal close');
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      t.ok(alive(pid), 'the process runs on with nobody attached');
+
+      const custom = open(`${args('go-ws2')}&detachKeys=${encodeURIComponent('ctrl-x,x')}`);
+      const customPid = (await custom.started).pid;
+      await eventually(async () => (custom.output().includes('ready-go-ws2') ? true : undefined), 10_000);
+      custom.ws.send(Buffer.from([0x10, 0x11]), { binary: true });
+      custom.ws.send(Buffer.from([0x18, 0x78]), { binary: true });
+      t.same((await custom.closed).reason, 'detached', 'detachKeys=ctrl-x,x detaches');
+      t.ok(alive(customPid), 'and leaves its process running');
+
+      const pipe = open(`args=sh&args=-c&args=${encodeURIComponent(waiter('go-pipe'))}`);
+      const pipePid = (await pipe.started).pid;
+      pipe.ws.send(Buffer.from([0x10, 0x11]), { binary: true });
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      t.equal(pipe.ws.readyState, WebSocket.OPEN, 'without a terminal the keys are plain input (no detach)');
+      pipe.ws.terminate();
+      await eventually(async () => (alive(pipePid) ? undefined : true), 15_000).catch(() => undefined);
+      t.notOk(alive(pipePid), 'a plain disconnect still ends the process');
+
+      const refused = await new Promise<number>((resolve) => {
+        const ws = new WebSocket(
+          `ws+unix://${sandbox.socket}:/containers/${id}/exec/session?${args('x')}&detachKeys=ctrl-9`,
+        );
+        ws.on('unexpected-response', (_request, response) => {
+          resolve(response.statusCode ?? 0);
+          response.resume();
+          ws.terminate();
+        });
+        ws.on('open', () => {
+          resolve(101);
+          ws.terminate();
+        });
+        ws.on('error', () => undefined);
       });
-      ws.on('error', () => undefined);
-      const closed = new Promise<{ code: number; reason: string }>((resolve) =>
-        ws.on('close', (code, reason) => resolve({ code, reason: reason.toString() })),
+      t.equal(refused, 400, 'unknown detach keys: 400 before any upgrade');
+
+      for (const name of ['go-ws', 'go-ws2']) {
+        t.equal(
+          (await daemon.request('POST', `/containers/${id}/exec`, { args: ['touch', `/dev/shm/${name}`] }))
+            .status,
+          200,
+        );
+      }
+      await eventually(async () => (alive(pid) || alive(customPid) ? undefined : true), 15_000);
+      const exits = await eventually(async () => {
+        const events = (await eventsOf(daemon, since, [id])).filter(
+          (event) => event.type === 'exec' && /go-ws/.test(String(event.attributes?.command ?? '')),
+        );
+        return events.length >= 2 ? events : undefined;
+      }, 15_000);
+      t.same(
+        exits.map((event) => event.attributes?.exitCode),
+        [7, 7],
+        'each detached process exit code is in its exec event',
       );
-      const started = eventually(
-        async () => controls.find((control) => control.type === 'started') as { pid: number } | undefined,
-        15_000,
-      );
-      return { ws, controls, closed, started, output: () => output };
-    };
-    const since = new Date().toISOString();
-    const args = (name: string) =>
-      `tty=true&args=sh&args=-c&args=${encodeURIComponent(waiter(name))}`;
-
-    const detaching = open(args('go-ws'));
-    const { pid } = await detaching.started;
-    await eventually(async () => (detaching.output().includes('ready-go-ws') ? true : undefined), 10_000);
-    detaching.ws.send(Buffer.from([0x10, 0x11]), { binary: true });
-    const closed = await detaching.closed;
-    t.same(detaching.controls.at(-1), { type: 'detached' }, 'a detached frame');
-    t.same(closed, { code: 1000, reason: 'detached' }, 'then a normal close');
-    await new Promise((resolve) => setTimeout(resolve, 500));
-    t.ok(alive(pid), 'the process runs on with nobody attached');
-
-    const custom = open(`${args('go-ws2')}&detachKeys=${encodeURIComponent('ctrl-x,x')}`);
-    const customPid = (await custom.started).pid;
-    await eventually(async () => (custom.output().includes('ready-go-ws2') ? true : undefined), 10_000);
-    custom.ws.send(Buffer.from([0x10, 0x11]), { binary: true });
-    custom.ws.send(Buffer.from([0x18, 0x78]), { binary: true });
-    t.same((await custom.closed).reason, 'detached', 'detachKeys=ctrl-x,x detaches');
-    t.ok(alive(customPid), 'and leaves its process running');
-
-    const pipe = open(`args=sh&args=-c&args=${encodeURIComponent(waiter('go-pipe'))}`);
-    const pipePid = (await pipe.started).pid;
-    pipe.ws.send(Buffer.from([0x10, 0x11]), { binary: true });
-    await new Promise((resolve) => setTimeout(resolve, 300));
-    t.equal(pipe.ws.readyState, WebSocket.OPEN, 'without a terminal the keys are plain input (no detach)');
-    pipe.ws.terminate();
-    await eventually(async () => (alive(pipePid) ? undefined : true), 15_000).catch(() => undefined);
-    t.notOk(alive(pipePid), 'a plain disconnect still ends the process');
-
-    const refused = await new Promise<number>((resolve) => {
-      const ws = new WebSocket(
-        `ws+unix://${sandbox.socket}:/containers/${id}/exec/session?${args('x')}&detachKeys=ctrl-9`,
-      );
-      ws.on('unexpected-response', (_request, response) => {
-        resolve(response.statusCode ?? 0);
-        response.resume();
-        ws.terminate();
-      });
-      ws.on('open', () => {
-        resolve(101);
-        ws.terminate();
-      });
-      ws.on('error', () => undefined);
-    });
-    t.equal(refused, 400, 'unknown detach keys: 400 before any upgrade');
-
-    for (const name of ['go-ws', 'go-ws2']) {
-      t.equal((await daemon.request('POST', `/containers/${id}/exec`, { args: ['touch', `/dev/shm/${name}`] })).status, 200);
-    }
-    await eventually(async () => (alive(pid) || alive(customPid) ? undefined : true), 15_000);
-    const exits = await eventually(async () => {
-      const events = (await eventsOf(daemon, since, [id])).filter(
-        (event) => event.type === 'exec' && /go-ws/.test(String(event.attributes?.command ?? '')),
-      );
-      return events.length >= 2 ? events : undefined;
-    }, 15_000);
-    t.same(
-      exits.map((event) => event.attributes?.exitCode),
-      [7, 7],
-      'each detached process exit code is in its exec event',
-    );
-    await leftNothing(t);
-  });
+      await leftNothing(t);
+    },
+  );
 
   t.equal((await daemon.request('DELETE', `/containers/${id}?force=true`)).status, 204);
   t.ok(existsSync(sessionsDir));
