@@ -27,16 +27,18 @@ const USER_NETWORK = { name: 'rcdbench-user', subnet: '10.87.251.0/24', bridge: 
 function recordProcesses(daemon: Daemon): { take: () => Map<string, number> } {
   let current = new Map<string, number>();
   const add = (key: string, ms: number) => current.set(key, (current.get(key) ?? 0) + ms);
-  daemon.runner.onInvocation((invocation) =>
-    add(invocation.binary.split('/').pop() ?? invocation.binary, invocation.durationMs),
-  );
-  const spawn = daemon.runner.spawn.bind(daemon.runner);
-  daemon.runner.spawn = async (binary, argv, options) => {
-    const started = performance.now();
-    const spawned = await spawn(binary, argv, options);
-    const key = `${binary.split('/').pop()} ${options.env?.CNI_COMMAND ?? ''}`.trim();
-    void spawned.child.finally(() => add(key, performance.now() - started));
-    return spawned;
+  const isPlugin = (binary: string) => binary.includes('/cni/');
+  daemon.runner.onInvocation((invocation) => {
+    if (!isPlugin(invocation.binary))
+      add(invocation.binary.split('/').pop() ?? invocation.binary, invocation.durationMs);
+  });
+  // Plugins are keyed by their CNI command too (ADD, DEL): timed here, where the environment is seen.
+  const run = daemon.runner.run.bind(daemon.runner);
+  daemon.runner.run = async (binary, argv, options) => {
+    const result = await run(binary, argv, options);
+    if (isPlugin(binary))
+      add(`${binary.split('/').pop()} ${options.env?.CNI_COMMAND ?? ''}`.trim(), result.durationMs);
+    return result;
   };
   return {
     take: () => {

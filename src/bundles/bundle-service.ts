@@ -391,6 +391,16 @@ export class BundleService {
     return owner && join(owner.path, 'rootfs');
   }
 
+  /**
+   * The writable layer of the private bundle in `bundleDir` (`docker diff`): its overlayfs upper directory and
+   * the image rootfs under it; undefined for a bundle without one (a native bundle, `docker run --read-only`).
+   */
+  async layerOf(bundleDir: string): Promise<{ upper: string; lower: string } | undefined> {
+    const lower = this.sharedRootfsOf(bundleDir);
+    if (lower === undefined || !(await this.deps.layers.has(bundleDir))) return undefined;
+    return { upper: this.deps.layers.upperOf(bundleDir), lower };
+  }
+
   /** Host CPUs bound `cpus`: a quota above them would never be reached. */
   checkResources(resources: ResourceLimits | undefined): void {
     const cpus = availableParallelism();

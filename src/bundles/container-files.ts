@@ -31,11 +31,15 @@ import { END_OF_ARCHIVE, headerBlocks, padding, type TarHeader } from './tar-wri
 
 const { O_RDONLY, O_WRONLY, O_CREAT, O_EXCL, O_DIRECTORY, O_NOFOLLOW, O_NONBLOCK } = constants;
 const MAX_SYMLINKS = 40;
-const MAX_DEPTH = 512;
+/** How deep a walk of a container's tree goes before it is refused (a container can nest without end). */
+export const MAX_DEPTH = 512;
 const READ_CHUNK_BYTES = 64 * 1024;
 
 /** The entry `name` of a directory runcd holds open. */
-const at = (dir: FileHandle, name: string): string => `/proc/self/fd/${dir.fd}/${name}`;
+export const at = (dir: FileHandle, name: string): string => `/proc/self/fd/${dir.fd}/${name}`;
+/** A directory opened without following a symlink in its last component, to be walked through `at`. */
+export const openDirNoFollow = (path: string): Promise<FileHandle> =>
+  open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
 const components = (path: string): string[] => path.split('/').filter((part) => part !== '' && part !== '.');
 
 const invalid = (message: string) => new InvalidInputError('container_path_invalid', message);
@@ -57,7 +61,7 @@ export interface ResolvedPath {
  * `followLast`). Throws 404 when a parent is missing, 400 when the path climbs out or passes through a file.
  */
 export async function resolveInRoot(root: string, path: string, followLast: boolean): Promise<ResolvedPath> {
-  const dirs: FileHandle[] = [await open(root, O_RDONLY | O_DIRECTORY | O_NOFOLLOW)];
+  const dirs: FileHandle[] = [await openDirNoFollow(root)];
   const names: string[] = [];
   const close = async () => {
     for (const dir of dirs.splice(0)) await dir.close().catch(() => undefined);
@@ -99,7 +103,7 @@ export async function resolveInRoot(root: string, path: string, followLast: bool
       if (pending.length === 0) return { parent: top, name, stats, containerPath: shown([name]), close };
       if (!stats.isDirectory()) throw invalid(`"${path}": ${shown([name])} is not a directory`);
       if (dirs.length > MAX_DEPTH) throw invalid(`"${path}" is nested too deeply`);
-      dirs.push(await open(at(top, name), O_RDONLY | O_DIRECTORY | O_NOFOLLOW));
+      dirs.push(await openDirNoFollow(at(top, name)));
       names.push(name);
     }
   } catch (error) {
@@ -184,7 +188,7 @@ async function* packEntry(
   const meta = { mode: stats.mode, uid: stats.uid, gid: stats.gid, mtime: stats.mtime, size: 0 };
   if (stats.isDirectory()) {
     if (depth > MAX_DEPTH) throw invalid(`${tarName} is nested too deeply to copy`);
-    const dir = await open(at(parent, name), O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
+    const dir = await openDirNoFollow(at(parent, name));
     try {
       yield* headerBlocks({ ...meta, name: `${tarName}/`, type: 'directory' });
       for (const child of (await readdir(at(dir, '.'))).sort()) {
@@ -344,7 +348,7 @@ async function unpackEntry(
         await unlink(path);
       }
       if (!old || !old.isDirectory()) await mkdir(path, { mode: 0o700 });
-      const dir = await open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
+      const dir = await openDirNoFollow(path);
       try {
         await dir.chown(uid, gid);
         await dir.chmod(mode);

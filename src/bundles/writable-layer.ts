@@ -59,6 +59,11 @@ export class WritableLayers {
     }
   }
 
+  /** The container's changes (overlayfs's upperdir): what `docker diff` reads. */
+  upperOf(dir: string): string {
+    return join(dir, 'layer', 'upper');
+  }
+
   /** The merged rootfs a layered bundle runs on. */
   rootfsOf(dir: string): string {
     return join(dir, 'rootfs');

@@ -23,6 +23,7 @@ import type { DockerContext } from './docker-context.js';
 import { DockerError, dockerErrorFor, notImplemented } from './docker-errors.js';
 import { ExecSessions } from './exec-sessions.js';
 import { registerArchiveRoutes } from './handlers/archive.js';
+import { registerChangesAndExportRoutes } from './handlers/changes-export.js';
 import { DockerNames } from './docker-names.js';
 import { registerVolumeRoutes } from './handlers/volumes.js';
 import type { VolumeService } from '../bundles/volume-service.js';
@@ -183,6 +184,7 @@ export async function buildDockerApp(deps: DockerAppDeps): Promise<FastifyInstan
   registerUpdateRoute(app, context);
   registerDiskUsageRoutes(app, context);
   await registerArchiveRoutes(app, context);
+  registerChangesAndExportRoutes(app, context);
   registerTerminalRoutes(app, context);
   registerStreamRoutes(app, context);
   registerStatsRoutes(app, context);

@@ -152,7 +152,13 @@ export class ContainerNetworking {
     await this.locks.run(containerId, async () => {
       const record = this.deps.repository.container(containerId);
       if (!record) return;
-      if (record.attachment) await this.teardown(record.containerId, record.attachment);
+      if (record.attachment) {
+        // A setup a killed runcd left: its ADD may have run before the pin's mount did (they run side by side).
+        if (!(await this.deps.cni.isPinned(record.attachment.netns))) {
+          await this.deps.cni.pinNetns(`/proc/${pid}/ns/net`, record.attachment.netns);
+        }
+        await this.teardown(record.containerId, record.attachment);
+      }
       const netns = join(this.deps.netnsDir, containerId);
       const conflists: CniConflist[] = [];
       for (const name of record.networks) {
@@ -171,29 +177,39 @@ export class ContainerNetworking {
         })),
       };
       this.deps.repository.setAttachment(containerId, attachment);
+      // ADD goes into the namespace held open by runcd while the pin's mount runs beside it (cni.holdNetns): the
+      // pin was a process of its own in front of every ADD. DEL only ever uses the pin, or, if pinning fails, the
+      // held namespace, which is released only once that DEL has run.
+      const held = await this.deps.cni.holdNetns(pid).catch((error: unknown) => {
+        throw this.setupFailed(containerId, error);
+      });
+      const pinned = this.deps.cni.pinNetns(held.path, netns).then(
+        () => undefined,
+        (error: unknown) => error as Error,
+      );
       try {
-        await this.deps.cni.pinNetns(pid, netns);
         for (const [index, entry] of attachment.networks.entries()) {
           entry.result = await this.deps.cni.add(conflists[index]!, {
             containerId,
-            netns,
+            netns: held.path,
             ifName: entry.ifName,
             capabilityArgs: index === 0 ? { portMappings: record.ports } : {},
           });
           this.deps.repository.recordResult(containerId, attachment);
         }
+        const pinError = await pinned;
+        if (pinError) throw pinError;
         await this.names.write(containerId, this.describe(containerId));
         // Before start: the container's first lookup of a peer (or of itself) already finds it.
         await this.deps.dns.update(record.networks, { expect: containerId });
       } catch (error) {
-        await this.teardown(containerId, attachment).catch((cleanup: unknown) =>
+        await pinned;
+        await this.teardown(containerId, attachment, held.path).catch((cleanup: unknown) =>
           this.deps.logger.error({ containerId, err: cleanup }, 'undoing a failed network setup failed'),
         );
-        throw new RuntimeFailureError(
-          'network_setup_failed',
-          `network setup of container "${containerId}" failed: ${(error as Error).message}`,
-          containerId,
-        );
+        throw this.setupFailed(containerId, error);
+      } finally {
+        await held.release();
       }
       this.deps.logger.info({ containerId, networks: record.networks }, 'container networks set up');
     });
@@ -420,13 +436,28 @@ export class ContainerNetworking {
     };
   }
 
+  private setupFailed(containerId: string, error: unknown): RuntimeFailureError {
+    return new RuntimeFailureError(
+      'network_setup_failed',
+      `network setup of container "${containerId}" failed: ${(error as Error).message}`,
+      containerId,
+    );
+  }
+
   private complete(record: ContainerNetworkRecord): boolean {
     const attached = record.attachment?.networks ?? [];
     return attached.length === record.networks.length && attached.every((entry) => entry.result !== null);
   }
 
-  /** DEL in reverse order of ADD, each with its cached result; the pin goes only when every DEL succeeded. */
-  private async teardown(containerId: string, attachment: Attachment): Promise<void> {
+  /**
+   * DEL in reverse order of ADD, each with its cached result; the pin goes only when every DEL succeeded. `netns`:
+   * the namespace to DEL in when it is not the pin (a setup whose pin failed: the namespace runcd holds open).
+   */
+  private async teardown(
+    containerId: string,
+    attachment: Attachment,
+    netns: string = attachment.netns,
+  ): Promise<void> {
     // Names first: no peer should resolve to an address about to be released (and handed to another container).
     await this.deps.dns
       .update(
@@ -445,7 +476,7 @@ export class ContainerNetworking {
           JSON.parse(entry.conflist) as CniConflist,
           {
             containerId,
-            netns: attachment.netns,
+            netns,
             ifName: entry.ifName,
             capabilityArgs: entry.ifName === 'eth0' ? { portMappings: record?.ports ?? [] } : {},
           },

@@ -29,6 +29,8 @@ export interface RunOptions {
   signal?: AbortSignal;
   /** Sees stdout as it comes (skopeo's "Copying blob" lines become pull progress). */
   onStdout?: (chunk: Buffer) => void;
+  /** Written to stdin, which is then closed (a CNI plugin's config); without it stdin is closed from the start. */
+  input?: string;
 }
 
 /** Output a captured command may write, per stream, before the rest is dropped: bounds runcd's memory. */
@@ -220,9 +222,13 @@ export class ProcessRunner {
       this.spawnCount++;
       const child = execa(binary, argv, {
         ...LEAN_EXECA_OPTIONS,
-        stdio: ['ignore', 'pipe', 'pipe'],
+        stdio: [options.input !== undefined ? 'pipe' : 'ignore', 'pipe', 'pipe'],
         env: { PATH: CLEAN_PATH, ...options.env },
       });
+      if (options.input !== undefined) {
+        child.stdin?.on('error', () => undefined);
+        child.stdin?.end(options.input);
+      }
       // Collected here rather than by execa's `buffer`: execa reads a buffered stream through an async iterator
       // with its own AbortController per stream, several times the cost of two 'data' listeners.
       const stdout: Buffer[] = [];
@@ -451,6 +457,7 @@ export class ProcessRunner {
         env: { PATH: CLEAN_PATH, ...options.env },
         timeoutMs: options.timeoutMs,
         outputLimitBytes: RUN_OUTPUT_LIMIT_BYTES,
+        ...(options.input !== undefined ? { input: options.input } : {}),
       });
       // The helper enforces the deadline; this only guards against a helper that stopped answering.
       const silent = new Promise<HelperResult>((resolve) => {

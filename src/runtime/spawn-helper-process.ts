@@ -34,7 +34,7 @@ function run(request: HelperRequest): void {
     if (request.fifoAsFd3 !== undefined) fifo = openSync(request.fifoAsFd3, constants.O_RDWR);
     child = spawn(request.binary, request.argv, {
       stdio: [
-        'ignore',
+        request.input !== undefined ? 'pipe' : 'ignore',
         request.ignoreStdout ? 'ignore' : 'pipe',
         'pipe',
         ...(fifo !== undefined ? [fifo] : []),
@@ -52,6 +52,11 @@ function run(request: HelperRequest): void {
     if (fifo !== undefined) closeSync(fifo);
   }
   running.set(request.id, child);
+  if (request.input !== undefined) {
+    // A child that exits without reading its input closes the pipe: EPIPE here is its answer, not the helper's.
+    child.stdin?.on('error', () => undefined);
+    child.stdin?.end(request.input);
+  }
   const stdout = new CappedChunks(request.outputLimitBytes);
   const stderr = new CappedChunks(request.outputLimitBytes);
   child.stdout?.on('data', (chunk: Buffer) => stdout.push(chunk));

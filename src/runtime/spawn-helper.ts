@@ -34,6 +34,8 @@ export interface HelperRequest {
   outputLimitBytes: number;
   /** stdout goes to /dev/null. */
   ignoreStdout?: boolean;
+  /** Written to the child's stdin, which is then closed (a CNI plugin's config); without it stdin is closed. */
+  input?: string;
   /** A FIFO the helper opens read-write and hands to the child as fd 3 (conmon's sync pipe). */
   fifoAsFd3?: string;
   /** Answer when the process itself exits, not when its pipes close (a child it forks may keep them). */

@@ -224,6 +224,15 @@ t.test('a client leaving a stream never takes runcd down, nor makes it grow', as
       }),
     },
     {
+      // The container's whole rootfs as a tar (busybox: ~1 MiB, several socket buffers' worth).
+      name: 'docker export',
+      request: async () => ({
+        socket: dockerSocket,
+        method: 'GET',
+        path: `/v1.50/containers/${quiet}/export`,
+      }),
+    },
+    {
       name: 'docker wait',
       request: async () => ({
         socket: dockerSocket,

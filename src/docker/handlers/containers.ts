@@ -1,6 +1,6 @@
 import { ConflictError, DomainError } from '../../errors.js';
 import type { DockerContext, Query } from '../docker-context.js';
-import { DockerError, notImplemented } from '../docker-errors.js';
+import { DockerError } from '../docker-errors.js';
 import { dockerIdOf, resolveContainer } from '../docker-ids.js';
 import { imageRefOf } from '../translate/images.js';
 import { asDocker, NOT_MODIFIED } from '../docker-status.js';
@@ -181,21 +181,4 @@ export async function registerContainerRoutes(app: FastifyInstance, context: Doc
     names.rename(id, name);
     return reply.code(204).send();
   });
-
-  // Answered 501 whatever the method; reading that needs what a read needs, anything else what a change needs.
-  for (const endpoint of ['export', 'changes']) {
-    for (const [methods, access] of [
-      [['GET', 'HEAD'], 'read'],
-      [['POST', 'PUT', 'DELETE', 'PATCH'], 'admin'],
-    ] as const) {
-      app.route({
-        method: [...methods],
-        url: `/containers/:id/${endpoint}`,
-        config: { access },
-        handler: async (request) => {
-          throw notImplemented(`${request.method} /containers/{id}/${endpoint}`, undefined);
-        },
-      });
-    }
-  }
 }
