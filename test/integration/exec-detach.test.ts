@@ -1,17 +1,18 @@
 import { spawn } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
-import { connect } from 'node:net';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
 import WebSocket from 'ws';
 import { eventsOf } from '../helpers/crash-checks.js';
 import { dockerCli, startWithDockerSocket } from '../helpers/docker-cli.js';
+import { dockerRequest, hijackedStart } from '../helpers/docker-hijack.js';
 import { eventually, makeSandbox } from '../helpers/sandbox.js';
 
-// Detaching from an exec with a terminal (issue 15, point 5): the detach keys leave the process running, as
-// Docker's exec does, with the real docker CLI in a pseudo-terminal (util-linux `script`) and runcd's WebSocket
-// session; the process's exit code is still recorded when it ends, and nothing of the session is left then.
-// A plain disconnect still ends the process.
+// Detaching from an exec with a terminal (issue 15, point 5). runcd scans a terminal's input for the detach keys,
+// as Docker's engine does: a client that sends them (runcd's WebSocket session, a raw hijack, dockerode) leaves its
+// process running, whose exit code is recorded when it ends, with nothing of the session left then. The real
+// docker CLI (in a pseudo-terminal, util-linux `script`) scans the keys itself and only closes the connection,
+// which to runcd is a plain disconnect: the process is hung up, as any client that leaves.
 const sandbox = makeSandbox(t, 'xdet');
 const id = sandbox.id('c');
 const sessionsDir = join(sandbox.stateDir, 'sessions');
@@ -39,27 +40,6 @@ function sessionMonitors(): string[] {
   });
 }
 
-/** A plain request on the Docker socket: the status and the body text. */
-function dockerRequest(
-  socketPath: string,
-  method: string,
-  path: string,
-): Promise<{ status: number; text: string }> {
-  return new Promise((resolve, reject) => {
-    const socket = connect(socketPath);
-    let text = '';
-    socket.on('data', (chunk: Buffer) => (text += chunk.toString()));
-    socket.on('error', reject);
-    socket.on('close', () => {
-      const status = Number(/^HTTP\/1\.1 (\d{3})/.exec(text)?.[1]);
-      resolve({ status, text: text.slice(text.indexOf('\r\n\r\n') + 4) });
-    });
-    socket.write(
-      `${method} ${path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`,
-    );
-  });
-}
-
 /** A process that waits for its release file (in the container's writable /dev/shm), then exits 7. */
 const waiter = (name: string) =>
   `echo ready-${name}; while [ ! -e /dev/shm/${name} ]; do sleep 0.1; done; exit 7`;
@@ -81,6 +61,7 @@ t.test('detach keys leave an exec running; its exit code is recorded at its end'
   });
   t.equal(created.status, 201);
   const env = { ...process.env, DOCKER_HOST: `unix://${dockerSocket}` };
+  const since = new Date().toISOString();
   const execsRunning = async () => {
     const inspected = await dockerCli(dockerSocket, 'inspect', '-f', '{{json .ExecIDs}}', id);
     return JSON.parse(inspected.stdout) as string[] | null;
@@ -110,31 +91,35 @@ t.test('detach keys leave an exec running; its exit code is recorded at its end'
     return { exited, screen: () => screen, type: (more: string) => terminal.stdin.write(more) };
   };
 
-  await t.test('docker exec -it, then ctrl-p ctrl-q: the CLI leaves, the process runs on', async (t) => {
-    t.equal(await execsRunning(), null, 'no exec runs yet (ExecIDs is null)');
-    // A ctrl-p not followed by ctrl-q is typed on, as Docker's escape proxy does.
-    const cli = await detachWithCli(t, 'go-default', [], '\x10x\x10\x11');
-    t.equal(await cli.exited, 0, 'the CLI exits 0 after a detach, as with Docker');
-    const [execId] = (await execsRunning()) ?? [];
-    t.ok(execId, 'the exec is still listed in the container (ExecIDs)');
-    const running = await inspectExec(execId!);
-    t.match(running, { Running: true, ExitCode: null }, 'GET /exec/ID/json: running, no exit code yet');
-    t.ok(alive(running.Pid), `its process (pid ${running.Pid}) runs`);
-    const ps = await dockerCli(dockerSocket, 'exec', id, 'ps');
-    t.match(ps.stdout, /go-default/, 'docker exec ps shows it in the container');
-    t.equal((await dockerCli(dockerSocket, 'exec', id, 'touch', '/dev/shm/go-default')).code, 0);
-    await eventually(async () => ((await inspectExec(execId!)).Running ? undefined : true), 15_000);
-    t.match(
-      await inspectExec(execId!),
-      { Running: false, ExitCode: 7 },
-      'its exit code is recorded at its end',
-    );
-    t.equal(await execsRunning(), null, 'and it is no longer listed');
-    await leftNothing(t);
-  });
+  await t.test(
+    'docker exec -it, then ctrl-p ctrl-q: the CLI detaches by itself, runcd sees a close',
+    async (t) => {
+      t.equal(await execsRunning(), null, 'no exec runs yet (ExecIDs is null)');
+      const cli = await detachWithCli(t, 'go-default', [], '\x10\x11');
+      // The docker CLI scans a terminal's keys itself (moby/term's escape proxy): it swallows the sequence, prints
+      // this and exits 1, as against Docker's engine. runcd never receives the keys, only a closed connection,
+      // which it cannot tell from a client that went away: the process is hung up (README, "Per client").
+      t.equal(await cli.exited, 1, 'the CLI leaves (exit 1 after a detach, as against Docker)');
+      t.match(cli.screen(), /read escape sequence/, 'with its detach message');
+      const exits = await eventually(async () => {
+        const events = (await eventsOf(daemon, since, [id])).filter(
+          (event) =>
+            event.type === 'exec' && /ready-go-default/.test(String(event.attributes?.command ?? '')),
+        );
+        return events.length > 0 ? events : undefined;
+      }, 20_000);
+      t.equal(
+        exits[0]!.attributes?.exitCode,
+        129,
+        'the process was hung up (SIGHUP), its exit code recorded',
+      );
+      t.equal(await execsRunning(), null, 'and it is no longer listed');
+      await leftNothing(t);
+    },
+  );
 
   await t.test(
-    'docker exec -it --detach-keys ctrl-a,d: those keys detach, the default ones do not',
+    'docker exec -it --detach-keys ctrl-a,d: those keys detach the CLI, the default ones are typed on',
     async (t) => {
       const cli = await detachWithCli(t, 'go-custom', ['--detach-keys', 'ctrl-a,d'], '\x10\x11');
       const stillAttached = await Promise.race([
@@ -143,15 +128,56 @@ t.test('detach keys leave an exec running; its exit code is recorded at its end'
       ]);
       t.ok(stillAttached, 'ctrl-p ctrl-q went to the process: the CLI is still attached');
       cli.type('\x01d');
-      t.equal(await cli.exited, 0, 'ctrl-a d detached');
-      const [execId] = (await execsRunning()) ?? [];
-      t.ok(execId, 'the exec runs on');
-      t.equal((await dockerCli(dockerSocket, 'exec', id, 'touch', '/dev/shm/go-custom')).code, 0);
-      await eventually(async () => ((await inspectExec(execId!)).Running ? undefined : true), 15_000);
-      t.match(await inspectExec(execId!), { Running: false, ExitCode: 7 }, 'and its exit code is recorded');
+      t.equal(await cli.exited, 1, 'ctrl-a d detached');
+      t.match(cli.screen(), /read escape sequence/);
       const bad = await dockerCli(dockerSocket, 'exec', '-i', '--detach-keys', 'ctrl-9', id, 'true');
       t.not(bad.code, 0, 'unknown detach keys are refused');
       t.match(bad.stderr, /detach key/i, 'by name');
+      await leftNothing(t);
+    },
+  );
+
+  await t.test(
+    'a hijacked client that sends the detach keys: the exec runs on, its exit recorded',
+    async (t) => {
+      // What dockerode or any client without the CLI's own scanner sends: runcd scans a terminal's input as
+      // Docker's engine does, ends the stream and leaves the process running.
+      const created = await dockerRequest(dockerSocket, 'POST', `/v1.50/containers/${id}/exec`, {
+        Cmd: ['sh', '-c', waiter('go-raw')],
+        Tty: true,
+        AttachStdin: true,
+        AttachStdout: true,
+        DetachKeys: 'ctrl-x,y',
+      });
+      t.equal(created.status, 201);
+      const execId = (JSON.parse(created.text) as { Id: string }).Id;
+      const { socket, rest } = await hijackedStart(dockerSocket, execId, { Detach: false, Tty: true });
+      let output = rest.toString();
+      socket.on('data', (chunk: Buffer) => (output += chunk.toString()));
+      socket.on('error', () => undefined);
+      const ended = new Promise<void>((resolve) => socket.on('end', () => resolve()));
+      socket.resume();
+      await eventually(async () => (output.includes('ready-go-raw') ? true : undefined), 15_000);
+      // A ctrl-x not followed by y is typed on, as Docker's escape proxy does.
+      socket.write(Buffer.from([0x18, 0x61, 0x18, 0x79]));
+      await ended;
+      socket.destroy();
+      t.pass('runcd ended the stream after the keys');
+      t.same(await execsRunning(), [execId], 'the exec is still listed in the container (ExecIDs)');
+      const running = await inspectExec(execId);
+      t.match(running, { Running: true, ExitCode: null }, 'GET /exec/ID/json: running, no exit code yet');
+      t.ok(alive(running.Pid), `its process (pid ${running.Pid}) runs with nobody attached`);
+      const ps = await dockerCli(dockerSocket, 'exec', id, 'ps');
+      t.match(ps.stdout, /go-raw/, 'docker exec ps shows it in the container');
+      t.equal((await dockerCli(dockerSocket, 'exec', id, 'touch', '/dev/shm/go-raw')).code, 0);
+      await eventually(async () => ((await inspectExec(execId)).Running ? undefined : true), 15_000);
+      t.match(
+        await inspectExec(execId),
+        { Running: false, ExitCode: 7 },
+        'its exit code is recorded at its end',
+      );
+      t.equal(await execsRunning(), null, 'and it is no longer listed');
+      await leftNothing(t);
     },
   );
 
@@ -176,7 +202,6 @@ t.test('detach keys leave an exec running; its exit code is recorded at its end'
         );
         return { ws, controls, closed, started, output: () => output };
       };
-      const since = new Date().toISOString();
       const args = (name: string) => `tty=true&args=sh&args=-c&args=${encodeURIComponent(waiter(name))}`;
 
       const detaching = open(args('go-ws'));
@@ -233,7 +258,7 @@ t.test('detach keys leave an exec running; its exit code is recorded at its end'
       await eventually(async () => (alive(pid) || alive(customPid) ? undefined : true), 15_000);
       const exits = await eventually(async () => {
         const events = (await eventsOf(daemon, since, [id])).filter(
-          (event) => event.type === 'exec' && /go-ws/.test(String(event.attributes?.command ?? '')),
+          (event) => event.type === 'exec' && /ready-go-ws/.test(String(event.attributes?.command ?? '')),
         );
         return events.length >= 2 ? events : undefined;
       }, 15_000);
