@@ -6,6 +6,7 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import type { WebSocket } from 'ws';
 import { z } from 'zod';
+import { DEFAULT_DETACH_KEYS, DetachKeyScanner, parseDetachKeys } from '../src/detach-keys.js';
 import { UpgradeRequiredError } from '../src/errors.js';
 import type { ExecSessions, ExecSession } from '../src/lifecycle/exec-sessions.js';
 import type { OciProcess } from '../src/runtime/oci.js';
@@ -24,16 +25,19 @@ const FRAMES = `The process runs once the WebSocket is open. Frames:
 - server → client, binary: output, the first byte the stream (1 stdout, 2 stderr; a terminal has only 1).
 - server → client, text: \`{"type":"started","session":ID,"pid":PID}\` once the process runs, and
   \`{"type":"exit","exitCode":N}\` at its end, after all of its output; then the server closes (1000).
-- client → server, binary: bytes for the process's stdin (a terminal's keystrokes: ^C is byte 3).
+- server → client, text: \`{"type":"detached"}\` when the detach keys were typed (terminals only), then close 1000:
+  the process runs on with nobody attached, its exit code in the \`exec\` event.
+- client → server, binary: bytes for the process's stdin (a terminal's keystrokes: ^C is byte 3). With a
+  terminal, the detach keys (\`detachKeys\`, default ${DEFAULT_DETACH_KEYS}) never reach the process.
 - client → server, text: \`{"type":"resize","rows":R,"cols":C}\` (terminals only) or \`{"type":"eof"}\` (stdin ends).
-A malformed text frame closes the connection with 1008. A client that leaves ends the process (SIGHUP, then
-SIGKILL after 5 s); one that stops reading while more than 8 MiB of output waits is treated as gone.`;
+A malformed text frame closes the connection with 1008. A client that leaves without detaching ends the process
+(SIGHUP, then SIGKILL after 5 s); one that stops reading while more than 8 MiB of output waits is treated as gone.`;
 
 const errors = (...statuses: number[]) =>
   Object.fromEntries(statuses.map((status) => [status, ProblemSchema]));
 
 const execSessionRoutes: FastifyPluginAsyncZod<ExecSessionRouteOptions> = async (app, { sessions }) => {
-  const prepared = new WeakMap<object, OciProcess>();
+  const prepared = new WeakMap<object, { process: OciProcess; detachKeys: Uint8Array | undefined }>();
   app.route({
     method: 'GET',
     url: '/containers/:id/exec/session',
@@ -51,16 +55,15 @@ const execSessionRoutes: FastifyPluginAsyncZod<ExecSessionRouteOptions> = async 
       },
     },
     preHandler: async (request) => {
-      const { tty, rows, cols, ...rest } = request.query;
+      const { tty, rows, cols, detachKeys, ...rest } = request.query;
       const body = execBodyOf({ ...rest });
-      prepared.set(
-        request,
-        await sessions.prepare(request.params.id, {
-          ...body,
-          tty: tty ?? false,
-          size: rows !== undefined && cols !== undefined ? { rows, cols } : undefined,
-        }),
-      );
+      const process = await sessions.prepare(request.params.id, {
+        ...body,
+        tty: tty ?? false,
+        size: rows !== undefined && cols !== undefined ? { rows, cols } : undefined,
+      });
+      // Docker scans only a terminal's input: a pipe's bytes (a file sent as stdin) pass untouched.
+      prepared.set(request, { process, detachKeys: tty ? parseDetachKeys(detachKeys ?? '') : undefined });
     },
     handler: async () => {
       throw new UpgradeRequiredError(
@@ -69,10 +72,10 @@ const execSessionRoutes: FastifyPluginAsyncZod<ExecSessionRouteOptions> = async 
       );
     },
     wsHandler: (socket: WebSocket, request) => {
-      const process = prepared.get(request)!;
+      const { process, detachKeys } = prepared.get(request)!;
       // fastify's onResponse never runs for a hijacked reply: the session's audit record is written at its end.
       socket.once('close', () => app.auditTakenOver(request, 101));
-      void runSession(socket, sessions, request.params.id, process);
+      void runSession(socket, sessions, request.params.id, process, detachKeys);
     },
   });
 };
@@ -82,22 +85,40 @@ async function runSession(
   sessions: ExecSessions,
   containerId: string,
   process: OciProcess,
+  detachKeys: Uint8Array | undefined,
 ): Promise<void> {
   let session: ExecSession | undefined;
   let gone = false;
+  let detaching = false;
   const leave = (code: number, reason: string) => {
     if (gone) return;
     gone = true;
     session?.hangUp();
     socket.close(code, reason);
   };
+  const detach = () => {
+    if (gone) return;
+    gone = true;
+    session!.detach();
+    socket.send(JSON.stringify({ type: 'detached' }));
+    socket.close(1000, 'detached');
+  };
+  const scanner = detachKeys ? new DetachKeyScanner(detachKeys) : undefined;
   // Input that arrives before the process runs waits here: it is never given to a process that did not start.
   const early: Buffer[] = [];
   let earlyEof = false;
   socket.on('message', (data: Buffer, isBinary: boolean) => {
+    if (gone || detaching) return;
     if (isBinary) {
-      if (session) void session.write(data);
-      else early.push(data);
+      const input = scanner ? scanner.scan(data) : data;
+      if (scanner?.detached) detaching = true;
+      if (!session) {
+        // The sequence typed before the process runs: the detach happens once it runs (after what came first).
+        if (input.length > 0) early.push(input);
+        return;
+      }
+      if (input.length > 0) void session.write(input);
+      if (detaching) detach();
       return;
     }
     let control: SessionControl;
@@ -123,7 +144,9 @@ async function runSession(
   socket.on('close', () => {
     if (!gone) {
       gone = true;
-      session?.hangUp();
+      // A client that typed the detach keys and closed at once (before its process ran) still detached.
+      if (detaching) session?.detach();
+      else session?.hangUp();
     }
   });
   socket.on('error', () => leave(1011, 'connection error'));
@@ -156,12 +179,16 @@ async function runSession(
     return;
   }
   if (gone) {
-    session.hangUp();
+    if (detaching) {
+      for (const chunk of early.splice(0)) await session.write(chunk);
+      session.detach();
+    } else session.hangUp();
     return;
   }
   socket.send(JSON.stringify({ type: 'started', session: session.id, pid: session.pid }));
   for (const chunk of early.splice(0)) await session.write(chunk);
-  if (earlyEof) session.endInput();
+  if (detaching) detach();
+  else if (earlyEof) session.endInput();
 }
 
 export default execSessionRoutes;

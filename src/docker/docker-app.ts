@@ -14,6 +14,7 @@ import type { ContainerService } from '../lifecycle/container-service.js';
 import type { ExecSessions as InteractiveSessions } from '../lifecycle/exec-sessions.js';
 import { LogService } from '../lifecycle/log-service.js';
 import { DEFAULT_BODY_LIMIT } from '../security/limits.js';
+import { DomainError, problemHeaders } from '../errors.js';
 import httpObservability, { requestIdFor } from '../observability/http-observability.js';
 import type { DaemonMetrics } from '../observability/metrics.js';
 import securityPlugin, { type SecurityOptions } from '../security/security-plugin.js';
@@ -131,6 +132,9 @@ export async function buildDockerApp(deps: DockerAppDeps): Promise<FastifyInstan
     const { status, message } = dockerErrorFor(error);
     // The answer tells the client to look here: without this line a Docker-API 500 left no trace.
     if (status >= 500 && status !== 501) request.log.error({ err: error }, 'request failed');
+    // Retry-After on a 503 of too many sessions (or a rate limit), as on the native socket: Docker has no
+    // such limit, so its clients only print the message, but a script can wait as long as it says.
+    if (error instanceof DomainError) reply.headers(problemHeaders(error));
     return sendDockerError(reply, status, message);
   });
   app.setNotFoundHandler((request, reply) => {

@@ -75,6 +75,14 @@ export class ExecSessions {
     return this.sessions.get(id);
   }
 
+  /** The ids of the execs running in a container (Docker's ExecIDs: null when there are none). */
+  runningIn(containerId: string): string[] | null {
+    const ids = [...this.sessions.values()]
+      .filter((session) => session.containerId === containerId && session.running)
+      .map((session) => session.id);
+    return ids.length > 0 ? ids : null;
+  }
+
   finished(session: ExecSession, exitCode: number): void {
     session.running = false;
     session.exitCode = exitCode;

@@ -1,5 +1,6 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Duplex } from 'node:stream';
+import { DetachKeyScanner } from '../detach-keys.js';
 import { PeerStream } from '../peer-stream.js';
 import type { OutputStream } from '../runtime/attach-socket.js';
 import { frame, openRawStream } from './docker-stream.js';
@@ -34,6 +35,8 @@ export interface InteractiveProcess {
   endInput(): void;
   /** The client left: what that means is the process's business (an exec session is hung up). */
   hangUp(): void;
+  /** The client typed the detach keys: it leaves, and the process runs on. */
+  detach(): void;
 }
 
 export interface HijackOptions {
@@ -49,6 +52,11 @@ export interface HijackOptions {
    * is a byte); the docker CLI half-closes only when its own stdin ends, and a closed client looks the same.
    */
   halfCloseIsLeaving: boolean;
+  /**
+   * The detach sequence to watch the input for (a terminal's: Docker scans only a TTY's stdin, so a pipe's bytes
+   * pass untouched). Typing it ends the stream and leaves the process running.
+   */
+  detachKeys?: Uint8Array | undefined;
 }
 
 export class HijackedSession {
@@ -56,6 +64,7 @@ export class HijackedSession {
   private ended = false;
   private inFlight = 0;
   private readingPaused = false;
+  private readonly scanner: DetachKeyScanner | undefined;
 
   private constructor(
     private readonly peer: PeerStream,
@@ -63,6 +72,7 @@ export class HijackedSession {
     private readonly input: UpgradeInput | undefined,
     private readonly options: HijackOptions,
   ) {
+    this.scanner = options.detachKeys ? new DetachKeyScanner(options.detachKeys) : undefined;
     peer.signal.addEventListener('abort', () => this.left(), { once: true });
   }
 
@@ -135,9 +145,19 @@ export class HijackedSession {
     endRawStream(this.peer);
   }
 
-  private forward(chunk: Buffer): void {
+  private forward(received: Buffer): void {
     const process = this.process;
     if (!process || this.ended) return;
+    const chunk = this.scanner ? this.scanner.scan(received) : received;
+    if (this.scanner?.detached) {
+      // What came before the sequence goes first; then the stream ends (the CLI then asks for the exit code,
+      // which reads as running), and ending it first makes the peer's close a non-event for the process.
+      void process.write(chunk);
+      this.end();
+      process.detach();
+      return;
+    }
+    if (chunk.length === 0) return;
     this.inFlight += chunk.length;
     if (this.inFlight > MAX_INPUT_IN_FLIGHT && !this.readingPaused) {
       this.readingPaused = true;

@@ -34,8 +34,13 @@ export interface ExecSession {
   /** End of input: the process reads EOF. */
   endInput(): void;
   resize(rows: number, cols: number): void;
-  /** The client is gone: the process gets SIGHUP, and SIGKILL after a grace period. */
+  /** The client is gone: the process gets SIGHUP, and SIGKILL after a grace period (not after a detach). */
   hangUp(): void;
+  /**
+   * The client leaves on purpose (it typed the detach keys): the process runs on with nobody attached, as
+   * Docker's exec does after a detach; its exit code is still reported (`onExit`) and its files go at its end.
+   */
+  detach(): void;
 }
 
 /**
@@ -121,6 +126,7 @@ export class ExecSessions {
     const { pid, dir } = started;
     const attached = connection!;
     let ended = false;
+    let detached = false;
     let killTimer: NodeJS.Timeout | undefined;
     void started.exited.then(async (exitCode) => {
       ended = true;
@@ -157,11 +163,20 @@ export class ExecSessions {
         if (!ended && process.terminal) resizeTerminal(dir, rows, cols);
       },
       hangUp: () => {
-        if (ended || killTimer) return;
+        if (ended || detached || killTimer) return;
         attached.close();
         signal('SIGHUP');
         killTimer = setTimeout(() => signal('SIGKILL'), HANGUP_GRACE_MS);
         killTimer.unref();
+      },
+      detach: () => {
+        if (ended || detached || killTimer) return;
+        detached = true;
+        // conmon goes on reading the process's output (and drops it, with nobody attached and no log), so the
+        // process is never blocked on a full terminal; without --leave-stdin-open its stdin closes with the
+        // socket, which for a pty is not a hang-up: a shell waits on, a running program runs to its end.
+        attached.close();
+        this.logger.info({ containerId, session: sessionId, pid }, 'exec session detached');
       },
     };
   }

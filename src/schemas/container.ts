@@ -215,6 +215,25 @@ export function execBodyOf(query: ExecStdinQuery): ExecBody {
   };
 }
 
+/** One key: a character other than the comma, or ctrl-X; comma-separated (detach-keys.ts reads them). */
+const DETACH_KEY = '(?:[\\x00-+\\--\\x7f]|[cC][tT][rR][lL]-[a-zA-Z@\\[\\\\\\]^_])';
+const DETACH_KEYS_PATTERN = new RegExp(`^(?:${DETACH_KEY}(?:,${DETACH_KEY})*)?$`);
+
+/** Detach keys in Docker's syntax, as a query parameter (attach/session, exec/session). */
+const DetachKeysParam = z
+  .string()
+  .max(64)
+  // The syntax as a pattern, so the OpenAPI document states it (generated clients never send what gets a
+  // 400); parseDetachKeys accepts exactly these, and the refinement stays as its guard.
+  .regex(DETACH_KEYS_PATTERN, `Docker's detach-key syntax, e.g. ${DEFAULT_DETACH_KEYS}`)
+  .superRefine((value, context) => {
+    try {
+      parseDetachKeys(value);
+    } catch (error) {
+      context.addIssue({ code: 'custom', message: (error as Error).message });
+    }
+  });
+
 /**
  * GET /containers/ID/exec/session (a WebSocket): the process in the query as for exec/stdin, and whether it gets
  * a terminal and of which size. Checked before the upgrade, so a bad request is a plain HTTP 4xx.
@@ -224,6 +243,9 @@ export const ExecSessionQuery = ExecStdinQuery.omit({ timeoutSeconds: true })
     tty: QueryBoolean.optional().describe('A terminal (runc exec -t): one output stream, resizable'),
     rows: z.coerce.number().int().min(1).max(1000).optional().describe("The terminal's rows at start"),
     cols: z.coerce.number().int().min(1).max(1000).optional().describe("The terminal's columns at start"),
+    detachKeys: DetachKeysParam.optional().describe(
+      `With a terminal, the keys that leave the process running (Docker's syntax, default ${DEFAULT_DETACH_KEYS})`,
+    ),
   })
   .strict();
 export type ExecSessionQuery = z.infer<typeof ExecSessionQuery>;
@@ -245,29 +267,11 @@ export type SessionControl = z.infer<typeof SessionControl>;
  * GET /containers/ID/attach/session (a WebSocket): the detach keys in Docker's syntax, and optionally the
  * terminal's size to set on attaching (as the docker CLI resizes right after it attached).
  */
-/** One key: a character other than the comma, or ctrl-X; comma-separated (detach-keys.ts reads them). */
-const DETACH_KEY = '(?:[\\x00-+\\--\\x7f]|[cC][tT][rR][lL]-[a-zA-Z@\\[\\\\\\]^_])';
-const DETACH_KEYS_PATTERN = new RegExp(`^(?:${DETACH_KEY}(?:,${DETACH_KEY})*)?$`);
-
 export const AttachSessionQuery = z
   .object({
-    detachKeys: z
-      .string()
-      .max(64)
-      // The syntax as a pattern, so the OpenAPI document states it (generated clients never send what gets a
-      // 400); parseDetachKeys accepts exactly these, and the refinement stays as its guard.
-      .regex(DETACH_KEYS_PATTERN, `Docker's detach-key syntax, e.g. ${DEFAULT_DETACH_KEYS}`)
-      .superRefine((value, context) => {
-        try {
-          parseDetachKeys(value);
-        } catch (error) {
-          context.addIssue({ code: 'custom', message: (error as Error).message });
-        }
-      })
-      .optional()
-      .describe(
-        `The keys that detach, Docker's syntax: comma-separated characters or ctrl-X (default ${DEFAULT_DETACH_KEYS})`,
-      ),
+    detachKeys: DetachKeysParam.optional().describe(
+      `The keys that detach, Docker's syntax: comma-separated characters or ctrl-X (default ${DEFAULT_DETACH_KEYS})`,
+    ),
     rows: z.coerce.number().int().min(1).max(1000).optional().describe("The terminal's rows (with cols)"),
     cols: z.coerce.number().int().min(1).max(1000).optional().describe("The terminal's columns (with rows)"),
   })

@@ -1,12 +1,13 @@
 import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { connect, type Socket } from 'node:net';
+import { connect } from 'node:net';
 import { join } from 'node:path';
 import { PassThrough, type Duplex } from 'node:stream';
 import Docker from 'dockerode';
 import t from 'tap';
 import { startWithDockerSocket } from '../helpers/docker-cli.js';
+import { dockerRequest, hijackedStart } from '../helpers/docker-hijack.js';
 import { eventually, makeSandbox } from '../helpers/sandbox.js';
 
 // `docker exec -it` and `docker exec -i` through runcd's Docker socket, with the real docker CLI in a real
@@ -28,68 +29,6 @@ function alive(pid: number): boolean {
 
 function rssKiB(pid: number): number {
   return Number(/^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0);
-}
-
-/** A plain request on the Docker socket: the status and the body text. */
-function dockerRequest(
-  socketPath: string,
-  method: string,
-  path: string,
-  body?: unknown,
-): Promise<{ status: number; text: string }> {
-  return new Promise((resolve, reject) => {
-    const payload = body === undefined ? '' : JSON.stringify(body);
-    const socket = connect(socketPath);
-    let text = '';
-    socket.on('data', (chunk: Buffer) => (text += chunk.toString()));
-    socket.on('error', reject);
-    socket.on('close', () => {
-      const status = Number(/^HTTP\/1\.1 (\d{3})/.exec(text)?.[1]);
-      let rest = text.slice(text.indexOf('\r\n\r\n') + 4);
-      if (/transfer-encoding: chunked/i.test(text.slice(0, text.indexOf('\r\n\r\n')))) {
-        rest = rest.replace(/^[0-9a-f]+\r\n/, '').replace(/\r\n0\r\n\r\n$/, '');
-      }
-      resolve({ status, text: rest });
-    });
-    socket.write(
-      [
-        `${method} ${path} HTTP/1.1`,
-        'Host: localhost',
-        'Connection: close',
-        'Content-Type: application/json',
-        `Content-Length: ${Buffer.byteLength(payload)}`,
-        '',
-        payload,
-      ].join('\r\n'),
-    );
-  });
-}
-
-/** A raw hijacked exec start, as the docker CLI opens it: the socket after `101 UPGRADED` and its head. */
-function hijackedStart(
-  socketPath: string,
-  execId: string,
-  body: Record<string, unknown>,
-): Promise<{ socket: Socket; head: string; rest: Buffer }> {
-  return new Promise((resolve, reject) => {
-    const payload = JSON.stringify(body);
-    const socket = connect(socketPath);
-    let buffered = Buffer.alloc(0);
-    const onData = (chunk: Buffer) => {
-      buffered = Buffer.concat([buffered, chunk]);
-      const end = buffered.indexOf('\r\n\r\n');
-      if (end === -1) return;
-      socket.off('data', onData);
-      socket.pause();
-      resolve({ socket, head: buffered.subarray(0, end).toString(), rest: buffered.subarray(end + 4) });
-    };
-    socket.on('data', onData);
-    socket.on('error', reject);
-    socket.write(
-      `POST /v1.50/exec/${execId}/start HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n` +
-        `Content-Type: application/json\r\nContent-Length: ${Buffer.byteLength(payload)}\r\n\r\n${payload}`,
-    );
-  });
 }
 
 interface ExecInspect {

@@ -60,12 +60,16 @@ export async function registerContainerRoutes(app: FastifyInstance, context: Doc
   app.get('/containers/:id/json', { config: { access: 'read' } }, async (request) => {
     const id = resolveContainer(context, idParam(request));
     const container = containers.get(id);
-    return inspectOf(
-      container,
-      await runViewOf(containers, container),
-      imageRefOf(deps.bundles, container.bundle),
-      names.nameOf(id),
-    );
+    return {
+      ...inspectOf(
+        container,
+        await runViewOf(containers, container),
+        imageRefOf(deps.bundles, container.bundle),
+        names.nameOf(id),
+      ),
+      // The execs still running in it, as Docker lists them (null for none): how a detached exec is found again.
+      ExecIDs: context.execs.runningIn(id),
+    };
   });
 
   app.post('/containers/:id/start', { config: { access: 'operate' } }, async (request, reply) => {

@@ -1,4 +1,5 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
+import { parseDetachKeys } from '../../detach-keys.js';
 import type {
   ExecSession as LiveSession,
   ExecSessions as InteractiveSessions,
@@ -14,7 +15,7 @@ import { exitCodeOfFailedExec } from './exec-support.js';
  * `docker exec -it` and `docker exec -i`: the exec runs as an interactive session (lifecycle/exec-sessions.ts:
  * its own conmon, a pty with -t, a stdin that stays open), bridged to the hijacked connection. Its exit code is
  * the session's, recorded whoever is connected; a client that leaves hangs the process up (SIGHUP, then SIGKILL),
- * unless the start asked for Detach.
+ * unless the start asked for Detach or the client typed the detach keys (then the process runs on, as Docker's).
  */
 export interface InteractiveStart {
   sessions: InteractiveSessions;
@@ -37,6 +38,8 @@ export async function startAttached(
     stderr: attachment.stderr,
     stdin: attachment.stdin,
     halfCloseIsLeaving: attachment.tty && attachment.stdin,
+    // A terminal's keystrokes are scanned for the detach keys (checked at create), as Docker's daemon does.
+    detachKeys: attachment.tty && attachment.stdin ? parseDetachKeys(attachment.detachKeys) : undefined,
   });
   const started = await run(sessions, exec, {
     onOutput: (stream, data) => bridge.output(stream, data),

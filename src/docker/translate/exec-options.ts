@@ -1,3 +1,4 @@
+import { parseDetachKeys } from '../../detach-keys.js';
 import { ExecBody } from '../../schemas/container.js';
 import { DockerError } from '../docker-errors.js';
 import type { ExecAttachment, TerminalSize } from '../exec-sessions.js';
@@ -26,6 +27,14 @@ export function execCreateOf(body: Record<string, unknown>): {
   }
   if (body.DetachKeys !== undefined && body.DetachKeys !== null && typeof body.DetachKeys !== 'string') {
     throw new DockerError(400, 'exec DetachKeys: expected a string such as "ctrl-p,ctrl-q"');
+  }
+  if (typeof body.DetachKeys === 'string') {
+    try {
+      parseDetachKeys(body.DetachKeys);
+    } catch (error) {
+      // Docker refuses them at create too (`docker exec --detach-keys` with a typo answers at once).
+      throw new DockerError(400, `exec DetachKeys: ${(error as Error).message}`);
+    }
   }
   return {
     request: parsed.data,
