@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import {
   existsSync,
   mkdirSync,
@@ -176,5 +177,40 @@ t.test('removeTree removes a nested tree through the helper, and without one', a
     // Removing what is not there is not an error (a sweep and a delete can both reach a tree).
     await runner.removeTree(tree);
     t.pass(`a missing tree resolves (helper: ${spawnHelper})`);
+  }
+});
+
+t.test("a command's input reaches its stdin byte for byte: large, multi-byte and empty", async (t) => {
+  for (const spawnHelper of [true, false]) {
+    const runner = new ProcessRunner({}, { spawnHelper });
+    t.teardown(() => runner.close());
+    const via = spawnHelper ? 'through the helper' : 'spawned directly';
+    // 4 MiB is far past a pipe's 64 KiB buffer, so the writer must wait for the reader; the text mixes multi-byte
+    // UTF-8 and newlines, and sha256sum sees exactly the bytes that arrived.
+    const large = Array.from({ length: 1 << 17 }, (_, i) => `${i}:ünïcødé✓\n`)
+      .join('')
+      .slice(0, 4 << 20);
+    const expected = createHash('sha256').update(large, 'utf8').digest('hex');
+    const hashed = await runner.run('sha256sum', [], { input: large, timeoutMs: 30_000 });
+    t.equal(hashed.exitCode, 0, `sha256sum ran (${via})`);
+    t.equal(hashed.stdout.split(' ')[0], expected, `the large input arrived byte for byte (${via})`);
+    const counted = await runner.run('wc', ['-c'], { input: large, timeoutMs: 30_000 });
+    t.equal(Number(counted.stdout.trim()), Buffer.byteLength(large), `and all of its bytes (${via})`);
+
+    const echoed = await runner.run('cat', [], { input: '{"cniVersion":"1.0.0"}\n', timeoutMs: 10_000 });
+    t.equal(echoed.stdout, '{"cniVersion":"1.0.0"}\n', `a small input comes back as it went (${via})`);
+
+    // An empty input is a stdin that ends at once: cat reads EOF and exits instead of waiting.
+    const empty = await runner.run('wc', ['-c'], { input: '', timeoutMs: 10_000 });
+    t.match(empty, { exitCode: 0, timedOut: false }, `an empty input ends stdin at once (${via})`);
+    t.equal(Number(empty.stdout.trim()), 0, `and gives no bytes (${via})`);
+
+    // Without input, stdin is closed (not a pipe left open): a reader gets EOF, never a wait.
+    const none = await runner.run('wc', ['-c'], { timeoutMs: 10_000 });
+    t.match(none, { exitCode: 0, timedOut: false, stdout: '0\n' }, `no input is an empty stdin (${via})`);
+
+    // A child that exits without reading a large input is not an error of the runner (EPIPE is its answer).
+    const ignoring = await runner.run('true', [], { input: large, timeoutMs: 10_000 });
+    t.equal(ignoring.exitCode, 0, `a child that never reads its input still reports its exit (${via})`);
   }
 });
