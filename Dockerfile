@@ -35,6 +35,9 @@ COPY --chown=node src ./src
 COPY --chown=node routes ./routes
 COPY --chown=node test ./test
 COPY --chown=node bench ./bench
+# The spawn helper is compiled by the build (g++ above brings gcc) into dist/native.
+COPY --chown=node scripts/build-spawn-helper.js ./scripts/
+COPY --chown=node native ./native
 # The build generates runcctl's API types from openapi/openapi.json and compiles everything; only the daemon and
 # the CLI ship.
 RUN npm run build \

@@ -20,9 +20,10 @@ node_major=$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0
 # are installed without their Recommends: docker-compose recommends docker.io, whose dockerd would start on a
 # systemd machine and take over the FORWARD chain (policy DROP) and a docker0 bridge.
 # containernetworking-plugins (bridge, host-local, portmap, firewall in /usr/lib/cni), iproute2, iptables: networks;
-# aardvark-dns: container names on user networks.
+# aardvark-dns: container names on user networks. gcc, libc6-dev: `npm run build` compiles the spawn helper
+# (native/spawn-helper); without them the build warns and runcd forks through its slower Node helper.
 packages=(runc conmon busybox-static tini openssl systemd chromium util-linux libcap2-bin skopeo umoci docker-registry
-  apache2-utils python3-docker docker-compose containernetworking-plugins iproute2 iptables aardvark-dns)
+  apache2-utils python3-docker docker-compose containernetworking-plugins iproute2 iptables aardvark-dns gcc libc6-dev)
 without_recommends=(python3-docker docker-compose)
 missing=()
 missing_bare=()

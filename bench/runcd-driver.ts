@@ -162,7 +162,9 @@ export class RuncdDaemon {
         const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
         const parent = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
         if (parent !== this.pid) continue;
-        if (!readFileSync(`/proc/${entry}/cmdline`, 'utf8').includes('spawn-helper-process')) continue;
+        // The compiled helper, or the Node one it falls back to.
+        if (!/runcd-spawn-helper|spawn-helper-process/.test(readFileSync(`/proc/${entry}/cmdline`, 'utf8')))
+          continue;
         const status = readFileSync(`/proc/${entry}/status`, 'utf8');
         return Number(/^VmRSS:\s+(\d+) kB/m.exec(status)?.[1] ?? NaN) * 1024;
       } catch {

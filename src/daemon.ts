@@ -132,7 +132,7 @@ export async function openDaemon(config: DaemonConfig, logger: Logger): Promise<
 
   const databasePath = join(config.stateDir, 'runcd.db');
   const db: Db = openDatabase(databasePath);
-  const runner = new ProcessRunner(config.processLimits);
+  const runner = new ProcessRunner(config.processLimits, { logger: logger.child({ component: 'runtime' }) });
   const runc = new Runc({
     binary: config.runtimeBinary,
     root: config.runtimeRoot,

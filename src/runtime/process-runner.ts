@@ -5,7 +5,7 @@ import { RuntimeBusyError } from '../errors.js';
 import { CappedChunks } from './capped-chunks.js';
 import { ConcurrencyLimiter } from './concurrency-limiter.js';
 import { currentOperation } from './operation-context.js';
-import { SpawnFailedError, SpawnHelper, type HelperResult } from './spawn-helper.js';
+import { SpawnFailedError, SpawnHelper, type HelperResult, type SpawnHelperOptions } from './spawn-helper.js';
 
 /**
  * The one place runcd spawns processes. Every child gets a clean environment (only PATH and what the caller
@@ -163,16 +163,30 @@ export class ProcessRunner {
   /** Number of processes spawned since start; the security tests assert rejected requests leave it unchanged. */
   spawnCount = 0;
 
-  constructor(limits: Partial<ProcessLimits> = {}, options: { spawnHelper?: boolean } = {}) {
+  constructor(
+    limits: Partial<ProcessLimits> = {},
+    options: { spawnHelper?: boolean } & Pick<SpawnHelperOptions, 'nativeBinary' | 'logger'> = {},
+  ) {
     const effective = { ...DEFAULT_PROCESS_LIMITS, ...limits };
     this.commands = new ConcurrencyLimiter(effective.maxConcurrent, effective.maxQueued);
     this.sessions = new ConcurrencyLimiter(effective.maxSessions, effective.maxSessionsQueued);
-    this.helper = options.spawnHelper === false ? undefined : new SpawnHelper();
+    this.helper =
+      options.spawnHelper === false
+        ? undefined
+        : new SpawnHelper({
+            ...(options.nativeBinary !== undefined ? { nativeBinary: options.nativeBinary } : {}),
+            ...(options.logger ? { logger: options.logger } : {}),
+          });
   }
 
   /** The helper's pid, once it was started (for tests). */
   get spawnHelperPid(): number | undefined {
     return this.helper?.pid;
+  }
+
+  /** Which spawn helper runs the captured commands: the compiled one unless it fell back (for tests). */
+  get spawnHelperKind(): 'native' | 'node' | undefined {
+    return this.helper?.kind;
   }
 
   /**

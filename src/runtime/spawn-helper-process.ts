@@ -8,7 +8,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, constants, openSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { CappedChunks } from './capped-chunks.js';
-import type { HelperMessage, HelperRemoval, HelperRequest } from './spawn-helper.js';
+import type { HelperMessage, HelperOutgoing, HelperRemoval, HelperRequest } from './spawn-helper.js';
 
 const running = new Map<number, ChildProcess>();
 
@@ -111,7 +111,7 @@ function remove(request: HelperRemoval): void {
     .finally(() => send({ type: 'done', id: request.id }));
 }
 
-process.on('message', (message: HelperRequest | HelperRemoval | { type: 'kill'; id: number }) => {
+process.on('message', (message: HelperOutgoing) => {
   if (message.type === 'kill') killGroup(running.get(message.id)?.pid);
   else if (message.type === 'remove') remove(message);
   else run(message);
