@@ -169,7 +169,10 @@ t.test(
     const invocations = readdirSync(probeDir)
       .filter((name) => name.endsWith('.parent'))
       .map((name) => name.slice(0, -'.parent'.length))
-      .filter((pid) => readFileSync(join(probeDir, `${pid}.parent`), 'utf8').trim() === 'node');
+      // The parent is runcd's spawn helper: the compiled one (its comm truncated to 15 characters) or the Node one.
+      .filter((pid) =>
+        ['runcd-spawn-hel', 'node'].includes(readFileSync(join(probeDir, `${pid}.parent`), 'utf8').trim()),
+      );
     t.ok(invocations.length >= 3, `${invocations.length} runtime calls made by runcd itself`);
     for (const pid of invocations) {
       const argv = readFileSync(join(probeDir, `${pid}.argv`), 'utf8').trim();
